@@ -1,0 +1,93 @@
+"""One wrapper over `diffusers.AutoencoderKL`: the Stable Diffusion VAEs and fmboost's own small default.
+
+Latents are always handled *scaled* (z = (E(x) − shift) · scaling_factor), as in the latent diffusion models,
+so the flow sees roughly unit-variance inputs whatever the autoencoder.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+import torch
+from diffusers import AutoencoderKL
+
+
+def small_autoencoder_config(block_out_channels=(32, 64, 128), latent_channels: int = 4) -> dict:
+    """Config of fmboost's embedded autoencoder: downsampling factor 2**(len(block_out_channels) − 1)."""
+    n = len(block_out_channels)
+    return dict(in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * n,
+                up_block_types=["UpDecoderBlock2D"] * n, block_out_channels=list(block_out_channels),
+                layers_per_block=1, latent_channels=latent_channels, norm_num_groups=8,
+                mid_block_add_attention=False, sample_size=256, scaling_factor=1.0)
+
+
+class Autoencoder:
+    """Encodes images in [-1, 1] to scaled latents and back."""
+
+    def __init__(self, vae: AutoencoderKL):
+        self.vae = vae.eval().requires_grad_(False)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, subfolder: str | None = None, **kwargs):
+        """A hub id (e.g. `stabilityai/sd-vae-ft-mse`) or a local folder written by `save_pretrained`."""
+        return cls(AutoencoderKL.from_pretrained(name_or_path, subfolder=subfolder, **kwargs))
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        self.vae.save_pretrained(path, safe_serialization=True)
+
+    @property
+    def scaling_factor(self) -> float:
+        return float(self.vae.config.scaling_factor)
+
+    @property
+    def shift_factor(self) -> float:
+        return float(self.vae.config.shift_factor or 0.0)
+
+    @property
+    def downsample_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.vae.config.latent_channels)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.vae.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.vae.parameters()).dtype
+
+    def to(self, device=None, dtype=None) -> "Autoencoder":
+        self.vae.to(device=device, dtype=dtype)
+        return self
+
+    @contextmanager
+    def _tiling(self, tile: bool, tile_size: int):
+        """diffusers' overlapping tiles with blended seams keep 2048 px images within memory."""
+        if not tile:
+            yield
+            return
+        self.vae.enable_tiling()
+        self.vae.tile_sample_min_size = tile_size
+        self.vae.tile_latent_min_size = tile_size // self.downsample_factor
+        try:
+            yield
+        finally:
+            self.vae.disable_tiling()
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None,
+               tile: bool = False, tile_size: int = 512) -> torch.Tensor:
+        """Posterior mean by default: deterministic latents make training pairs and outputs reproducible."""
+        with self._tiling(tile, tile_size):
+            dist = self.vae.encode(x.to(self.device, self.dtype)).latent_dist
+        z = dist.sample(generator) if sample else dist.mean
+        return ((z - self.shift_factor) * self.scaling_factor).float()
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, tile: bool = False, tile_size: int = 512) -> torch.Tensor:
+        z = (z / self.scaling_factor + self.shift_factor).to(self.device, self.dtype)
+        with self._tiling(tile, tile_size):
+            return self.vae.decode(z).sample.float().clamp(-1, 1)

@@ -1,0 +1,92 @@
+"""Reading and writing images: every user-facing failure becomes an `ImageError` with one clear line."""
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+
+# Above this many pixels an untiled upscale would need several GB on a CPU; `--tile` lifts the limit.
+DEFAULT_MAX_PIXELS = 1024 * 1024
+
+
+class ImageError(ValueError):
+    """An input image that cannot be used; the message is meant for the user as it is."""
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    folder = Path(folder)
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def load_image(path: str | os.PathLike) -> Image.Image:
+    """Open any image as 8-bit RGB. Grayscale, alpha and 16-bit images are converted, broken ones refused."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path}: empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()  # decodes fully, so a truncated file fails here rather than later
+                return to_rgb(im)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
+        raise ImageError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit or 32-bit integer grayscale: rescale to 8 bits instead of clipping at 255.
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if a.max() > 255 else 255.0
+        im = Image.fromarray(np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        # Composite on white: transparent pixels have arbitrary colours underneath.
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(background, rgba)
+    return im.convert("RGB")
+
+
+def to_tensor(im: Image.Image) -> torch.Tensor:
+    """PIL RGB -> float tensor 3×H×W in [-1, 1], the range the autoencoders expect."""
+    a = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)
+    return a.float() / 127.5 - 1.0
+
+
+def to_pil(x: torch.Tensor) -> Image.Image:
+    a = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return Image.fromarray(a.permute(1, 2, 0).cpu().numpy())
+
+
+def resize(im: Image.Image, size: tuple[int, int], method: str = "bicubic") -> Image.Image:
+    resample = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST,
+                "lanczos": Image.LANCZOS}[method]
+    return im.resize(size, resample)
+
+
+def save_image_atomic(im: Image.Image, path: str | os.PathLike) -> None:
+    """Write through a temporary file and rename, so an interrupted run never leaves half an image."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ImageError(f"{path}: unknown output format {path.suffix!r} (use .png, .jpg, .webp, ...)")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            im.save(f, format=fmt)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,24 @@
+"""Upsampling a low-res latent to the high-res latent grid: the flow's starting point x0 and its condition."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+UPSAMPLING = ("psu", "bilinear", "nearest")
+
+
+def upsample_latent(z_lr: torch.Tensor, scale: int, method: str = "psu", autoencoder=None,
+                    tile: bool = False) -> torch.Tensor:
+    """`psu` (pixel-space upsampling): E(bicubic×s(D(z_lr))), which the paper found best; or latent-space
+    `bilinear` / `nearest` interpolation."""
+    if method == "psu":
+        if autoencoder is None:
+            raise ValueError("psu upsampling needs the autoencoder")
+        image = autoencoder.decode(z_lr, tile=tile)
+        image = F.interpolate(image, scale_factor=scale, mode="bicubic", align_corners=False).clamp(-1, 1)
+        return autoencoder.encode(image)
+    if method == "bilinear":
+        return F.interpolate(z_lr, scale_factor=scale, mode="bilinear", align_corners=False)
+    if method == "nearest":
+        return F.interpolate(z_lr, scale_factor=scale, mode="nearest")
+    raise ValueError(f"unknown upsampling {method!r}; choose one of {', '.join(UPSAMPLING)}")

@@ -1,0 +1,22 @@
+"""U-Net presets as plain data. `faces` and `general` are the paper's; `tiny` trains on a CPU."""
+
+PRESETS = {
+    # Paper, faces: channels 128, 3 res-blocks per level, multipliers (1,2,3,4), attention at 16×16
+    # (the last level of a 128×128 latent), head channels 64: ≈113 M parameters.
+    "faces": dict(channels=128, channel_mult=(1, 2, 3, 4), num_res_blocks=3, attention_levels=(3,),
+                  head_channels=64, norm_groups=32),
+    # Paper, landscapes / general: multipliers (1,2,4,8): ≈306 M parameters.
+    "general": dict(channels=128, channel_mult=(1, 2, 4, 8), num_res_blocks=3, attention_levels=(3,),
+                    head_channels=64, norm_groups=32),
+    # CPU-trainable (≈4.4 M): three levels, one res-block each, attention only at the coarsest level.
+    "tiny": dict(channels=64, channel_mult=(1, 2, 2), num_res_blocks=1, attention_levels=(2,),
+                 head_channels=32, norm_groups=32),
+}
+
+
+def build_model(preset: str, latent_channels: int = 4, **overrides):
+    from fmboost.models.unet import CFMUNet
+
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    return CFMUNet(latent_channels=latent_channels, **{**PRESETS[preset], **overrides})

@@ -1,0 +1,107 @@
+"""FMBoostPipeline: image → latent → upsampled latent x0 → CFM flow → decoded image at ×scale."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from fmboost.autoencoders.vae import Autoencoder
+from fmboost.data.images import resize, to_pil, to_tensor
+from fmboost.flow.noise import noise_augment
+from fmboost.flow.upsampling import upsample_latent
+from fmboost.models.unet import CFMUNet
+from fmboost.solvers.ode import solve
+
+CONFIG_NAME = "fmboost.json"
+METHODS = ("cfm", "x0", "bicubic", "lanczos")
+
+
+class FMBoostPipeline:
+    def __init__(self, autoencoder: Autoencoder, model: CFMUNet | None, scale: int = 2, upsampling: str = "psu",
+                 tau: float = 400, sigma_min: float = 0.0, **extra):
+        self.autoencoder, self.model = autoencoder, model
+        self.config = dict(scale=scale, upsampling=upsampling, tau=tau, sigma_min=sigma_min, **extra)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "FMBoostPipeline":
+        """A folder written by `save_pretrained` (or a hub id of one): fmboost.json, autoencoder/, cfm/."""
+        path = Path(path)
+        if not path.is_dir():
+            from huggingface_hub import snapshot_download
+            path = Path(snapshot_download(str(path)))
+        if not (path / CONFIG_NAME).exists():
+            raise FileNotFoundError(f"{path} is not an fmboost model folder (no {CONFIG_NAME})")
+        config = json.loads((path / CONFIG_NAME).read_text())
+        config.pop("format", None)
+        autoencoder = config.pop("autoencoder", "autoencoder")
+        local = path / autoencoder
+        autoencoder = Autoencoder.from_pretrained(local if local.is_dir() else autoencoder)
+        model = CFMUNet.from_pretrained(path / "cfm").eval() if (path / "cfm").is_dir() else None
+        return cls(autoencoder, model, **config).to(device)
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.autoencoder.save_pretrained(path / "autoencoder")
+        if self.model is not None:
+            self.model.save_pretrained(path / "cfm", safe_serialization=True)
+        (path / CONFIG_NAME).write_text(json.dumps({"format": "fmboost", **self.config}, indent=2) + "\n")
+
+    def to(self, device) -> "FMBoostPipeline":
+        self.autoencoder.to(device)
+        if self.model is not None:
+            self.model.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.autoencoder.device
+
+    @property
+    def pad_multiple(self) -> int:
+        """Low-res pixel sizes must map to whole latents, and the high-res latent must suit the U-Net."""
+        f, s = self.autoencoder.downsample_factor, self.config["scale"]
+        unet = self.model.size_multiple if self.model is not None else 1
+        return math.lcm(f, f * unet // math.gcd(f * unet, s))
+
+    @torch.no_grad()
+    def upsample(self, z_lr: torch.Tensor, tile: bool = False) -> torch.Tensor:
+        return upsample_latent(z_lr, self.config["scale"], self.config["upsampling"], self.autoencoder, tile)
+
+    @torch.no_grad()
+    def flow(self, x_cond: torch.Tensor, steps: int = 4, solver: str = "euler", seed: int = 0, disable=True):
+        """Transports the noise-augmented x0 to the high-res latent; returns (x1, NFE)."""
+        if self.model is None:
+            raise ValueError("this model folder has no CFM network (cfm/); only --method x0/bicubic work")
+        generator = torch.Generator().manual_seed(seed)
+        x0 = noise_augment(x_cond, self.config["tau"], generator)  # the same augmentation as in training
+        velocity = lambda x, t: self.model(x, t, x_cond)
+        return solve(velocity, x0, steps, solver, disable=disable)
+
+    @torch.no_grad()
+    def __call__(self, image: Image.Image, steps: int = 4, solver: str = "euler", method: str = "cfm",
+                 seed: int = 0, tile: bool = False, disable=True) -> Image.Image:
+        s = self.config["scale"]
+        w, h = image.size
+        if method in ("bicubic", "lanczos"):
+            return resize(image, (w * s, h * s), method)
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        x = pad_to_multiple(to_tensor(image)[None].to(self.device), self.pad_multiple)
+        x_cond = self.upsample(self.autoencoder.encode(x, tile=tile), tile)
+        z = x_cond if method == "x0" else self.flow(x_cond, steps, solver, seed, disable)[0]
+        return to_pil(self.autoencoder.decode(z, tile=tile)[0, :, : h * s, : w * s])
+
+
+def pad_to_multiple(x: torch.Tensor, m: int) -> torch.Tensor:
+    """Pads bottom/right by mirroring, so the border content continues rather than turning black."""
+    ph, pw = -x.shape[-2] % m, -x.shape[-1] % m
+    if ph == 0 and pw == 0:
+        return x
+    mode = "reflect" if ph < x.shape[-2] and pw < x.shape[-1] else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)

@@ -1,0 +1,48 @@
+"""Training settings as plain data: defaults here, a YAML/JSON file over them, command-line flags over that."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class TrainConfig:
+    data: str | None = None            # folder written by `fmboost prepare`
+    out: str = "runs/cfm"
+    preset: str = "tiny"               # tiny | faces | general
+    model: dict = field(default_factory=dict)  # overrides of the preset's U-Net settings
+    sigma_min: float = 0.0
+    tau: float = 400                   # noise-augmentation step of x0 (of 1000); 0 turns it off
+    batch_size: int = 16
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 500
+    max_steps: int = 10000
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    bf16: bool = False                 # bf16 autocast (CPU or GPU)
+    seed: int = 0
+    log_every: int = 50
+    sample_every: int = 1000           # 0 turns sample grids off
+    checkpoint_every: int = 500
+    max_minutes: float | None = None   # stop cleanly (and resumably) after this long
+
+    @classmethod
+    def load(cls, path: str | None = None, **overrides) -> "TrainConfig":
+        values = {}
+        if path:
+            text = Path(path).read_text()
+            values = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text) or {}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

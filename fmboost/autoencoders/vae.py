@@ -60,7 +60,8 @@ class Autoencoder:
         return next(self.vae.parameters()).dtype
 
     def to(self, device=None, dtype=None) -> "Autoencoder":
-        self.vae.to(device=device, dtype=dtype)
+        if (device is not None and torch.device(device) != self.device) or (dtype not in (None, self.dtype)):
+            self.vae.to(device=device, dtype=dtype)
         return self
 
     @contextmanager

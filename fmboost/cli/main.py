@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Crop photos, encode high-res crops (x1) and their bicubic downscales (z_lr), "
                                     "upsample z_lr (x_cond), and write safetensors shards with a manifest. "
                                     "Resumable: run it again to continue.")
-    pr.add_argument("images_dir", help="folder of photos (searched recursively)")
+    pr.add_argument("images_dirs", nargs="+", metavar="IMAGES_DIR", help="folder(s) of photos (searched recursively)")
     pr.add_argument("--out", required=True, help="output folder for shards and manifest.json")
     pr.add_argument("--vae", required=True, help="autoencoder: hub id (e.g. stabilityai/sd-vae-ft-mse) or folder")
     pr.add_argument("--size", type=int, default=256, help="high-res crop size in pixels (default 256)")
@@ -120,9 +120,15 @@ def load_pipeline(model: str, device: str):
 
     if Path(model) == Path(DEFAULT_MODEL) and not (Path(model) / CONFIG_NAME).exists():
         raise UserError(f"the embedded model is missing from {model}; reinstall fmboost or pass --model")
-    if not Path(model).exists() and "/" not in model:
+    if not Path(model).exists() and not looks_like_hub_id(model):
         raise UserError(f"--model {model}: no such folder")
     return FMBoostPipeline.from_pretrained(model, device=device)
+
+
+def looks_like_hub_id(name: str) -> bool:
+    import re
+
+    return re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None and not name.startswith((".", "/"))
 
 
 def output_paths(inputs: list[str], output: str | None, scale: int) -> list[Path]:
@@ -175,9 +181,10 @@ def cmd_upscale(args) -> int:
 def cmd_prepare(args) -> int:
     from fmboost.data.prepare import prepare
 
-    if not Path(args.images_dir).is_dir():
-        raise UserError(f"{args.images_dir}: no such folder")
-    m = prepare(args.images_dir, args.out, args.vae, size=args.size, scale=args.scale, upsampling=args.upsampling,
+    for folder in args.images_dirs:
+        if not Path(folder).is_dir():
+            raise UserError(f"{folder}: no such folder")
+    m = prepare(args.images_dirs, args.out, args.vae, size=args.size, scale=args.scale, upsampling=args.upsampling,
                 crops_per_image=args.crops_per_image, seed=args.seed, device=pick_device(args.device))
     print(f"{m['count']} training pairs in {args.out}; {len(m['skipped'])} image(s) skipped")
     for s in m["skipped"]:

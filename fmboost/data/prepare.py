@@ -47,20 +47,21 @@ def write_atomic(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
-def prepare(images_dir, out, vae, size: int = 256, scale: int = 2, upsampling: str = "psu",
+def prepare(images_dirs, out, vae, size: int = 256, scale: int = 2, upsampling: str = "psu",
             crops_per_image: int = 4, images_per_shard: int = 64, batch_size: int = 16, seed: int = 0,
             device: str = "cpu") -> dict:
     out = Path(out)
-    paths = list_images(images_dir)
+    images_dirs = [str(d) for d in (images_dirs if isinstance(images_dirs, (list, tuple)) else [images_dirs])]
+    paths = [p for d in images_dirs for p in list_images(d)]
     if not paths:
-        raise FileNotFoundError(f"no images (png, jpg, webp, ...) found in {images_dir}")
+        raise FileNotFoundError(f"no images (png, jpg, webp, ...) found in {', '.join(images_dirs)}")
     autoencoder = Autoencoder.from_pretrained(vae).to(device)
     f = autoencoder.downsample_factor
     if size % (f * scale):
         raise ValueError(f"--size must be a multiple of {f * scale} (downsampling factor {f} × scale {scale})")
     vae = str(Path(vae).resolve()) if Path(vae).is_dir() else str(vae)  # hub ids stay as they are
     settings = dict(vae=vae, size=size, scale=scale, upsampling=upsampling, crops_per_image=crops_per_image,
-                    images_per_shard=images_per_shard, seed=seed, images_dir=str(images_dir))
+                    images_per_shard=images_per_shard, seed=seed, images_dirs=images_dirs)
     manifest = {**settings, "latent_channels": autoencoder.latent_channels, "downsample_factor": f,
                 "shards": [], "skipped": [], "count": 0}
     if (out / MANIFEST).exists():

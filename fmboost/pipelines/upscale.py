@@ -33,7 +33,11 @@ class FMBoostPipeline:
         path = Path(path)
         if not path.is_dir():
             from huggingface_hub import snapshot_download
-            path = Path(snapshot_download(str(path)))
+            try:
+                path = Path(snapshot_download(str(path)))
+            except Exception as e:  # offline, unknown repo, no access: one line, not a stack of HTTP errors
+                raise FileNotFoundError(f"{path}: no such folder, and it could not be fetched from the hub "
+                                        f"({type(e).__name__})") from None
         if not (path / CONFIG_NAME).exists():
             raise FileNotFoundError(f"{path} is not an fmboost model folder (no {CONFIG_NAME})")
         config = json.loads((path / CONFIG_NAME).read_text())

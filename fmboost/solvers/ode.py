@@ -20,8 +20,8 @@ class CountNFE:
         return self.velocity(x, t)
 
 
-def time_grid(steps: int, device=None) -> torch.Tensor:
-    return torch.linspace(0.0, 1.0, steps + 1, device=device)
+def time_grid(steps: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    return torch.linspace(0.0, 1.0, steps + 1, device=device, dtype=dtype)
 
 
 @torch.no_grad()
@@ -86,5 +86,5 @@ def solve(velocity, x, steps: int = 4, solver: str = "euler", disable=None):
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     counted = CountNFE(velocity)
-    x = SOLVERS[solver](counted, x, time_grid(steps, x.device), disable=disable)
+    x = SOLVERS[solver](counted, x, time_grid(steps, x.device, x.dtype), disable=disable)
     return x, counted.nfe

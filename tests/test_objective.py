@@ -1,0 +1,68 @@
+import math
+
+import pytest
+import torch
+
+from fmboost.flow.noise import cosine_alpha_bar, noise_augment
+from fmboost.flow.objective import cfm_loss, cfm_path
+
+
+def test_path_starts_at_x0_and_ends_at_x1_without_sigma_min():
+    x0, x1 = torch.randn(3, 4, 8, 8), torch.randn(3, 4, 8, 8)
+    x_t, _ = cfm_path(x0, x1, torch.zeros(3), sigma_min=0.0)
+    assert torch.equal(x_t, x0)
+    x_t, _ = cfm_path(x0, x1, torch.ones(3), sigma_min=0.0)
+    assert torch.allclose(x_t, x1)
+
+
+def test_target_and_sigma_min_follow_the_paper():
+    x0, x1, s = torch.randn(2, 4, 4, 4), torch.randn(2, 4, 4, 4), 1e-2
+    t = torch.tensor([0.0, 0.3])
+    x_t, u = cfm_path(x0, x1, t, sigma_min=s)
+    assert torch.allclose(u, x1 - (1 - s) * x0)
+    assert torch.allclose(x_t[1], (1 - (1 - s) * 0.3) * x0[1] + 0.3 * x1[1])
+    assert torch.equal(x_t[0], x0[0])
+    # The path's time derivative is the target: a finite difference must agree.
+    h = 1e-3
+    a, _ = cfm_path(x0, x1, torch.full((2,), 0.5 + h), s)
+    b, _ = cfm_path(x0, x1, torch.full((2,), 0.5 - h), s)
+    assert torch.allclose((a - b) / (2 * h), u, atol=1e-3)
+
+
+def test_cosine_schedule_values():
+    assert cosine_alpha_bar(0) == pytest.approx(1.0)
+    assert cosine_alpha_bar(1000) == pytest.approx(0.0, abs=1e-6)
+    expected = math.cos((0.4 + 0.008) / 1.008 * math.pi / 2) ** 2 / math.cos(0.008 / 1.008 * math.pi / 2) ** 2
+    assert cosine_alpha_bar(400) == pytest.approx(expected)
+    values = [cosine_alpha_bar(s) for s in range(0, 1001, 100)]
+    assert all(a > b for a, b in zip(values, values[1:]))
+
+
+def test_noise_augmentation_is_variance_preserving_and_off_at_zero():
+    x = torch.randn(64, 4, 16, 16)
+    assert noise_augment(x, 0) is x
+    g = torch.Generator().manual_seed(0)
+    y = noise_augment(x, 400, g)
+    assert y.std().item() == pytest.approx(1.0, abs=0.02)
+    a = cosine_alpha_bar(400)
+    assert torch.corrcoef(torch.stack([x.flatten(), y.flatten()]))[0, 1].item() == pytest.approx(math.sqrt(a), abs=0.02)
+
+
+def test_loss_augments_x0_but_conditions_on_the_clean_latent():
+    seen = {}
+
+    def model(x_t, t, x_cond):
+        seen.update(x_t=x_t, t=t, x_cond=x_cond)
+        return torch.zeros_like(x_t)
+
+    x1, x_cond = torch.randn(4, 4, 8, 8), torch.randn(4, 4, 8, 8)
+    g = torch.Generator().manual_seed(1)
+    loss = cfm_loss(model, x1, x_cond, sigma_min=0.0, tau=400, generator=g)
+    assert seen["x_cond"] is x_cond
+    # Recompute with the same random draws: x0 is the augmented latent, the target is x1 − x0.
+    g = torch.Generator().manual_seed(1)
+    x0 = noise_augment(x_cond, 400, g)
+    t = torch.rand(4, generator=g)
+    assert torch.allclose(seen["t"], t)
+    assert not torch.allclose(x0, x_cond)
+    assert loss.item() == pytest.approx((x1 - x0).square().mean().item(), rel=1e-5)

@@ -1,0 +1,102 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from fmboost.data.prepare import load_shards, prepare
+from fmboost.training.config import TrainConfig
+from fmboost.training.train import TrainingDiverged, train
+from tests.conftest import TINY_MODEL
+
+
+def config(shards_dir, out, **kw):
+    base = dict(data=str(shards_dir), out=str(out), preset="tiny", model=TINY_MODEL, batch_size=4, max_steps=6,
+                warmup_steps=2, log_every=1, checkpoint_every=100, sample_every=0, lr=1e-3)
+    return TrainConfig(**{**base, **kw})
+
+
+def weights(out):
+    return load_file(str(out / "checkpoint" / "ema.safetensors")), load_file(str(out / "checkpoint" / "model.safetensors"))
+
+
+def test_prepare_writes_pairs_of_the_right_shapes(shards_dir):
+    data, manifest = load_shards(shards_dir)
+    assert manifest["count"] == 12 and manifest["scale"] == 2
+    # 32 px crops through a factor-2 autoencoder: 16×16 high-res latents, 8×8 low-res ones.
+    assert data["x1"].shape == (12, 4, 16, 16)
+    assert data["x_cond"].shape == (12, 4, 16, 16)
+    assert data["z_lr"].shape == (12, 4, 8, 8)
+
+
+def test_prepare_resumes_to_the_same_shards(tmp_path, tiny_vae_dir, photos_dir):
+    full = prepare(photos_dir, tmp_path / "a", tiny_vae_dir, size=32, images_per_shard=1)
+    # Simulate an interruption after the first shard: drop the later shards from the manifest and rerun.
+    partial = dict(full, shards=full["shards"][:1], count=4)
+    (tmp_path / "a" / "manifest.json").write_text(json.dumps(partial))
+    (tmp_path / "a" / full["shards"][2]).unlink()
+    resumed = prepare(photos_dir, tmp_path / "a", tiny_vae_dir, size=32, images_per_shard=1)
+    assert resumed["shards"] == full["shards"] and resumed["count"] == full["count"]
+    fresh = prepare(photos_dir, tmp_path / "b", tiny_vae_dir, size=32, images_per_shard=1)
+    for name in full["shards"]:
+        a, b = load_file(str(tmp_path / "a" / name)), load_file(str(tmp_path / "b" / name))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_prepare_refuses_other_settings_in_the_same_folder(tmp_path, tiny_vae_dir, photos_dir):
+    prepare(photos_dir, tmp_path / "s", tiny_vae_dir, size=32)
+    with pytest.raises(ValueError, match="other settings"):
+        prepare(photos_dir, tmp_path / "s", tiny_vae_dir, size=64)
+
+
+def test_resumed_training_equals_uninterrupted_training(tmp_path, shards_dir):
+    train(config(shards_dir, tmp_path / "full", max_steps=6))
+    train(config(shards_dir, tmp_path / "half", max_steps=3))
+    train(config(shards_dir, tmp_path / "half", max_steps=6), resume=True)
+    (ema_a, model_a), (ema_b, model_b) = weights(tmp_path / "full"), weights(tmp_path / "half")
+    for k in model_a:
+        assert torch.equal(model_a[k], model_b[k]), k
+        assert torch.equal(ema_a[k], ema_b[k]), k
+    assert [l.split(",")[1] for l in (tmp_path / "full" / "log.csv").read_text().splitlines()] == \
+           [l.split(",")[1] for l in (tmp_path / "half" / "log.csv").read_text().splitlines()]
+
+
+def test_training_writes_model_logs_and_samples(tmp_path, shards_dir):
+    from fmboost.pipelines.upscale import FMBoostPipeline
+
+    out = tmp_path / "run"
+    model_dir = train(config(shards_dir, out, max_steps=4, sample_every=2, tau=200))
+    pipe = FMBoostPipeline.from_pretrained(model_dir)
+    assert pipe.config["tau"] == 200 and pipe.config["upsampling"] == "psu"
+    assert (out / "samples" / "step_0000002.png").exists() and (out / "samples" / "step_0000004.png").exists()
+    assert len((out / "log.csv").read_text().splitlines()) == 5
+    assert not (out / "checkpoint.tmp").exists()
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, shards_dir, monkeypatch):
+    import fmboost.training.train as training
+
+    out = tmp_path / "nan"
+    real_loss, calls = training.cfm_loss, []
+
+    def loss_that_breaks(*args, **kw):
+        calls.append(1)
+        loss = real_loss(*args, **kw)
+        return loss * float("nan") if len(calls) == 4 else loss
+
+    monkeypatch.setattr(training, "cfm_loss", loss_that_breaks)
+    with pytest.raises(TrainingDiverged, match="step 4"):
+        train(config(shards_dir, out, max_steps=6, checkpoint_every=2))
+    state = torch.load(out / "checkpoint" / "state.pt", weights_only=True)
+    assert state["step"] == 2
+    assert all(torch.isfinite(v).all() for v in weights(out)[1].values())
+
+
+def test_config_file_and_overrides(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("preset: faces\nlr: 0.001\ntau: 200\n")
+    cfg = TrainConfig.load(f, tau=0, lr=None)
+    assert (cfg.preset, cfg.lr, cfg.tau) == ("faces", 0.001, 0)
+    f.write_text("lrate: 1\n")
+    with pytest.raises(ValueError, match="unknown setting"):
+        TrainConfig.load(f)

@@ -29,8 +29,18 @@ class Autoencoder:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, subfolder: str | None = None, **kwargs):
-        """A hub id (e.g. `stabilityai/sd-vae-ft-mse`) or a local folder written by `save_pretrained`."""
-        return cls(AutoencoderKL.from_pretrained(name_or_path, subfolder=subfolder, **kwargs))
+        """A local folder, a hub id (`stabilityai/sd-vae-ft-mse`) or a hub id with its subfolder
+        (`stable-diffusion-v1-5/stable-diffusion-v1-5/vae`, `stabilityai/stable-diffusion-xl-base-1.0/vae`)."""
+        name = str(name_or_path)
+        parts = name.split("/")
+        if subfolder is None and not os.path.isdir(name) and len(parts) > 2 and not name.startswith((".", "/")):
+            name, subfolder = "/".join(parts[:2]), "/".join(parts[2:])
+        try:
+            return cls(AutoencoderKL.from_pretrained(name, subfolder=subfolder, **kwargs))
+        except OSError as e:
+            where = "folder" if os.path.isdir(name) else "folder or hub id (offline?)"
+            raise FileNotFoundError(f"{name_or_path}: cannot load an AutoencoderKL from this {where}: "
+                                    f"{str(e).splitlines()[0]}") from None
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         self.vae.save_pretrained(path, safe_serialization=True)

@@ -5,11 +5,14 @@ import argparse
 import json
 import sys
 import time
+from importlib import import_module
 from pathlib import Path
 
 from fmboost import DEFAULT_MODEL
 
 EXIT_USAGE = 2
+# Further subcommands, one module each in fmboost/cli/ with `add_parser(subparsers)` (sets `func`).
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 class UserError(Exception):
@@ -93,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Print a model's settings, autoencoder and parameter counts.")
     info.add_argument("model", nargs="?", default=str(DEFAULT_MODEL))
     info.set_defaults(func=cmd_info)
+    for name in COMMAND_MODULES:
+        import_module(f"fmboost.cli.{name}").add_parser(sub)
     return p
 
 

@@ -12,7 +12,7 @@ from fmboost import DEFAULT_MODEL
 
 EXIT_USAGE = 2
 # Further subcommands, one module each in fmboost/cli/ with `add_parser(subparsers)` (sets `func`).
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("eval",)
 
 
 class UserError(Exception):
@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--upsampling", default="psu", choices=["psu", "bilinear", "nearest"])
     pr.add_argument("--crops-per-image", type=int, default=4)
     pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--degradation", default="none", choices=["none", "realesrgan"],
+                    help="low-res crops: bicubic (none) or Real-ESRGAN's random blur, resize, noise and JPEG")
     pr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     pr.set_defaults(func=cmd_prepare)
 
@@ -190,7 +192,8 @@ def cmd_prepare(args) -> int:
         if not Path(folder).is_dir():
             raise UserError(f"{folder}: no such folder")
     m = prepare(args.images_dirs, args.out, args.vae, size=args.size, scale=args.scale, upsampling=args.upsampling,
-                crops_per_image=args.crops_per_image, seed=args.seed, device=pick_device(args.device))
+                crops_per_image=args.crops_per_image, seed=args.seed, device=pick_device(args.device),
+                degradation=args.degradation)
     print(f"{m['count']} training pairs in {args.out}; {len(m['skipped'])} image(s) skipped")
     for s in m["skipped"]:
         print(f"  skipped {s}")

@@ -1,0 +1,294 @@
+"""`fmboost eval`: every method and step count on the same photos, side by side.
+
+The protocol is the usual one for ×s super-resolution:
+1. each HR photo is cropped (bottom/right) to a multiple of the scale; its LR input is the PIL bicubic
+   downscale (antialiased: PIL widens the kernel by the factor), or the image of the same stem in `lr_dir`;
+2. every method upscales every LR image; seconds per image are measured after one warm-up call;
+3. PSNR and SSIM (RGB and Y, `scale` border pixels shaved) and LPIPS are averaged over images; FID compares
+   the whole upscaled images with the HR ones, p-FID random patches of both at native resolution
+   (the same boxes in both, which lowers the variance of a small test set).
+"""
+from __future__ import annotations
+
+import platform
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from fmboost.data.images import list_images, load_image, resize
+from fmboost.evaluation import metrics as M
+from fmboost.solvers.ode import SOLVERS
+
+DEFAULT_METHODS = ("cfm", "x0", "bicubic", "lanczos")
+STEPPED = {"cfm", "naive-fm", "diffusion"}  # run once per step count; every other method runs once
+PIXEL = {"bicubic", "lanczos"}  # need no model: run once, not once per model
+METRICS = ("psnr", "ssim", "lpips", "fid", "pfid")
+MIN_SIDE = 11  # SSIM's window
+
+
+def evaluate(hr_dir, model_dirs=(), scale: int = 2, methods=DEFAULT_METHODS, steps=(1, 2, 4, 8),
+             solver: str = "euler", out_dir="runs/eval", lr_dir=None, device: str = "cpu",
+             max_images: int | None = None, metrics=METRICS, hub_dir=None, patch_size: int = 299,
+             patches_per_image: int = 10, seed: int = 0) -> dict:
+    """Runs every (model, method, steps) on the photos in `hr_dir`; writes results.csv/json/md, plots and a
+    grid to `out_dir` and returns what results.json holds."""
+    from fmboost.evaluation.report import write_report
+
+    if isinstance(model_dirs, (str, Path)):
+        model_dirs = [model_dirs]
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
+    if solver == "dopri5":  # adaptive: its tolerances, not `steps`, set the NFE, so one run says it all
+        steps = list(steps)[:1]
+    device = resolve_device(device)
+    check_metrics(metrics)
+    pairs = load_pairs(hr_dir, scale, lr_dir, max_images)
+    runs = plan_runs(model_dirs, methods, steps)
+    pipes = load_models({r["model_dir"] for r in runs if r["model_dir"]}, scale, device)
+    nets, skipped, active = load_metric_nets(metrics, hub_dir, device, len(pairs))
+    hr = [p["hr"] for p in pairs]
+    patch = min(patch_size, *(min(im.size) for im in hr))  # native resolution: patches are never resized up
+    # The HR set's Inception features, computed once for every run's FID and p-FID.
+    reference = {"fid": inception_features(nets["inception"], hr) if "fid" in active else None,
+                 "pfid": inception_features(nets["inception"], hr, patch, patches_per_image, seed)
+                 if "pfid" in active else None}
+
+    rows, grid = [], {}
+    for run in tqdm(runs, desc="eval", unit="run"):
+        pipe = pipes.get(run["model_dir"])
+        upscale = make_upscaler(pipe, run["method"], run["steps"], solver, seed, scale)
+        outputs, seconds, nfe = time_method(upscale, [p["lr"] for p in pairs], pipe, device, run_name(run))
+        scores = score(outputs, hr, scale, active, nets, reference, patch, patches_per_image, seed)
+        rows.append({"model": run["model"], "method": run["method"], "steps": run["steps"],
+                     "solver": solver if run["method"] in STEPPED else None, "nfe": nfe, **scores,
+                     "seconds": seconds})
+        grid[run_name(run)] = outputs[0]
+
+    results = {"device": device_name(device), "scale": scale, "images": [p["name"] for p in pairs],
+               "hr_dir": str(hr_dir), "lr_dir": str(lr_dir) if lr_dir else None, "solver": solver,
+               "crop_border": scale, "patch_size": patch, "patches_per_image": patches_per_image,
+               "skipped": skipped, "results": rows}
+    write_report(results, pairs[0], grid, out_dir)
+    return results
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA device is available")
+    return name
+
+
+def device_name(device: str) -> str:
+    """Timings mean little without the hardware that produced them."""
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(torch.device(device))} ({device})"
+    n = torch.get_num_threads()
+    return f"CPU {cpu_model()}, {n} thread{'s' if n > 1 else ''}"
+
+
+def cpu_model() -> str:
+    try:  # Linux names the model here; platform.processor() is often empty
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def downscale(hr: Image.Image, scale: int) -> tuple[Image.Image, Image.Image]:
+    """Crops HR to a multiple of the scale, so LR × scale is exactly HR's size, and downsizes it."""
+    w, h = hr.width // scale * scale, hr.height // scale * scale
+    hr = hr.crop((0, 0, w, h))
+    return hr, resize(hr, (w // scale, h // scale), "bicubic")
+
+
+def load_pairs(hr_dir, scale: int, lr_dir=None, max_images: int | None = None) -> list[dict]:
+    if scale < 2:
+        raise ValueError(f"--scale must be at least 2, got {scale}")
+    if not Path(hr_dir).is_dir():
+        raise FileNotFoundError(f"{hr_dir}: no such folder")
+    paths = list_images(hr_dir)[:max_images]
+    if not paths:
+        raise ValueError(f"{hr_dir}: no images found (png, jpg, webp, ...)")
+    lr_paths = {p.stem: p for p in list_images(lr_dir)} if lr_dir else None
+    if lr_dir and not Path(lr_dir).is_dir():
+        raise FileNotFoundError(f"--lr-dir {lr_dir}: no such folder")
+    pairs = []
+    for path in paths:
+        hr = load_image(path)
+        if lr_paths is None:
+            hr, lr = downscale(hr, scale)
+        else:
+            hr, lr = match_lr(path, hr, lr_paths, scale)
+        if min(hr.size) < MIN_SIDE + 2 * scale:
+            raise ValueError(f"{path}: {hr.width}×{hr.height} is too small to evaluate "
+                             f"(need {MIN_SIDE + 2 * scale} px a side)")
+        pairs.append({"name": path.stem, "hr": hr, "lr": lr})
+    return pairs
+
+
+def match_lr(path: Path, hr: Image.Image, lr_paths: dict, scale: int) -> tuple[Image.Image, Image.Image]:
+    """A given LR image fixes the size: HR is cropped to LR × scale, which must fit inside it."""
+    if path.stem not in lr_paths:
+        raise FileNotFoundError(f"--lr-dir has no image named {path.stem}.* for {path}")
+    lr = load_image(lr_paths[path.stem])
+    w, h = lr.width * scale, lr.height * scale
+    if w > hr.width or h > hr.height:
+        raise ValueError(f"{lr_paths[path.stem]}: {lr.width}×{lr.height} × {scale} is larger than {path} "
+                         f"({hr.width}×{hr.height})")
+    return hr.crop((0, 0, w, h)), lr
+
+
+def model_label(path: Path) -> str:
+    """`fmboost train` writes OUT/model, so the run folder's name is the telling one."""
+    return path.parent.name if path.name == "model" and path.parent.name else path.name
+
+
+def plan_runs(model_dirs, methods, steps) -> list[dict]:
+    from fmboost.pipelines.upscale import METHODS as KNOWN  # grows as the pipeline learns baselines
+
+    methods, steps = list(dict.fromkeys(methods)), sorted(set(steps))
+    if not methods:
+        raise ValueError("no methods to evaluate")
+    unknown = [m for m in methods if m not in KNOWN]
+    if unknown:
+        raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(KNOWN)}")
+    if any(s < 1 for s in steps):
+        raise ValueError(f"--steps must all be at least 1, got {steps}")
+    if any(m in STEPPED for m in methods) and not steps:
+        raise ValueError("no step counts given for the flow methods")
+    dirs = [Path(d) for d in model_dirs]
+    if not dirs and any(m not in PIXEL for m in methods):
+        raise ValueError("methods other than bicubic/lanczos need --model")
+    labels = [model_label(d) for d in dirs]
+    if len(set(labels)) < len(labels):
+        labels = [str(d) for d in dirs]
+    runs = [{"model": "-", "model_dir": None, "method": m, "steps": None} for m in methods if m in PIXEL]
+    for d, label in zip(dirs, labels):
+        for m in (m for m in methods if m not in PIXEL):
+            for s in steps if m in STEPPED else [None]:
+                runs.append({"model": label, "model_dir": d, "method": m, "steps": s})
+    return runs
+
+
+def run_name(run: dict) -> str:
+    name = run["method"] if run["model"] == "-" else f"{run['model']} {run['method']}"
+    return name if run["steps"] is None else f"{name} {run['steps']}"
+
+
+def load_models(model_dirs, scale: int, device: str) -> dict:
+    from fmboost.pipelines.upscale import CONFIG_NAME, FMBoostPipeline
+
+    pipes = {}
+    for d in sorted(model_dirs):
+        if not d.is_dir():
+            raise FileNotFoundError(f"--model {d}: no such folder")
+        if not (d / CONFIG_NAME).is_file():
+            raise FileNotFoundError(f"--model {d}: not an fmboost model folder (no {CONFIG_NAME})")
+        pipe = FMBoostPipeline.from_pretrained(d, device=device)
+        if pipe.config["scale"] != scale:
+            raise ValueError(f"--model {d} upscales ×{pipe.config['scale']}, but --scale is {scale}")
+        pipes[d] = pipe
+    return pipes
+
+
+def check_metrics(metrics) -> None:
+    unknown = set(metrics) - set(METRICS)
+    if unknown:
+        raise ValueError(f"unknown metric(s) {', '.join(sorted(unknown))}; choose from {', '.join(METRICS)}")
+
+
+def load_metric_nets(metrics, hub_dir, device: str, n_images: int) -> tuple[dict, dict, set]:
+    """The pretrained networks the chosen metrics need. Returns (nets, skipped {metric: why}, metrics to
+    compute); each metric that cannot be computed is said in one line, and the others go on."""
+    nets, skipped = {}, {}
+    if "fid" in metrics and n_images < 2:
+        skipped["fid"] = "needs at least 2 images"
+    needs = {"lpips": ["lpips"], "inception": ["fid", "pfid"]}
+    for name, loader in (("lpips", M.load_lpips), ("inception", M.load_inception)):
+        wanted = [m for m in needs[name] if m in metrics and m not in skipped]
+        if not wanted:
+            continue
+        try:
+            nets[name] = loader(hub_dir=hub_dir, device=device)
+        except M.MetricUnavailable as e:
+            skipped.update({m: str(e) for m in wanted})
+    for metric, why in skipped.items():
+        tqdm.write(f"skipped {M.METRIC_NAMES[metric]}: {why}")
+    return nets, skipped, set(metrics) - set(skipped)
+
+
+def random_patches(image, size: int, count: int, seed: int) -> torch.Tensor:
+    return M.to_uint8_batch(M.extract_patches(image, size, "random", count, seed))
+
+
+def inception_features(inception, images, patch: int | None = None, per_image: int = 0, seed: int = 0):
+    """Whole images (resized to 299 inside the network) or, with `patch`, random native-resolution patches.
+    Image i always gets the same boxes (seed + i), so the HR and the upscaled sets are cut alike."""
+    if patch is None:
+        return np.concatenate([inception(M.to_uint8_batch([im])) for im in images])
+    return np.concatenate([inception(random_patches(im, patch, per_image, seed + i))
+                           for i, im in enumerate(images)])
+
+
+def make_upscaler(pipe, method: str, steps, solver: str, seed: int, scale: int):
+    if method in PIXEL:  # no model needed; the same PIL filters as FMBoostPipeline's
+        return lambda im: resize(im, (im.width * scale, im.height * scale), method)
+    return lambda im: pipe(im, steps=steps or 1, solver=solver, method=method, seed=seed)
+
+
+@contextmanager
+def count_calls(module):
+    """Counts forward passes of the network: the NFE, whatever solver or scheduler drives it."""
+    calls = [0]
+    hook = None if module is None else module.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    try:
+        yield calls
+    finally:
+        if hook is not None:
+            hook.remove()
+
+
+def time_method(upscale, lrs, pipe, device: str, name: str) -> tuple[list, float, float]:
+    """(outputs, mean seconds per image, NFE per image). The warm-up call pays for lazy initialisation,
+    allocator growth and cuDNN autotuning, which are no part of the method's cost."""
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    upscale(lrs[0])
+    outputs, seconds = [], []
+    with count_calls(getattr(pipe, "model", None)) as calls:
+        for lr in tqdm(lrs, desc=name, unit="img", leave=False):
+            sync()
+            t0 = time.perf_counter()
+            outputs.append(upscale(lr))
+            sync()
+            seconds.append(time.perf_counter() - t0)
+    nfe = calls[0] / len(lrs)
+    return outputs, float(np.mean(seconds)), int(nfe) if nfe == int(nfe) else nfe
+
+
+def score(outputs, hr, scale: int, active: set, nets: dict, reference: dict, patch: int, per_image: int,
+          seed: int) -> dict:
+    mean = lambda f: float(np.mean([f(o, h) for o, h in zip(outputs, hr)]))
+    s = dict.fromkeys(("psnr", "psnr_y", "ssim", "ssim_y", "lpips", "fid", "pfid"))
+    if "psnr" in active:
+        s["psnr"] = mean(lambda o, h: M.psnr(o, h, "rgb", scale))
+        s["psnr_y"] = mean(lambda o, h: M.psnr(o, h, "y", scale))
+    if "ssim" in active:
+        s["ssim"] = mean(lambda o, h: M.ssim(o, h, "rgb", scale))
+        s["ssim_y"] = mean(lambda o, h: M.ssim(o, h, "y", scale))
+    if "lpips" in active:
+        s["lpips"] = mean(nets["lpips"])
+    if "fid" in active:
+        s["fid"] = M.frechet_distance_features(inception_features(nets["inception"], outputs), reference["fid"])
+    if "pfid" in active:
+        feats = inception_features(nets["inception"], outputs, patch, per_image, seed)
+        s["pfid"] = M.frechet_distance_features(feats, reference["pfid"])
+    return s

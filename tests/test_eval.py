@@ -1,0 +1,124 @@
+"""`fmboost eval` end to end on two tiny photos with a tiny random model: files, rows, skips, user errors."""
+import argparse
+import csv
+import json
+
+import pytest
+from PIL import Image
+
+from fmboost.cli.eval import add_parser
+from fmboost.evaluation.evaluate import downscale, evaluate
+from tests.conftest import random_photo
+
+FILES = ("results.csv", "results.json", "results.md", "psnr_vs_nfe.png", "ssim_vs_nfe.png",
+         "seconds_vs_nfe.png", "grid.png")
+
+
+@pytest.fixture
+def hr_dir(tmp_path):
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    random_photo(41, 52, seed=1).save(folder / "a.png")  # odd height: cropped to 40 for ×2
+    random_photo(36, 44, seed=2).save(folder / "b.png")
+    return folder
+
+
+def eval_cli(*argv):
+    parser = argparse.ArgumentParser(prog="fmboost")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["eval", *map(str, argv)])
+    return args.func(args)
+
+
+def test_eval_end_to_end_writes_all_files(tmp_path, hr_dir, tiny_model_dir, capsys):
+    out = tmp_path / "eval"
+    code = eval_cli(hr_dir, "--model", tiny_model_dir, "--steps", "1,2", "--out", out, "--device", "cpu",
+                    "--metrics", "psnr,ssim")
+    assert code == 0
+    for name in FILES:
+        assert (out / name).stat().st_size > 0, name
+    results = json.loads((out / "results.json").read_text())
+    assert results["images"] == ["a", "b"] and results["scale"] == 2 and "CPU" in results["device"]
+    rows = {(r["method"], r["steps"]): r for r in results["results"]}
+    assert set(rows) == {("bicubic", None), ("lanczos", None), ("cfm", 1), ("cfm", 2), ("x0", None)}
+    assert rows[("cfm", 2)]["nfe"] == 2 and rows[("cfm", 1)]["nfe"] == 1 and rows[("x0", None)]["nfe"] == 0
+    assert rows[("cfm", 2)]["solver"] == "euler" and rows[("x0", None)]["solver"] is None
+    assert all(r["seconds"] > 0 and 0 < r["ssim"] <= 1 and r["lpips"] is None for r in rows.values())
+    # An untrained autoencoder decodes noise: bicubic on smooth photos must beat it by far.
+    assert rows[("bicubic", None)]["psnr"] > rows[("x0", None)]["psnr"] + 5
+    assert rows[("bicubic", None)]["psnr_y"] > 25
+    with open(out / "results.csv") as f:
+        assert len(list(csv.DictReader(f))) == 5
+    md = (out / "results.md").read_text()
+    assert md.count("\n| ") == 6 and "PSNR-Y" in md and "grid.png" in md
+    with Image.open(out / "grid.png") as grid:
+        assert grid.width >= 6 * 192  # HR, LR and five runs: two rows of up to six panels
+    assert "results.md" in capsys.readouterr().out
+
+
+def test_missing_metric_weights_are_skipped_with_one_line_each(tmp_path, hr_dir, capsys):
+    empty = tmp_path / "hub"
+    empty.mkdir()
+    code = eval_cli(hr_dir, "--methods", "bicubic", "--metric-weights", empty, "--out", tmp_path / "eval")
+    assert code == 0
+    out = capsys.readouterr().out
+    for metric in ("LPIPS", "FID", "p-FID"):
+        lines = [line for line in out.splitlines() if line.startswith(f"skipped {metric}: ")]
+        assert len(lines) == 1 and f"weights not found at {empty}" in lines[0]
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert set(results["skipped"]) == {"lpips", "fid", "pfid"}
+    (row,) = results["results"]
+    assert row["psnr"] > 25 and row["lpips"] is None and row["fid"] is None and row["pfid"] is None
+    assert "skipped LPIPS: weights not found" in (tmp_path / "eval" / "results.md").read_text()
+
+
+def test_given_low_res_inputs_match_the_downscaled_ones(tmp_path, hr_dir):
+    lr_dir = tmp_path / "lr"
+    lr_dir.mkdir()
+    for path in hr_dir.iterdir():
+        downscale(Image.open(path).convert("RGB"), 2)[1].save(lr_dir / f"{path.stem}.png")
+    kw = dict(methods=["bicubic"], metrics=["psnr", "ssim"])
+    own = evaluate(hr_dir, out_dir=tmp_path / "own", **kw)["results"][0]
+    given = evaluate(hr_dir, out_dir=tmp_path / "given", lr_dir=lr_dir, **kw)["results"][0]
+    assert given["psnr"] == pytest.approx(own["psnr"]) and given["ssim"] == pytest.approx(own["ssim"])
+
+
+def test_nfe_counts_every_network_call(tmp_path, hr_dir, tiny_model_dir):
+    res = evaluate(hr_dir, [tiny_model_dir], methods=["cfm"], steps=[2], solver="midpoint", max_images=1,
+                   metrics=["psnr"], out_dir=tmp_path / "eval")
+    (row,) = res["results"]
+    assert row["nfe"] == 4 and res["images"] == ["a"]
+
+
+@pytest.mark.parametrize("argv,error,match", [
+    (["--methods", "bicubic,magic"], ValueError, "unknown method"),
+    (["--methods", "bicubic", "--metrics", "psnr,iq"], ValueError, "unknown metric"),
+    (["--steps", "1,two"], ValueError, "integers"),
+    (["--steps", "0"], ValueError, "at least 1"),
+    (["--solver", "leapfrog"], SystemExit, "^2$"),  # argparse's choices: its usage message and exit 2
+    (["--scale", "4"], ValueError, "upscales ×2"),
+    (["--model", "no/such/model"], FileNotFoundError, "no such folder"),
+    (["--lr-dir", "no/such/lr"], FileNotFoundError, "no such folder"),
+    (["--methods", "bicubic", "--max-images", "0"], ValueError, "at least 1"),
+])
+def test_user_mistakes_raise_one_line_errors(tmp_path, hr_dir, tiny_model_dir, argv, error, match):
+    if "--model" not in argv:
+        argv = [*argv, "--model", str(tiny_model_dir)]
+    with pytest.raises(error, match=match) as e:
+        eval_cli(hr_dir, "--out", tmp_path / "eval", *argv)
+    assert "\n" not in str(e.value)
+    assert not (tmp_path / "eval").exists()
+
+
+def test_missing_hr_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        evaluate(tmp_path / "nothing", methods=["bicubic"])
+
+
+def test_eval_is_a_subcommand_of_fmboost(tmp_path, hr_dir, capsys):
+    from fmboost.cli.main import main
+
+    assert main(["eval", str(hr_dir), "--methods", "bicubic", "--metrics", "psnr", "--out", str(tmp_path / "e")]) == 0
+    assert main(["eval", str(hr_dir), "--steps", "1,two", "--out", str(tmp_path / "f")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("fmboost eval: error:") and not (tmp_path / "f").exists()

@@ -12,7 +12,7 @@ from fmboost import DEFAULT_MODEL
 
 EXIT_USAGE = 2
 # Further subcommands, one module each in fmboost/cli/ with `add_parser(subparsers)` (sets `func`).
-COMMAND_MODULES: tuple[str, ...] = ("eval",)
+COMMAND_MODULES: tuple[str, ...] = ("eval", "degrade")
 
 
 class UserError(Exception):

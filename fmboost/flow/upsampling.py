@@ -16,7 +16,7 @@ def upsample_latent(z_lr: torch.Tensor, scale: int, method: str = "psu", autoenc
             raise ValueError("psu upsampling needs the autoencoder")
         image = autoencoder.decode(z_lr, tile=tile)
         image = F.interpolate(image, scale_factor=scale, mode="bicubic", align_corners=False).clamp(-1, 1)
-        return autoencoder.encode(image)
+        return autoencoder.encode(image, tile=tile)  # the ×s image is the large one: tile it too
     if method == "bilinear":
         return F.interpolate(z_lr, scale_factor=scale, mode="bilinear", align_corners=False)
     if method == "nearest":

@@ -77,14 +77,17 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, shards_dir,
     import fmboost.training.train as training
 
     out = tmp_path / "nan"
-    real_loss, calls = training.cfm_loss, []
+    real_loss_for, calls = training.loss_for, []
 
-    def loss_that_breaks(*args, **kw):
-        calls.append(1)
-        loss = real_loss(*args, **kw)
-        return loss * float("nan") if len(calls) == 4 else loss
+    def loss_for_that_breaks(*args):
+        real = real_loss_for(*args)
 
-    monkeypatch.setattr(training, "cfm_loss", loss_that_breaks)
+        def loss(*a):
+            calls.append(1)
+            return real(*a) * float("nan") if len(calls) == 4 else real(*a)
+        return loss
+
+    monkeypatch.setattr(training, "loss_for", loss_for_that_breaks)
     with pytest.raises(TrainingDiverged, match="step 4"):
         train(config(shards_dir, out, max_steps=6, checkpoint_every=2))
     state = torch.load(out / "checkpoint" / "state.pt", weights_only=True)

@@ -9,6 +9,7 @@ from importlib import import_module
 from pathlib import Path
 
 from fmboost import DEFAULT_MODEL
+from fmboost.pipelines.methods import METHODS
 
 EXIT_USAGE = 2
 # Further subcommands, one module each in fmboost/cli/ with `add_parser(subparsers)` (sets `func`).
@@ -48,10 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
                                            "each input")
     up.add_argument("--model", default=str(DEFAULT_MODEL), help="model folder or hub id (default: embedded model)")
     up.add_argument("--steps", type=int, default=4, help="ODE steps (default 4; NFE = steps × evals per step)")
-    up.add_argument("--solver", default="euler", choices=["euler", "midpoint", "heun", "rk4", "dopri5"])
-    up.add_argument("--method", default="cfm", choices=["cfm", "x0", "bicubic", "lanczos"],
+    up.add_argument("--solver", default="euler", choices=["euler", "midpoint", "heun", "rk4", "dopri5", "ddim", "ddpm"],
+                    help="ODE solver (flows) or diffusers scheduler (diffusion baseline); default euler")
+    up.add_argument("--method", default="cfm", choices=list(METHODS),
                     help="cfm: the flow; x0: decode the upsampled latent without the flow; bicubic/lanczos: "
-                         "resize in pixel space (baselines to compare against)")
+                         "resize in pixel space; naive-fm, diffusion, regression-l1/l2: baselines trained with "
+                         "`objective:` in the training config (the model's objective must match)")
     up.add_argument("--seed", type=int, default=0, help="seed of the noise augmentation of x0 (default 0)")
     up.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     up.add_argument("--tile", action="store_true", help="tiled encode/decode: needed above the pixel limit")
@@ -84,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--config", help="YAML or JSON file of training settings (see recipes/)")
     tr.add_argument("--data", help="folder made by `fmboost prepare`")
     tr.add_argument("--preset", choices=["tiny", "faces", "general"])
+    tr.add_argument("--objective", choices=["cfm", "naive-fm", "diffusion", "regression-l1", "regression-l2"],
+                    help="cfm (default) or one of the paper's baselines, same U-Net and data")
     tr.add_argument("--max-steps", type=int)
     tr.add_argument("--batch-size", type=int)
     tr.add_argument("--lr", type=float)
@@ -206,9 +211,9 @@ def cmd_train(args) -> int:
 
     if args.config and not Path(args.config).exists():
         raise UserError(f"--config {args.config}: no such file")
-    cfg = TrainConfig.load(args.config, data=args.data, preset=args.preset, max_steps=args.max_steps,
-                           batch_size=args.batch_size, lr=args.lr, tau=args.tau, out=args.out, bf16=args.bf16,
-                           max_minutes=args.max_minutes)
+    cfg = TrainConfig.load(args.config, data=args.data, preset=args.preset, objective=args.objective,
+                           max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr, tau=args.tau,
+                           out=args.out, bf16=args.bf16, max_minutes=args.max_minutes)
     try:
         model_dir = train(cfg, resume=args.resume)
     except TrainingDiverged as e:

@@ -12,20 +12,23 @@ from PIL import Image
 
 from fmboost.autoencoders.vae import Autoencoder
 from fmboost.data.images import resize, to_pil, to_tensor
+from fmboost.flow.baselines import randn_like
 from fmboost.flow.noise import noise_augment
 from fmboost.flow.upsampling import upsample_latent
 from fmboost.models.unet import CFMUNet
+from fmboost.solvers.diffusion import sample_diffusion
 from fmboost.solvers.ode import solve
 
 CONFIG_NAME = "fmboost.json"
-METHODS = ("cfm", "x0", "bicubic", "lanczos")
+from fmboost.pipelines.methods import METHODS, MODEL_METHODS  # noqa: F401  (re-exported)
 
 
 class FMBoostPipeline:
     def __init__(self, autoencoder: Autoencoder, model: CFMUNet | None, scale: int = 2, upsampling: str = "psu",
-                 tau: float = 400, sigma_min: float = 0.0, **extra):
+                 tau: float = 400, sigma_min: float = 0.0, objective: str = "cfm", **extra):
         self.autoencoder, self.model = autoencoder, model
-        self.config = dict(scale=scale, upsampling=upsampling, tau=tau, sigma_min=sigma_min, **extra)
+        self.config = dict(scale=scale, upsampling=upsampling, tau=tau, sigma_min=sigma_min, objective=objective,
+                           **extra)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "FMBoostPipeline":
@@ -79,13 +82,23 @@ class FMBoostPipeline:
 
     @torch.no_grad()
     def flow(self, x_cond: torch.Tensor, steps: int = 4, solver: str = "euler", seed: int = 0, disable=True):
-        """Transports the noise-augmented x0 to the high-res latent; returns (x1, NFE)."""
+        """Maps x_cond to the high-res latent with the model's objective; returns (x1, NFE)."""
         if self.model is None:
-            raise ValueError("this model folder has no CFM network (cfm/); only --method x0/bicubic work")
+            raise ValueError("this model folder has no network (cfm/); only --method x0/bicubic/lanczos work")
+        objective = self.config["objective"]
         generator = torch.Generator().manual_seed(seed)
-        x0 = noise_augment(x_cond, self.config["tau"], generator)  # the same augmentation as in training
-        velocity = lambda x, t: self.model(x, t, x_cond)
-        return solve(velocity, x0, steps, solver, disable=disable)
+        net = lambda x, t: self.model(x, t, x_cond)
+        if objective.startswith("regression"):
+            return net(x_cond, torch.zeros((), device=x_cond.device)), 1
+        if objective == "diffusion":
+            # "ddim" / "ddpm" in place of an ODE solver name; ODE solvers make no sense for ε-prediction.
+            kind = solver if solver in ("ddim", "ddpm") else "ddim"
+            return sample_diffusion(net, x_cond, steps, kind, generator, disable)
+        if objective == "naive-fm":
+            x0 = randn_like(x_cond, generator)
+        else:
+            x0 = noise_augment(x_cond, self.config["tau"], generator)  # the same augmentation as in training
+        return solve(net, x0, steps, solver, disable=disable)
 
     @torch.no_grad()
     def __call__(self, image: Image.Image, steps: int = 4, solver: str = "euler", method: str = "cfm",
@@ -96,6 +109,9 @@ class FMBoostPipeline:
             return resize(image, (w * s, h * s), method)
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        if method in MODEL_METHODS and method != self.config["objective"]:
+            raise ValueError(f"this model was trained with objective {self.config['objective']!r}; use "
+                             f"--method {self.config['objective']} (or x0, bicubic, lanczos)")
         x = pad_to_multiple(to_tensor(image)[None].to(self.device), self.pad_multiple)
         x_cond = self.upsample(self.autoencoder.encode(x, tile=tile), tile)
         z = x_cond if method == "x0" else self.flow(x_cond, steps, solver, seed, disable)[0]

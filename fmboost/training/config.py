@@ -15,6 +15,7 @@ class TrainConfig:
     out: str = "runs/cfm"
     preset: str = "tiny"               # tiny | faces | general
     model: dict = field(default_factory=dict)  # overrides of the preset's U-Net settings
+    objective: str = "cfm"             # cfm | naive-fm | diffusion | regression-l1 | regression-l2
     sigma_min: float = 0.0
     tau: float = 400                   # noise-augmentation step of x0 (of 1000); 0 turns it off
     batch_size: int = 16

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from fmboost.data.prepare import load_shards
-from fmboost.flow.objective import cfm_loss
+from fmboost.flow.baselines import loss_for
 from fmboost.models.presets import build_model
 from fmboost.training.config import TrainConfig
 
@@ -76,7 +76,8 @@ def export_pipeline(out: Path, ema, manifest: dict, cfg: TrainConfig):
     from fmboost.pipelines.upscale import FMBoostPipeline
 
     pipe = FMBoostPipeline(Autoencoder.from_pretrained(manifest["vae"]), ema, scale=manifest["scale"],
-                           upsampling=manifest["upsampling"], tau=cfg.tau, sigma_min=cfg.sigma_min)
+                           upsampling=manifest["upsampling"], tau=cfg.tau, sigma_min=cfg.sigma_min,
+                           objective=cfg.objective)
     tmp = out / "model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     pipe.save_pretrained(tmp)
@@ -111,6 +112,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_steps))
     # One generator draws batches, t and the augmentation noise: restoring it makes resumed runs exact.
     generator = torch.Generator().manual_seed(cfg.seed + accelerator.process_index)
+    loss_fn = loss_for(cfg.objective, cfg.sigma_min, cfg.tau)
     step = load_checkpoint(out, model, ema, opt, sched, generator) if resume else 0
     model, opt, sched = accelerator.prepare(model, opt, sched)
     ema.to(accelerator.device)
@@ -128,7 +130,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         idx = torch.randint(n, (cfg.batch_size,), generator=generator)
         x1, x_cond = data["x1"][idx].to(accelerator.device), data["x_cond"][idx].to(accelerator.device)
         with accelerator.autocast():
-            loss = cfm_loss(model, x1, x_cond, cfg.sigma_min, cfg.tau, generator)
+            loss = loss_fn(model, x1, x_cond, generator)
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"loss became {loss.item()} at step {step + 1}; the last good checkpoint is "
                                    f"in {out / 'checkpoint'} (try a lower lr or --bf16 off)")

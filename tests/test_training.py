@@ -103,3 +103,10 @@ def test_config_file_and_overrides(tmp_path):
     f.write_text("lrate: 1\n")
     with pytest.raises(ValueError, match="unknown setting"):
         TrainConfig.load(f)
+
+
+def test_config_files_inherit_from_a_base(tmp_path):
+    (tmp_path / "base.yaml").write_text("preset: tiny\nlr: 0.001\ntau: 400\n")
+    (tmp_path / "run.yaml").write_text("base: base.yaml\ntau: 0\nobjective: naive-fm\n")
+    cfg = TrainConfig.load(tmp_path / "run.yaml")
+    assert (cfg.preset, cfg.lr, cfg.tau, cfg.objective) == ("tiny", 0.001, 0, "naive-fm")

@@ -25,7 +25,7 @@ from fmboost.evaluation import metrics as M
 from fmboost.solvers.ode import SOLVERS
 
 DEFAULT_METHODS = ("cfm", "x0", "bicubic", "lanczos")
-STEPPED = {"cfm", "naive-fm", "diffusion"}  # run once per step count; every other method runs once
+STEPPED = {"cfm", "naive-fm", "diffusion", "model"}  # run once per step count; every other method runs once
 PIXEL = {"bicubic", "lanczos"}  # need no model: run once, not once per model
 METRICS = ("psnr", "ssim", "lpips", "fid", "pfid")
 MIN_SIDE = 11  # SSIM's window
@@ -153,7 +153,7 @@ def model_label(path: Path) -> str:
 
 
 def plan_runs(model_dirs, methods, steps) -> list[dict]:
-    from fmboost.pipelines.upscale import METHODS as KNOWN  # grows as the pipeline learns baselines
+    from fmboost.pipelines.methods import ANY_METHOD as KNOWN
 
     methods, steps = list(dict.fromkeys(methods)), sorted(set(steps))
     if not methods:

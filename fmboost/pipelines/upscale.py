@@ -107,6 +107,8 @@ class FMBoostPipeline:
         w, h = image.size
         if method in ("bicubic", "lanczos"):
             return resize(image, (w * s, h * s), method)
+        if method == "model":  # whatever the folder was trained for: lets one eval compare many objectives
+            method = self.config["objective"]
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
         if method in MODEL_METHODS and method != self.config["objective"]:

@@ -34,10 +34,7 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | None = None, **overrides) -> "TrainConfig":
-        values = {}
-        if path:
-            text = Path(path).read_text()
-            values = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text) or {}
+        values = read_settings(path) if path else {}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - known
         if unknown:
@@ -47,3 +44,13 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def read_settings(path) -> dict:
+    """A YAML/JSON file of settings; `base: other.yaml` (relative to the file) is read first and overridden."""
+    text = Path(path).read_text()
+    values = (json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping of settings")
+    base = values.pop("base", None)
+    return {**read_settings(Path(path).parent / base), **values} if base else values

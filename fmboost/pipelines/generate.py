@@ -1,0 +1,237 @@
+"""Text → high resolution: a diffusers base makes a low-res latent, CFM boosts it ×2 (×4 by cascading two ×2
+stages), and the base's VAE decodes.
+
+The base runs with `output_type="latent"`. diffusers then returns the denoised latents as the U-Net sees them,
+*scaled*: z · scaling_factor (the SD pipelines decode `latents / vae.config.scaling_factor`; SD3 also removes
+`shift_factor`). That is the space fmboost's `Autoencoder` and CFM models work in, so the latents pass from the
+base to the flow unchanged; rescaling them again would feed the flow latents 5.5× too small for SD1.5.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from fmboost.autoencoders.vae import Autoencoder
+from fmboost.data.images import to_pil
+from fmboost.pipelines.attention import attention_scaling
+from fmboost.pipelines.upscale import FMBoostPipeline
+
+# Stages whose output is above this many pixels decode tiled (2048² needs it; 1024² fits in memory).
+TILE_ABOVE_PIXELS = 1024 * 1024
+
+
+def load_base(name: str | os.PathLike, device="cpu", dtype: torch.dtype = torch.float32, lcm_lora: str | None = None):
+    """Any diffusers text-to-image pipeline with a VAE: a local folder (with model_index.json) or a hub id."""
+    from diffusers import DiffusionPipeline
+
+    name = str(name)
+    if os.path.isdir(name) and not os.path.exists(os.path.join(name, "model_index.json")):
+        raise FileNotFoundError(f"--base {name}: not a diffusers pipeline folder (no model_index.json)")
+    try:
+        base = DiffusionPipeline.from_pretrained(name, torch_dtype=dtype)
+    except Exception as e:  # OSError when offline or unknown; hub validation errors for odd names
+        if os.path.isdir(name):
+            raise FileNotFoundError(f"--base {name}: cannot load this pipeline folder: "
+                                    f"{str(e).splitlines()[0]}") from None
+        raise base_not_found(name, e) from None
+    if getattr(base, "vae", None) is None:
+        raise ValueError(f"--base {name}: {type(base).__name__} has no VAE; fmboost needs a latent diffusion model")
+    if getattr(base.vae.config, "latents_mean", None) is not None:  # SDXL-style per-channel normalisation
+        raise ValueError(f"--base {name}: its VAE normalises latents per channel (latents_mean/std), which fmboost's "
+                         f"autoencoder does not; such bases are not supported yet")
+    if lcm_lora:
+        add_lcm_lora(base, lcm_lora)
+    base.set_progress_bar_config(disable=True)
+    return base.to(device)
+
+
+def base_not_found(name: str, e: Exception) -> FileNotFoundError:
+    """Not cached and offline, unknown id, gated repo: one line with the way out."""
+    return FileNotFoundError(
+        f"--base {name}: no such local folder, and it could not be downloaded from the hub ({type(e).__name__}; "
+        f"offline?). Download it where there is a connection (`huggingface-cli download {name} --local-dir DIR`) "
+        f"and pass --base DIR")
+
+
+def add_lcm_lora(base, lcm_lora: str) -> None:
+    """LCM-LoRA distils the base to ~4 steps: load, fuse (no LoRA overhead per step), switch to LCMScheduler."""
+    from diffusers import LCMScheduler
+
+    try:
+        base.load_lora_weights(lcm_lora)
+    except ValueError as e:  # diffusers raises this when peft, its LoRA backend, is missing
+        raise ValueError(f"--lcm-lora {lcm_lora}: {str(e).splitlines()[0]} (pip install peft)") from None
+    except OSError:
+        raise FileNotFoundError(f"--lcm-lora {lcm_lora}: no such file or folder, and it could not be downloaded "
+                                f"(offline?); pass a local folder or .safetensors file") from None
+    base.fuse_lora()
+    base.scheduler = LCMScheduler.from_config(base.scheduler.config)
+
+
+def describe(ae: Autoencoder) -> str:
+    return (f"{ae.latent_channels} latent channels, ×{ae.downsample_factor} downsampling, scaling factor "
+            f"{ae.scaling_factor:g}" + (f", shift {ae.shift_factor:g}" if ae.shift_factor else ""))
+
+
+def latent_space_mismatch(ae: Autoencoder, base_ae: Autoencoder) -> str | None:
+    """Why latents of `base_ae` are not latents of `ae`, or None when they are.
+
+    The encoder (and the scaling) defines the latent space; decoders may differ (sd-vae-ft-mse fine-tuned only
+    SD's decoder, so a CFM model trained on its latents fits SD1.5). Weights are compared in the coarser of the
+    two dtypes, so an fp16 base matches the fp32 autoencoder it was converted from.
+    """
+    if describe(ae) != describe(base_ae):
+        return f"{describe(ae)} vs {describe(base_ae)}"
+    ours, theirs = ae.vae.state_dict(), base_ae.vae.state_dict()
+    keys = sorted(k for k in ours if k.startswith(("encoder.", "quant_conv.")))
+    if keys != sorted(k for k in theirs if k.startswith(("encoder.", "quant_conv."))):
+        return "encoders of different architectures"
+    for k in keys:
+        a, b = ours[k], theirs[k]
+        low = a.dtype if a.element_size() <= b.element_size() else b.dtype
+        if a.shape != b.shape or not torch.equal(a.to(b.device, low), b.to(low)):
+            return f"same shape ({describe(ae)}) but different encoder weights ({k})"
+    return None
+
+
+def check_latent_space(stage: FMBoostPipeline, base_ae: Autoencoder, model_name: str, base_name: str) -> None:
+    """A CFM model only transports latents of the autoencoder it was trained on."""
+    why = latent_space_mismatch(stage.autoencoder, base_ae)
+    if why:
+        raise ValueError(f"CFM model {model_name} and base {base_name} work in different latent spaces: {why}. "
+                         f"Train a CFM model on the base's VAE (fmboost prepare --vae {base_name}/vae ...)")
+
+
+def cascade(stages: list[FMBoostPipeline], scale: int | None) -> list[FMBoostPipeline]:
+    """Stages whose scales multiply to `scale`: the given models in order, or one model repeated (×2 twice = ×4)."""
+    scales = [s.config["scale"] for s in stages]
+    if scale is None or math.prod(scales) == scale:
+        return stages
+    if len(stages) == 1 and scales[0] > 1:
+        k = round(math.log(scale, scales[0]))
+        if k >= 1 and scales[0] ** k == scale:
+            return stages * k
+    raise ValueError(f"--scale {scale} cannot be reached with model scale(s) {' × '.join(map(str, scales))}")
+
+
+def parse_size(text: str | int | tuple) -> tuple[int, int]:
+    """`512` or `768x512` (width x height) → (width, height)."""
+    if isinstance(text, tuple):
+        return text
+    try:
+        parts = [int(p) for p in str(text).lower().replace("×", "x").split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise ValueError(f"--base-size {text}: expected N or WxH in pixels, e.g. 512 or 768x512")
+    return (parts[0], parts[-1])
+
+
+class BoostedLatentDiffusionPipeline:
+    """base (diffusers, output_type="latent") → CFM stage(s) → the base's VAE decodes."""
+
+    def __init__(self, base, stages: list[FMBoostPipeline], base_name: str = "base", model_names=None):
+        self.base, self.stages = base, stages
+        # The base's VAE decodes the final latent, in fp32 where diffusers would upcast it (fp16 overflows).
+        vae_dtype = torch.float32 if base.vae.dtype == torch.float16 and base.vae.config.get("force_upcast") \
+            else base.vae.dtype
+        self.decoder = Autoencoder(base.vae).to(dtype=vae_dtype)
+        names = model_names or [f"stage {i + 1}" for i in range(len(stages))]
+        for stage, name in zip(stages, names):
+            check_latent_space(stage, self.decoder, name, base_name)
+
+    @classmethod
+    def from_pretrained(cls, base: str, models: list[str] | str, device="cpu", dtype=torch.float32,
+                        lcm_lora: str | None = None) -> "BoostedLatentDiffusionPipeline":
+        models = [models] if isinstance(models, (str, os.PathLike)) else list(models)
+        stages = [FMBoostPipeline.from_pretrained(m, device=device) for m in models]  # cheap checks first
+        return cls(load_base(base, device, dtype, lcm_lora), stages, str(base), [str(m) for m in models])
+
+    @property
+    def train_pixels(self) -> int | None:
+        """Pixels per side the base was trained at (SD1.5: 64 latents × 8 = 512), from its U-Net config."""
+        net = getattr(self.base, "unet", None) or getattr(self.base, "transformer", None)
+        size = getattr(getattr(net, "config", None), "sample_size", None)
+        return None if not isinstance(size, int) else size * self.decoder.downsample_factor
+
+    def check_size(self, width: int, height: int, stages: list[FMBoostPipeline]) -> None:
+        f = self.decoder.downsample_factor
+        unet = getattr(self.base, "unet", None)
+        m = f * 2 ** (len(unet.config.block_out_channels) - 1) if unet is not None else f
+        if width % m or height % m:
+            raise ValueError(f"--base-size {width}x{height}: width and height must be multiples of {m} for this base")
+        sides = (width // f, height // f)
+        for i, stage in enumerate(stages):
+            sides = tuple(s * stage.config["scale"] for s in sides)
+            if stage.model is not None and any(s % stage.model.size_multiple for s in sides):
+                raise ValueError(f"--base-size {width}x{height}: stage {i + 1}'s latent, {sides[0]}×{sides[1]}, must "
+                                 f"have sides that are multiples of {stage.model.size_multiple} for its U-Net")
+
+    @torch.no_grad()
+    def base_latents(self, prompt: str, negative_prompt: str | None = None, base_steps: int = 25,
+                     guidance: float = 7.0, width: int = 512, height: int = 512, seed: int = 0,
+                     attention_scale: bool = False) -> torch.Tensor:
+        """The base's latent, already scaled by its VAE's scaling factor (see the module docstring)."""
+        kwargs = dict(negative_prompt=negative_prompt) if negative_prompt else {}
+        net = getattr(self.base, "unet", None) or getattr(self.base, "transformer", None)
+        ratio = width * height / self.train_pixels ** 2 if self.train_pixels else 1.0
+        # A CPU generator draws the same noise on every device, so a seed gives the same image on CPU and GPU.
+        with attention_scaling(net, ratio, enabled=attention_scale and net is not None):
+            z = self.base(prompt=prompt, num_inference_steps=base_steps, guidance_scale=guidance, width=width,
+                          height=height, generator=torch.Generator().manual_seed(seed), output_type="latent",
+                          **kwargs).images
+        if not torch.is_tensor(z) or z.ndim != 4 or z.shape[1] != self.decoder.latent_channels:
+            raise ValueError(f"the base returned latents of shape {tuple(getattr(z, 'shape', ()))}; fmboost needs "
+                             f"B×{self.decoder.latent_channels}×H×W (packed latents, e.g. Flux, are not supported)")
+        return z.float()
+
+    @torch.no_grad()
+    def boost(self, z: torch.Tensor, stages: list[FMBoostPipeline], steps: int = 4, solver: str = "euler",
+              seed: int = 0, tile: bool | None = None, method: str = "cfm") -> torch.Tensor:
+        """Each stage: upsample (PSU with its own autoencoder, as in training), then the flow (or x0 alone)."""
+        for i, stage in enumerate(stages):
+            pixels = z.shape[-2] * z.shape[-1] * (stage.config["scale"] * self.decoder.downsample_factor) ** 2
+            x_cond = stage.upsample(z.to(stage.device), tile=auto_tile(tile, pixels))
+            z = x_cond if method == "x0" else stage.flow(x_cond, steps, solver, seed + i)[0]
+        return z
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, tile: bool | None = None) -> Image.Image:
+        pixels = z.shape[-2] * z.shape[-1] * self.decoder.downsample_factor ** 2
+        return to_pil(self.decoder.decode(z, tile=auto_tile(tile, pixels))[0])
+
+    @torch.no_grad()
+    def __call__(self, prompt: str, negative_prompt: str | None = None, base_steps: int = 25, guidance: float = 7.0,
+                 base_size=512, scale: int | None = None, steps: int = 4, solver: str = "euler", seed: int = 0,
+                 attention_scale: bool = False, tile: bool | None = None, method: str = "cfm") -> Image.Image:
+        """One image. `method="x0"` skips the flow (PSU-upsampled latent only: the baseline); "base" decodes the
+        base's own latent. `tile=None` tiles only above 1024² pixels."""
+        if method not in ("cfm", "x0", "base"):
+            raise ValueError(f"unknown method {method!r}; choose one of cfm, x0, base")
+        width, height = parse_size(base_size)
+        stages = cascade(self.stages, scale)
+        self.check_size(width, height, stages)
+        z = self.base_latents(prompt, negative_prompt, base_steps, guidance, width, height, seed, attention_scale)
+        if method != "base":
+            z = self.boost(z, stages, steps, solver, seed, tile, method)
+        return self.decode(z, tile)
+
+
+def auto_tile(tile: bool | None, pixels: int) -> bool:
+    return pixels > TILE_ABOVE_PIXELS if tile is None else tile
+
+
+def read_prompts(path: str | os.PathLike) -> list[str]:
+    """One prompt a line; blank lines and lines starting with # are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--prompts {path}: no such file")
+    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    prompts = [p for p in prompts if p and not p.startswith("#")]
+    if not prompts:
+        raise ValueError(f"--prompts {path}: no prompts in the file (one a line)")
+    return prompts

@@ -11,4 +11,7 @@ def __getattr__(name):  # keep `import fmboost` light: torch and diffusers load 
     if name == "FMBoostPipeline":
         from fmboost.pipelines.upscale import FMBoostPipeline
         return FMBoostPipeline
+    if name == "BoostedLatentDiffusionPipeline":
+        from fmboost.pipelines.generate import BoostedLatentDiffusionPipeline
+        return BoostedLatentDiffusionPipeline
     raise AttributeError(name)

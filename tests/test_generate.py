@@ -1,0 +1,219 @@
+"""`fmboost generate` end to end on a tiny random Stable Diffusion pipeline folder written by the test."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+from fmboost.autoencoders.vae import Autoencoder, small_autoencoder_config  # noqa: E402
+from fmboost.pipelines.attention import ScaledAttnProcessor, attention_scale, attention_scaling  # noqa: E402
+from fmboost.pipelines.generate import BoostedLatentDiffusionPipeline, cascade  # noqa: E402
+from fmboost.pipelines.upscale import FMBoostPipeline  # noqa: E402
+from tests.conftest import tiny_unet  # noqa: E402
+
+PROMPT = "a photo of a red cat"
+TINY = dict(base_size=32, base_steps=2, steps=1)  # 32 px → 16×16 latent (×2 VAE) → CFM ×2 → 64 px
+
+
+def tiny_vae(seed: int, latent_channels: int = 4):
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    # scaling_factor ≠ 1, so latents scaled twice (or not at all) would show in the tests.
+    return AutoencoderKL(**{**small_autoencoder_config((8, 16), latent_channels), "scaling_factor": 0.5})
+
+
+def tiny_tokenizer(folder):
+    """CLIP BPE with single letters and a few whole words: no merges needed, nothing downloaded."""
+    from transformers import CLIPTokenizer
+
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    tokens = ["<|startoftext|>", "<|endoftext|>", *letters, *(c + "</w>" for c in letters),
+              *(w + "</w>" for w in ("photo", "of", "red", "cat", "dog"))]
+    folder.mkdir()
+    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=32)
+
+
+@pytest.fixture(scope="module")
+def base_dir(tmp_path_factory):
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tmp = tmp_path_factory.mktemp("sd")
+    tokenizer = tiny_tokenizer(tmp / "tok")
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=32, bos_token_id=0, eos_token_id=1, pad_token_id=1))
+    unet = UNet2DConditionModel(
+        sample_size=16, block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=32,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=8, norm_num_groups=8)
+    scheduler = DDIMScheduler(beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False)
+    StableDiffusionPipeline(vae=tiny_vae(1), text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                            scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                            requires_safety_checker=False).save_pretrained(tmp / "base")
+    return tmp / "base"
+
+
+def cfm_folder(path, vae):
+    torch.manual_seed(0)
+    FMBoostPipeline(Autoencoder(vae), tiny_unet()).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cfm_dir(tmp_path_factory, base_dir):
+    from diffusers import AutoencoderKL
+
+    # Trained on the base's own VAE: the same weights, as `fmboost prepare --vae BASE/vae` would give.
+    return cfm_folder(tmp_path_factory.mktemp("cfm"), AutoencoderKL.from_pretrained(base_dir / "vae"))
+
+
+@pytest.fixture(scope="module")
+def pipe(base_dir, cfm_dir):
+    return BoostedLatentDiffusionPipeline.from_pretrained(base_dir, cfm_dir)
+
+
+def run_cli(*argv, monkeypatch):
+    from fmboost.cli import main as cli
+
+    monkeypatch.setattr(cli, "COMMAND_MODULES", tuple(dict.fromkeys((*cli.COMMAND_MODULES, "generate"))))
+    return cli.main(["generate", *map(str, argv)])
+
+
+@pytest.mark.parametrize("scale, side", [(2, 64), (4, 128)])
+def test_cli_generates_x2_and_cascaded_x4_from_a_local_folder(tmp_path, base_dir, cfm_dir, monkeypatch, scale, side):
+    from PIL import Image
+
+    out = tmp_path / "out.png"
+    rc = run_cli(PROMPT, "--base", base_dir, "--model", cfm_dir, "--base-size", 32, "--base-steps", 2, "--steps", 1,
+                 "--scale", scale, "-o", out, monkeypatch=monkeypatch)
+    assert rc == 0 and Image.open(out).size == (side, side)
+
+
+def test_prompts_file_names_outputs_by_seed_and_never_overwrites(tmp_path, base_dir, cfm_dir, monkeypatch, capsys):
+    (tmp_path / "prompts.txt").write_text(f"# comment\n{PROMPT}\n\na dog\n")
+    args = ("--prompts", tmp_path / "prompts.txt", "--base", base_dir, "--model", cfm_dir, "--base-size", 32,
+            "--base-steps", 1, "--steps", 1, "--seed", 5, "-o", tmp_path / "out")
+    assert run_cli(*args, monkeypatch=monkeypatch) == 0
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["000_a_photo_of_a_red_cat_s5.png", "001_a_dog_s6.png"]
+    capsys.readouterr()
+    assert run_cli(*args, monkeypatch=monkeypatch) == 2
+    assert "exists" in capsys.readouterr().err
+
+
+def test_a_seed_reproduces_the_image_and_another_seed_changes_it(pipe):
+    a, b, c = (np.asarray(pipe(PROMPT, seed=s, **TINY)) for s in (3, 3, 4))
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_base_latents_are_scaled_as_the_autoencoder_expects(pipe):
+    """diffusers returns z·scaling_factor for output_type="latent": our decode must match the base's own image."""
+    z = pipe.base_latents(PROMPT, base_steps=2, width=32, height=32, seed=0)
+    ours = (pipe.decoder.decode(z)[0].permute(1, 2, 0).numpy() + 1) / 2
+    theirs = pipe.base(PROMPT, num_inference_steps=2, guidance_scale=7.0, width=32, height=32, output_type="np",
+                       generator=torch.Generator().manual_seed(0)).images[0]
+    assert np.abs(ours - theirs).max() < 1e-4
+    wrong = (pipe.decoder.decode(z * 0.5)[0].permute(1, 2, 0).numpy() + 1) / 2  # scaled once more
+    assert np.abs(wrong - theirs).max() > 1e-2
+
+
+def test_the_cfm_stage_really_changes_the_latent(pipe):
+    z = pipe.base_latents(PROMPT, base_steps=2, width=32, height=32, seed=0)
+    x0 = pipe.boost(z, pipe.stages, method="x0")
+    x1 = pipe.boost(z, pipe.stages, steps=2, method="cfm")
+    assert x0.shape == x1.shape == (1, 4, 32, 32) and torch.isfinite(x1).all()
+    assert (x1 - x0).abs().mean() > 0.05 * x0.abs().mean()
+
+
+def test_a_cfm_model_on_another_latent_space_is_refused(tmp_path, base_dir, monkeypatch, capsys):
+    other = cfm_folder(tmp_path / "other_weights", tiny_vae(seed=7))  # same shape, different encoder
+    wide = cfm_folder(tmp_path / "eight_channels", tiny_vae(seed=1, latent_channels=8))
+    with pytest.raises(ValueError, match="different encoder weights"):
+        BoostedLatentDiffusionPipeline.from_pretrained(base_dir, other)
+    assert run_cli(PROMPT, "--base", base_dir, "--model", wide, "-o", tmp_path / "x.png", monkeypatch=monkeypatch) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(wide) in err and str(base_dir) in err
+    assert "8 latent channels" in err and "4 latent channels" in err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_a_lower_precision_base_still_matches_its_fp32_autoencoder(base_dir, cfm_dir):
+    p = BoostedLatentDiffusionPipeline.from_pretrained(base_dir, cfm_dir, dtype=torch.bfloat16)
+    assert p.base.unet.dtype == torch.bfloat16
+
+
+def test_a_missing_base_says_how_to_point_at_a_local_folder(tmp_path, cfm_dir, monkeypatch, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "empty").mkdir()
+    for base in ("fmboost-tests/no-such-pipeline", tmp_path / "missing", tmp_path / "empty"):
+        assert run_cli(PROMPT, "--base", base, "--model", cfm_dir, "-o", tmp_path / "x.png",
+                       monkeypatch=monkeypatch) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(base) in err
+        assert "--base DIR" in err or "model_index.json" in err
+
+
+def test_scales_and_sizes_that_cannot_work_are_refused(pipe):
+    assert len(cascade(pipe.stages, 4)) == 2 and cascade(pipe.stages, None) == pipe.stages
+    with pytest.raises(ValueError, match="--scale 3"):
+        cascade(pipe.stages, 3)
+    with pytest.raises(ValueError, match="multiples of"):
+        pipe(PROMPT, base_size="30", **{k: v for k, v in TINY.items() if k != "base_size"})
+
+
+def attention_layer(cross: bool = False):
+    from diffusers.models.attention_processor import Attention
+
+    torch.manual_seed(0)
+    return Attention(16, cross_attention_dim=12 if cross else None, heads=2, dim_head=8).eval()
+
+
+def reference_attention(attn, x, factor):
+    """softmax(q·kᵀ · factor/√d)·v per head, written out."""
+    q, k, v = (f(x).view(1, -1, 2, 8).transpose(1, 2) for f in (attn.to_q, attn.to_k, attn.to_v))
+    w = torch.softmax(q @ k.transpose(-1, -2) * factor / math.sqrt(8), dim=-1)
+    return attn.to_out[0]((w @ v).transpose(1, 2).reshape(1, -1, 16))
+
+
+def test_attention_logits_are_scaled_by_log_n_over_log_m():
+    assert attention_scale(4096, 1024) == pytest.approx(math.log(4096) / math.log(1024)) == pytest.approx(1.2)
+    attn, x = attention_layer(), torch.randn(1, 64, 16) * 3
+    attn.set_processor(ScaledAttnProcessor(area_ratio=4.0))  # 64 tokens now, 16 at training resolution
+    with torch.no_grad():
+        out, expected = attn(x), reference_attention(attn, x, math.log(64) / math.log(16))
+        unscaled = reference_attention(attn, x, 1.0)
+    assert torch.allclose(out, expected, atol=1e-5) and not torch.allclose(out, unscaled, atol=1e-3)
+
+
+def test_attention_scaling_is_identity_when_n_equals_m_and_for_cross_attention():
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    x, text = torch.randn(1, 64, 16) * 3, torch.randn(1, 7, 12)
+    for attn, kwargs, ratio in ((attention_layer(), {}, 1.0), (attention_layer(True), {"encoder_hidden_states": text}, 4.0)):
+        with torch.no_grad():
+            attn.set_processor(AttnProcessor2_0())
+            plain = attn(x, **kwargs)
+            attn.set_processor(ScaledAttnProcessor(ratio))
+            assert torch.allclose(attn(x, **kwargs), plain, atol=1e-6)
+
+
+def test_attention_scaling_switches_the_base_unet_and_restores_it(pipe):
+    unet = pipe.base.unet
+    before = {k: type(v) for k, v in unet.attn_processors.items()}
+    with attention_scaling(unet, 4.0):
+        assert all(isinstance(p, ScaledAttnProcessor) for p in unet.attn_processors.values())
+    assert {k: type(v) for k, v in unet.attn_processors.items()} == before
+    # At twice the training size (64 px vs 32 px) the switch changes the base's output; at training size it doesn't.
+    at = lambda size, on: pipe.base_latents(PROMPT, base_steps=2, width=size, height=size, attention_scale=on)
+    assert torch.allclose(at(32, True), at(32, False), atol=1e-5)
+    assert (at(64, True) - at(64, False)).abs().max() > 1e-2

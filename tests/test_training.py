@@ -68,6 +68,8 @@ def test_training_writes_model_logs_and_samples(tmp_path, shards_dir):
     model_dir = train(config(shards_dir, out, max_steps=4, sample_every=2, tau=200))
     pipe = FMBoostPipeline.from_pretrained(model_dir)
     assert pipe.config["tau"] == 200 and pipe.config["upsampling"] == "psu"
+    made = json.loads((model_dir / "training.json").read_text())
+    assert made["steps"] == 4 and made["config"]["tau"] == 200 and made["data"]["count"] == 12
     assert (out / "samples" / "step_0000002.png").exists() and (out / "samples" / "step_0000004.png").exists()
     assert len((out / "log.csv").read_text().splitlines()) == 5
     assert not (out / "checkpoint.tmp").exists()

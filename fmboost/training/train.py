@@ -70,7 +70,7 @@ def load_checkpoint(out: Path, model, ema, opt, sched, generator) -> int:
     return int(state["step"])
 
 
-def export_pipeline(out: Path, ema, manifest: dict, cfg: TrainConfig):
+def export_pipeline(out: Path, ema, manifest: dict, cfg: TrainConfig, step: int):
     """Writes out/model, a folder `FMBoostPipeline.from_pretrained` (and `fmboost upscale --model`) reads."""
     from fmboost.autoencoders.vae import Autoencoder
     from fmboost.pipelines.upscale import FMBoostPipeline
@@ -81,6 +81,9 @@ def export_pipeline(out: Path, ema, manifest: dict, cfg: TrainConfig):
     tmp = out / "model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     pipe.save_pretrained(tmp)
+    # How the weights were made travels with them: settings, steps reached, data.
+    data = {k: manifest[k] for k in ("vae", "size", "scale", "upsampling", "count", "images_dirs") if k in manifest}
+    (tmp / "training.json").write_text(json.dumps({"steps": step, "config": cfg.to_dict(), "data": data}, indent=2))
     shutil.rmtree(out / "model", ignore_errors=True)
     os.replace(tmp, out / "model")
     return pipe
@@ -153,13 +156,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         if accelerator.is_main_process and step % cfg.checkpoint_every == 0:
             save_checkpoint(out, accelerator.unwrap_model(model), ema, opt, sched, generator, step, cfg)
         if accelerator.is_main_process and cfg.sample_every and step % cfg.sample_every == 0:
-            pipe = export_pipeline(out, ema, manifest, cfg)
+            pipe = export_pipeline(out, ema, manifest, cfg, step)
             save_sample_grid(out / "samples" / f"step_{step:07d}.png", pipe, data)
     bar.close()
     log_file.close()
     if accelerator.is_main_process:
         save_checkpoint(out, accelerator.unwrap_model(model), ema, opt, sched, generator, step, cfg)
-        export_pipeline(out, ema, manifest, cfg)
+        export_pipeline(out, ema, manifest, cfg, step)
         if writer:
             writer.close()
     return out / "model"

@@ -13,7 +13,7 @@ from fmboost.pipelines.methods import METHODS
 
 EXIT_USAGE = 2
 # Further subcommands, one module each in fmboost/cli/ with `add_parser(subparsers)` (sets `func`).
-COMMAND_MODULES: tuple[str, ...] = ("eval", "degrade", "generate")
+COMMAND_MODULES: tuple[str, ...] = ("eval", "degrade", "generate", "serve")
 
 
 class UserError(Exception):

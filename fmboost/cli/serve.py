@@ -1,0 +1,130 @@
+"""`fmboost serve`: the web page (fmboost/serve/). Registered by fmboost/cli/main.py through COMMAND_MODULES;
+`python -m fmboost.cli.serve ...` runs it on its own (the tests use that)."""
+from __future__ import annotations
+
+import argparse
+import signal
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+from fmboost import DEFAULT_MODEL
+from fmboost.cli.main import UserError, load_pipeline, pick_device
+
+
+def add_parser(subparsers) -> None:
+    sv = subparsers.add_parser(
+        "serve", help="a web page to upload, upscale, compare and download",
+        description="Serve a page where you upload an image, pick the model, steps and solver, watch the "
+                    "progress, compare before/after with a slider and download the PNG. Models load once at "
+                    "start; requests wait in a bounded queue; only results are written, to a temporary folder "
+                    "removed on exit.")
+    sv.add_argument("--model", action="append", default=[], metavar="DIR",
+                    help="a model folder (or hub id) to offer besides the embedded default; repeatable")
+    sv.add_argument("--no-default", action="store_true", help="do not offer the embedded default model")
+    sv.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=7860, help="port (default 7860; 0: any free port)")
+    sv.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    sv.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload in MB (default 20)")
+    sv.add_argument("--max-pixels", type=int, default=None,
+                    help="largest upload accepted, width × height (default 1048576; inputs over that are "
+                         "upscaled with tiled encode/decode)")
+    sv.add_argument("--max-steps", type=int, default=32, help="most ODE steps a request may ask for (default 32)")
+    sv.add_argument("--queue-size", type=int, default=8, help="requests that may wait at once (default 8)")
+    sv.set_defaults(func=cmd_serve)
+
+
+def model_dirs(models: list[str], use_default: bool) -> dict[str, str]:
+    """Display name → model folder: the embedded default first (when present), then each --model."""
+    chosen = {}
+    if use_default and Path(DEFAULT_MODEL, "fmboost.json").exists():
+        chosen["default"] = str(DEFAULT_MODEL)
+    elif use_default and not models:
+        raise UserError(f"the embedded model is missing from {DEFAULT_MODEL}; pass --model DIR")
+    elif use_default:
+        print(f"fmboost serve: note: the embedded model is missing from {DEFAULT_MODEL}; offering --model only",
+              file=sys.stderr)
+    for model in models:
+        name, n = Path(model).name or model, 2
+        while name in chosen:  # two folders called `model` (runs/a/model, runs/b/model) stay apart
+            name, n = f"{Path(model).name}-{n}", n + 1
+        chosen[name] = model
+    if not chosen:
+        raise UserError("no model to serve: pass --model DIR (or drop --no-default)")
+    return chosen
+
+
+def limits_from(args):
+    from fmboost.data.images import DEFAULT_MAX_PIXELS
+    from fmboost.serve.app import Limits
+
+    max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels
+    for flag, value in (("--max-upload-mb", args.max_upload_mb), ("--max-steps", args.max_steps),
+                        ("--queue-size", args.queue_size), ("--max-pixels", max_pixels)):
+        if value <= 0:
+            raise UserError(f"{flag} must be positive, got {value}")
+    return Limits(max_bytes=int(args.max_upload_mb * 2**20), max_pixels=max_pixels,
+                  max_steps=args.max_steps, max_waiting=args.queue_size)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """Binds before serving, so a busy port is one clear line and port 0 reports the port it got."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise UserError(f"cannot listen on {host}:{port} ({e.strerror})") from None
+    sock.listen(128)
+    return sock
+
+
+def cmd_serve(args) -> int:
+    try:  # the web stack is an extra, so a plain install stays small
+        import uvicorn
+
+        from fmboost.serve.app import create_app
+    except ModuleNotFoundError as e:
+        raise UserError(f"{e.name} is not installed: pip install 'fmboost[serve]'") from None
+    limits = limits_from(args)
+    device = pick_device(args.device)
+    models = model_dirs(args.model, not args.no_default)
+    sock = listen(args.host, args.port)  # before loading: a busy port should not cost a model load
+    host, port = sock.getsockname()[:2]
+    pipelines = {name: load_pipeline(path, device) for name, path in models.items()}
+    # uvicorn shuts down on SIGTERM and then raises the signal again; exiting through Python (not the default
+    # action, which kills at once) lets the `with` below remove the results folder.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    with tempfile.TemporaryDirectory(prefix="fmboost-serve-") as out_dir:
+        app = create_app(pipelines, out_dir, limits)
+        print(f"fmboost serve: http://{host if ':' not in host else f'[{host}]'}:{port}/  "
+              f"(models: {', '.join(pipelines)}; results in {out_dir}, removed on exit; Ctrl+C stops)", flush=True)
+        config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+        uvicorn.Server(config).run(sockets=[sock])
+    return 0
+
+
+def main(argv=None) -> int:
+    """`python -m fmboost.cli.serve ARGS`: `fmboost serve ARGS`, with the same handling of user mistakes."""
+    from fmboost.cli.main import EXIT_USAGE, quiet_libraries
+    from fmboost.data.images import ImageError
+
+    parser = argparse.ArgumentParser(prog="fmboost")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["serve", *(sys.argv[1:] if argv is None else argv)])
+    quiet_libraries()
+    try:
+        return args.func(args) or 0
+    except (UserError, ImageError, FileNotFoundError, ValueError) as e:
+        print(f"fmboost serve: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

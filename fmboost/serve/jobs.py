@@ -1,0 +1,180 @@
+"""The upscaling queue behind `fmboost serve`: a bounded queue and one worker thread.
+
+One worker, because the pipelines are not thread-safe and torch already spreads one upscale over every core;
+a second request waits its turn (the page shows its place). The queue is bounded so that a burst of uploads is
+refused with a clear message instead of piling up decoded images in memory.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from fmboost.solvers.ode import EVALS_PER_STEP
+
+
+class QueueFull(Exception):
+    """Too many requests are waiting; the message is meant for the user."""
+
+
+@dataclass
+class Job:
+    image: Image.Image | None
+    model: str
+    steps: int = 4
+    solver: str = "euler"
+    method: str = "cfm"
+    seed: int = 0
+    name: str = "image"  # the download is called NAME_x2.png
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)  # unguessable: results are not listed anywhere
+    state: str = "queued"  # queued → running → done | error
+    nfe_done: int = 0
+    nfe_total: int | None = None
+    message: str = ""
+    seconds: float | None = None
+    size: tuple[int, int] | None = None
+    path: Path | None = None
+
+    def status(self) -> dict:
+        return dict(id=self.id, state=self.state, nfe_done=self.nfe_done, nfe_total=self.nfe_total,
+                    message=self.message, seconds=self.seconds, width=self.size and self.size[0],
+                    height=self.size and self.size[1])
+
+
+def expected_nfe(job: Job) -> int | None:
+    """How many network evaluations the job will take; None where the solver decides (dopri5)."""
+    if job.method != "cfm":
+        return 0
+    per_step = EVALS_PER_STEP.get(job.solver)
+    return None if per_step is None else job.steps * per_step
+
+
+class JobQueue:
+    """Runs jobs one at a time on `pipelines[job.model]`, writing each result as OUT_DIR/ID.png.
+
+    Only results are written, and only the newest `keep` of them are kept, so the folder stays small however
+    long the server runs. A job that fails is marked `error` with a message; the worker carries on.
+    """
+
+    def __init__(self, pipelines: dict, out_dir: Path, max_waiting: int = 8, keep: int = 64,
+                 tile_above: int | None = None):
+        self.pipelines, self.out_dir, self.keep, self.tile_above = pipelines, Path(out_dir), keep, tile_above
+        self._waiting: queue.Queue[Job | None] = queue.Queue(maxsize=max_waiting)
+        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        # A daemon thread: a shutdown must not hang on an upscale that is half done.
+        self._thread = threading.Thread(target=self._work, name="fmboost-serve-worker", daemon=True)
+
+    def start(self) -> "JobQueue":
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        try:
+            self._waiting.put_nowait(None)  # wakes the worker if it is idle
+        except queue.Full:
+            pass  # it is busy and will see _stopping after the current job
+        self._thread.join(timeout)
+
+    def submit(self, job: Job) -> Job:
+        job.nfe_total = expected_nfe(job)
+        with self._lock:
+            try:
+                self._waiting.put_nowait(job)
+            except queue.Full:
+                raise QueueFull(f"the server is busy ({self._waiting.maxsize} requests waiting); "
+                                f"try again in a moment") from None
+            self._jobs[job.id] = job
+            self._forget_old()
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def ahead_of(self, job: Job) -> int:
+        """How many jobs will run before this one (the running one included)."""
+        with self._lock:
+            ahead = 0
+            for other in self._jobs.values():
+                if other is job:
+                    return ahead if job.state == "queued" else 0
+                ahead += other.state in ("queued", "running")
+        return 0
+
+    def _forget_old(self) -> None:
+        finished = [j for j in self._jobs.values() if j.state in ("done", "error")]
+        for job in finished[: max(0, len(finished) - self.keep)]:
+            del self._jobs[job.id]
+            if job.path is not None:
+                job.path.unlink(missing_ok=True)
+
+    def _work(self) -> None:
+        while not self._stopping.is_set():
+            job = self._waiting.get()
+            if job is None or self._stopping.is_set():
+                break
+            self._run(job)
+
+    def _run(self, job: Job) -> None:
+        job.state, started = "running", time.perf_counter()
+        try:
+            result = self._upscale(job)
+            job.path = self._save(result, job.id)
+            job.size, job.state = result.size, "done"
+        except Exception as e:  # any failure ends this job only, never the worker
+            job.state, job.message = "error", user_message(e)
+            if not isinstance(e, ValueError):
+                traceback.print_exc(file=sys.stderr)
+        finally:
+            job.image, job.seconds = None, round(time.perf_counter() - started, 3)  # frees the decoded upload
+            with self._lock:
+                self._forget_old()
+
+    def _upscale(self, job: Job) -> Image.Image:
+        pipe = self.pipelines[job.model]
+        tile = self.tile_above is not None and job.image.width * job.image.height > self.tile_above
+        # Counts the U-Net's forward passes for the progress bar without touching the pipeline's code.
+        hook = pipe.model.register_forward_hook(lambda *_: self._count(job)) if pipe.model is not None else None
+        try:
+            return pipe(job.image, steps=job.steps, solver=job.solver, method=job.method, seed=job.seed, tile=tile)
+        finally:
+            if hook is not None:
+                hook.remove()
+
+    @staticmethod
+    def _count(job: Job) -> None:
+        job.nfe_done += 1
+
+    def _save(self, image: Image.Image, job_id: str) -> Path:
+        """Writes through a temporary name; never recreates OUT_DIR, so nothing outlives its clean-up."""
+        if self._stopping.is_set():
+            raise RuntimeError("the server is shutting down")
+        path = self.out_dir / f"{job_id}.png"
+        tmp = self.out_dir / f".{job_id}.png.tmp"
+        try:
+            image.save(tmp, format="PNG")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+
+def user_message(e: Exception) -> str:
+    """ValueErrors from fmboost are written for users; anything else is summed up without internals."""
+    if isinstance(e, ValueError):
+        return str(e)
+    if isinstance(e, MemoryError) or "out of memory" in str(e).lower():
+        return "out of memory: try a smaller image"
+    return f"upscaling failed ({type(e).__name__}); the server logged the details"

@@ -1,0 +1,397 @@
+"""`fmboost serve`: upload checks and the queue in-process, the HTTP API against a real server process on
+127.0.0.1, and the page in headless Chromium (Debian's, installed here when missing; without it the browser
+tests are skipped with the reason, and the HTTP tests of the same flow still run).
+
+FMBOOST_SERVE_SCREENSHOT=docs/serve.png python -m pytest tests/test_serve.py -k browser_upload
+refreshes the README's screenshot.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import warnings
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.conftest import random_photo
+from fmboost.serve.app import UploadError, decode_upload
+from fmboost.serve.jobs import Job, JobQueue, QueueFull
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+MAX_PIXELS, MAX_MB = 20_000, 0.2  # the test server's limits: small, so refusals are cheap to provoke
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- in-process: upload checks and the queue
+
+def test_decode_upload_refuses_what_is_not_a_usable_image():
+    with pytest.raises(UploadError, match="not an image") as e:
+        decode_upload(b"just some text, not a picture", MAX_PIXELS)
+    assert e.value.status == 415
+    truncated = png_bytes(random_photo(64, 64))[:300]
+    with pytest.raises(UploadError, match="not an image"):
+        decode_upload(truncated, MAX_PIXELS)
+    with pytest.raises(UploadError, match="empty"):
+        decode_upload(b"", MAX_PIXELS)
+    with pytest.raises(UploadError, match="over this server's limit") as e:
+        decode_upload(png_bytes(Image.new("L", (200, 101))), MAX_PIXELS)
+    assert e.value.status == 413
+    rgba = decode_upload(png_bytes(Image.new("RGBA", (30, 20), (255, 0, 0, 0))), MAX_PIXELS)
+    assert rgba.mode == "RGB" and rgba.size == (30, 20) and rgba.getpixel((0, 0)) == (255, 255, 255)
+
+
+class GatedPipeline:
+    """Stands in for FMBoostPipeline: waits for `gate`, fails for method x0, else resizes ×2."""
+    model, config = None, {"scale": 2}
+
+    def __init__(self):
+        self.gate = threading.Event()
+
+    def __call__(self, image, method="cfm", **kwargs):
+        assert self.gate.wait(20)
+        if method == "x0":
+            raise RuntimeError("simulated crash inside the model")
+        return image.resize((image.width * 2, image.height * 2))
+
+
+def wait_for(predicate, timeout=30.0):
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.02)
+
+
+def test_queue_is_bounded_and_a_failing_job_does_not_stop_it(tmp_path):
+    pipe = GatedPipeline()
+    jobs = JobQueue({"m": pipe}, tmp_path, max_waiting=2).start()
+    try:
+        failing = jobs.submit(Job(random_photo(8, 8), "m", method="x0"))
+        wait_for(lambda: failing.state == "running")
+        waiting = [jobs.submit(Job(random_photo(8, 8, seed=i), "m")) for i in range(2)]
+        assert jobs.ahead_of(waiting[1]) == 2  # the running job and the first waiting one
+        with pytest.raises(QueueFull, match="busy"):
+            jobs.submit(Job(random_photo(8, 8), "m"))
+        pipe.gate.set()
+        wait_for(lambda: all(j.state == "done" for j in waiting))
+    finally:
+        jobs.stop()
+    assert failing.state == "error" and "RuntimeError" in failing.message and "simulated" not in failing.message
+    assert all(j.size == (16, 16) and j.image is None for j in waiting)  # decoded uploads are let go
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{j.id}.png" for j in waiting)
+
+
+def test_queue_keeps_only_the_newest_results(tmp_path):
+    pipe = GatedPipeline()
+    pipe.gate.set()
+    jobs = JobQueue({"m": pipe}, tmp_path, keep=2).start()
+    try:
+        done = []
+        for i in range(4):
+            done.append(jobs.submit(Job(random_photo(8, 8, seed=i), "m")))
+            wait_for(lambda: done[-1].state == "done")
+    finally:
+        jobs.stop()
+    assert [jobs.get(j.id) for j in done[:2]] == [None, None]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{j.id}.png" for j in done[2:])
+
+
+def test_serve_command_reports_user_mistakes_in_one_line(capsys):
+    from fmboost.cli.serve import main
+
+    assert main(["--no-default"]) == 2
+    assert capsys.readouterr().err.strip() == "fmboost serve: error: no model to serve: pass --model DIR (or drop " \
+                                              "--no-default)"
+    assert main(["--no-default", "--model", "x", "--max-upload-mb", "0"]) == 2
+    assert "--max-upload-mb must be positive" in capsys.readouterr().err
+
+
+def test_serve_is_registered_as_an_fmboost_command():
+    from fmboost.cli.main import build_parser
+    from fmboost.cli.serve import cmd_serve
+
+    args = build_parser().parse_args(["serve", "--model", "a", "--model", "b", "--port", "0"])
+    assert args.func is cmd_serve and args.model == ["a", "b"] and args.host == "127.0.0.1"
+
+
+# ---------------------------------------------------------------- a real server process
+
+class Server:
+    def __init__(self, folder: Path, *args: str):
+        (folder / "tmp").mkdir(parents=True)
+        self.tmp, self.log = folder / "tmp", folder / "serve.log"
+        # TMPDIR points into the test's folder, so the test sees everything the server writes there.
+        env = dict(os.environ, TMPDIR=str(self.tmp), OMP_NUM_THREADS="1")
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "fmboost.cli.serve", "--port", "0", *args],
+                                         stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.url, self.results = self._wait_for_banner()
+
+    def _wait_for_banner(self, timeout=300.0):  # generous: a loaded CI machine imports torch slowly
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            found = re.search(r"(http://127\.0\.0\.1:\d+)/ .* results in (\S+), removed", self.log.read_text())
+            if found:
+                return found[1], Path(found[2])
+            assert self.proc.poll() is None, f"fmboost serve exited:\n{self.log.read_text()}"
+            time.sleep(0.2)
+        raise AssertionError(f"fmboost serve did not start:\n{self.log.read_text()}")
+
+    def request(self, path, data=None, **params):
+        """(status, body as JSON or bytes, headers); HTTP errors are answers here, not exceptions."""
+        url = f"{self.url}{path}" + (f"?{urllib.parse.urlencode(params)}" if params else "")
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=60) as r:
+                status, body, headers = r.status, r.read(), r.headers
+        except urllib.error.HTTPError as e:
+            status, body, headers = e.code, e.read(), e.headers
+        if headers.get("content-type", "").startswith("application/json"):
+            body = json.loads(body)
+        return status, body, headers
+
+    def upscale(self, image_bytes: bytes, **params) -> dict:
+        status, job, _ = self.request("/api/upscale", image_bytes, **params)
+        assert status == 202, job
+        end = time.monotonic() + 60
+        while job["state"] in ("queued", "running"):
+            assert time.monotonic() < end, job
+            time.sleep(0.1)
+            job = self.request(f"/api/jobs/{job['id']}")[1]
+        return job
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tiny_model_dir):
+    # A copy without cfm/: a model for which every flow request fails inside the worker.
+    broken = tmp_path_factory.mktemp("broken") / "no-flow"
+    shutil.copytree(tiny_model_dir, broken, ignore=shutil.ignore_patterns("cfm"))
+    s = Server(tmp_path_factory.mktemp("server"), "--no-default", "--model", str(tiny_model_dir), "--model",
+               str(tiny_model_dir), "--model", str(broken), "--max-pixels", str(MAX_PIXELS), "--max-upload-mb",
+               str(MAX_MB), "--queue-size", "4")
+    yield s
+    s.stop()
+
+
+def test_page_is_self_contained_and_lists_every_model(server, tiny_model_dir):
+    status, page, headers = server.request("/")
+    assert status == 200 and b'id="file"' in page and b'id="run"' in page and b'id="slider"' in page
+    assert not re.search(rb"""(src|href)=["']?(https?:)?//""", page)  # nothing fetched from elsewhere
+    assert "default-src 'self'" in headers["content-security-policy"]
+    info = server.request("/api/info")[1]
+    name = Path(tiny_model_dir).name
+    assert [m["name"] for m in info["models"]] == [name, f"{name}-2", "no-flow"]
+    assert info["limits"]["max_pixels"] == MAX_PIXELS and info["limits"]["max_bytes"] == int(MAX_MB * 2**20)
+
+
+def test_upload_upscale_download(server):
+    job = server.upscale(png_bytes(random_photo(40, 52)), steps=2, solver="heun", name="holiday photo.png")
+    assert job["state"] == "done" and (job["width"], job["height"]) == (104, 80)
+    assert job["nfe_done"] == job["nfe_total"] == 4  # heun: two evaluations a step
+    status, png, headers = server.request(job["result"], download=1)
+    assert status == 200 and headers["content-type"] == "image/png"
+    assert 'attachment; filename="holiday_photo_x2.png"' == headers["content-disposition"]
+    assert Image.open(io.BytesIO(png)).size == (104, 80)
+
+
+def test_refusals_come_with_a_message_and_the_server_carries_on(server):
+    photo = png_bytes(random_photo(24, 24))
+    cases = [(b"%PDF-1.4 not an image", {}, 415, "not an image"),
+             (png_bytes(Image.new("RGB", (160, 130))), {}, 413, "20,000"),
+             (os.urandom(int(MAX_MB * 2**20) + 1), {}, 413, "0.2 MB"),
+             (photo, {"steps": 0}, 400, "steps must be between 1 and"),
+             (photo, {"steps": "many"}, 400, "whole number"),
+             (photo, {"seed": -1}, 400, "seed must be between 0"),
+             (photo, {"model": "nope"}, 400, "unknown model"),
+             (photo, {"solver": "magic"}, 400, "unknown solver")]
+    for body, params, code, message in cases:
+        status, answer, _ = server.request("/api/upscale", body, **params)
+        assert (status, message in answer["error"]) == (code, True), (params, answer)
+    failed = server.upscale(photo, model="no-flow")  # fails inside the worker, not at the door
+    assert failed["state"] == "error" and "(cfm/)" in failed["message"]  # the pipeline says why
+    assert server.upscale(photo)["state"] == "done"
+    assert server.request("/api/jobs/0123456789abcdef")[0] == 404
+    assert server.proc.poll() is None
+
+
+def test_two_concurrent_requests_both_finish(server):
+    sizes, jobs = [(40, 52), (32, 24)], {}
+    threads = [threading.Thread(target=lambda hw: jobs.setdefault(hw, server.upscale(png_bytes(random_photo(*hw)))),
+                                args=(hw,)) for hw in sizes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    assert {hw: (j["state"], j["height"], j["width"]) for hw, j in jobs.items()} == \
+           {hw: ("done", 2 * hw[0], 2 * hw[1]) for hw in sizes}
+
+
+def test_only_results_are_written_and_removed_on_exit(tmp_path, tiny_model_dir):
+    s = Server(tmp_path, "--no-default", "--model", str(tiny_model_dir))
+    try:
+        job = s.upscale(png_bytes(random_photo(40, 52)))
+        assert job["state"] == "done"
+        written = sorted(str(p.relative_to(s.tmp)) for p in s.tmp.rglob("*"))
+        assert written == sorted([s.results.name, f"{s.results.name}/{job['id']}.png"])
+    finally:
+        code = s.stop()
+    assert code == 0 and not s.results.exists() and list(s.tmp.iterdir()) == []
+
+
+# ---------------------------------------------------------------- the page in headless Chromium
+
+def install_chromium() -> str | None:
+    """Installs Debian's chromium and its driver; returns why not, or None when it worked."""
+    if shutil.which("apt-get") is None:
+        return "no apt-get on this machine"
+    if os.geteuid() != 0:
+        return "not root, cannot apt-get install chromium chromium-driver"
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium", "chromium-driver"]):
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+        except subprocess.TimeoutExpired:
+            return f"`{' '.join(cmd)}` took over 15 minutes"
+        if done.returncode != 0:
+            return f"`{' '.join(cmd)}` failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    reason = None if CHROMIUM.exists() and CHROMEDRIVER.exists() else install_chromium()
+    if reason is None and not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        reason = f"{CHROMIUM} or {CHROMEDRIVER} still missing after apt-get install"
+    if reason:
+        warnings.warn(f"browser tests skipped: {reason}")  # shows in the summary even under -q
+        pytest.skip(reason)
+    return CHROMIUM, CHROMEDRIVER
+
+
+@pytest.fixture(scope="module")
+def browser(chromium, tmp_path_factory):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(chromium[0])
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1100,900", f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(flag)
+    # An explicit driver path: selenium then never looks for (or downloads) a driver itself.
+    driver = webdriver.Chrome(service=Service(str(chromium[1])), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def open_page(driver, server):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(server.url + "/")
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.getElementById('model').length"))
+
+
+def start_upscale(driver, image_path: Path, steps: int = 4):
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.ID, "file").send_keys(str(image_path))
+    driver.execute_script("document.getElementById('steps').value = arguments[0]", steps)
+    driver.find_element(By.ID, "run").click()
+
+
+def wait_for_result(driver, timeout=60) -> dict:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, timeout).until(lambda d: d.execute_script(
+        "return !document.getElementById('result').hidden && document.getElementById('after').complete"
+        " || !document.getElementById('error').hidden"))
+    return driver.execute_script(
+        "const a = document.getElementById('after');"
+        "return {error: document.getElementById('error').hidden ? null : document.getElementById('error').textContent,"
+        " width: a.naturalWidth, height: a.naturalHeight, status: document.getElementById('status').textContent,"
+        " download: document.getElementById('download').href};")
+
+
+def test_browser_upload_compare_download(browser, server, tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    photo = tmp_path / "photo.png"
+    random_photo(60, 80).save(photo)
+    open_page(browser, server)
+    start_upscale(browser, photo)
+    shown = wait_for_result(browser)
+    assert shown["error"] is None and (shown["width"], shown["height"]) == (160, 120)
+    assert shown["status"].startswith("done in")
+    status, png, headers = server.request(urllib.parse.urlsplit(shown["download"]).path, download=1)
+    assert Image.open(io.BytesIO(png)).size == (160, 120) and "photo_x2.png" in headers["content-disposition"]
+    assert browser.execute_script("return document.getElementById('before').naturalWidth") == 80  # the upload
+    slider = browser.find_element(By.ID, "slider")
+    ActionChains(browser).move_to_element_with_offset(slider, -slider.size["width"] // 4, 0).click().perform()
+    value = int(slider.get_attribute("value"))
+    assert 15 <= value <= 35  # a click a quarter in from the left moves the divider there
+    clip = browser.execute_script("return document.getElementById('before').style.clipPath")
+    assert clip == f"inset(0px {100 - value}% 0px 0px)"
+    shot = tmp_path / "serve.png"
+    assert browser.save_screenshot(str(shot)) and Image.open(shot).size[0] > 0
+    if os.environ.get("FMBOOST_SERVE_SCREENSHOT"):
+        shutil.copy(shot, os.environ["FMBOOST_SERVE_SCREENSHOT"])
+
+
+def test_browser_shows_why_a_non_image_is_refused(browser, server, tmp_path):
+    text = tmp_path / "notes.png"  # an image's name, not an image's bytes: the server must look inside
+    text.write_text("shopping list: milk, eggs")
+    open_page(browser, server)
+    start_upscale(browser, text)
+    shown = wait_for_result(browser)
+    assert "not an image" in shown["error"]
+    browser.save_screenshot(str(tmp_path / "refused.png"))
+
+
+def test_browser_two_tabs_upscale_at_once(browser, server, tmp_path):
+    photos = []
+    for i, hw in enumerate([(48, 64), (40, 40)]):
+        photos.append(tmp_path / f"p{i}.png")
+        random_photo(*hw, seed=i).save(photos[-1])
+    tabs = []
+    for photo in photos:  # the second upload is sent while the first is still on its way
+        if tabs:
+            browser.switch_to.new_window("tab")
+        tabs.append(browser.current_window_handle)
+        open_page(browser, server)
+        start_upscale(browser, photo, steps=8)
+    results = []
+    for tab in tabs:
+        browser.switch_to.window(tab)
+        results.append(wait_for_result(browser))
+    assert [(r["error"], r["width"], r["height"]) for r in results] == [(None, 128, 96), (None, 80, 80)]
+    for tab in tabs[1:]:
+        browser.switch_to.window(tab)
+        browser.close()
+    browser.switch_to.window(tabs[0])

@@ -8,9 +8,9 @@ embedded default autoencoder, so the differences are the sampling procedures the
 from __future__ import annotations
 
 import argparse
-import time
+import sys
+from pathlib import Path
 
-import torch
 
 from fmboost import DEFAULT_MODEL
 from fmboost.autoencoders.vae import Autoencoder
@@ -23,15 +23,8 @@ RUNS = [("cfm", 4, "euler"), ("cfm", 1, "euler"), ("cfm", 8, "euler"), ("naive-f
         ("bicubic", 0, None)]
 
 
-def seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    sync()
-    return (time.perf_counter() - t0) / repeats
+sys.path.insert(0, str(Path(__file__).parent))
+from timing import device_label, print_ratios, seconds  # noqa: E402
 
 
 def main():
@@ -53,12 +46,9 @@ def main():
         label = f"{method} NFE {steps}" if steps else method
         times[label] = seconds(lambda: pipe(image, steps=max(steps, 1), solver=solver or "euler", method=method),
                                args.repeats)
-    base = times["cfm NFE 4"]
-    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu, {torch.get_num_threads()} threads"
-    print(f"{args.size}² → {2 * args.size}², U-Net preset {args.preset}, {device}; mean of {args.repeats} after a warm-up")
-    print(f"{'method':22s} {'s/image':>9s} {'× cfm NFE 4':>12s}")
-    for label, t in times.items():
-        print(f"{label:22s} {t:9.3f} {t / base:12.2f}")
+    print(f"{args.size}² → {2 * args.size}², U-Net preset {args.preset}, {device_label(args.device)}; "
+          f"mean of {args.repeats} after a warm-up")
+    print_ratios(times, "cfm NFE 4")
 
 
 if __name__ == "__main__":

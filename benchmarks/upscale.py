@@ -8,25 +8,17 @@ floor any latent method pays.
 from __future__ import annotations
 
 import argparse
-import time
+import sys
+from pathlib import Path
 
-import torch
 
 from fmboost import DEFAULT_MODEL
 from fmboost.data.images import load_image, resize, to_tensor
 from fmboost.pipelines.upscale import FMBoostPipeline, pad_to_multiple
 
 
-def seconds(fn, repeats: int) -> float:
-    fn()  # warm-up: first calls pay for allocation and kernel selection
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / repeats
+sys.path.insert(0, str(Path(__file__).parent))
+from timing import device_label, print_ratios, seconds  # noqa: E402
 
 
 def main():
@@ -48,12 +40,8 @@ def main():
             ("x0 (encode + PSU + decode)", lambda: pipe(image, method="x0"))]
     rows += [(f"cfm euler NFE {n}", lambda n=n: pipe(image, steps=n)) for n in (1, 4, 8)]
     times = {name: seconds(fn, args.repeats) for name, fn in rows}
-    base = times["decode (autoencoder alone)"]
-    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
-    print(f"{args.size}² → {args.size * s}², {device}, mean of {args.repeats} after a warm-up")
-    print(f"{'method':32s} {'s/image':>9s} {'× decode':>9s}")
-    for name, t in times.items():
-        print(f"{name:32s} {t:9.4f} {t / base:9.2f}")
+    print(f"{args.size}² → {args.size * s}², {device_label(args.device)}, mean of {args.repeats} after a warm-up")
+    print_ratios(times, "decode (autoencoder alone)")
 
 
 if __name__ == "__main__":

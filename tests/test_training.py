@@ -37,7 +37,7 @@ def test_prepare_resumes_to_the_same_shards(tmp_path, tiny_vae_dir, photos_dir):
     (tmp_path / "a" / full["shards"][2]).unlink()
     resumed = prepare(photos_dir, tmp_path / "a", tiny_vae_dir, size=32, images_per_shard=1)
     assert resumed["shards"] == full["shards"] and resumed["count"] == full["count"]
-    fresh = prepare(photos_dir, tmp_path / "b", tiny_vae_dir, size=32, images_per_shard=1)
+    prepare(photos_dir, tmp_path / "b", tiny_vae_dir, size=32, images_per_shard=1)
     for name in full["shards"]:
         a, b = load_file(str(tmp_path / "a" / name)), load_file(str(tmp_path / "b" / name))
         assert all(torch.equal(a[k], b[k]) for k in a)

@@ -2,7 +2,6 @@
 `python -m fmboost.cli.serve ...` runs it on its own (the tests use that)."""
 from __future__ import annotations
 
-import argparse
 import signal
 import socket
 import sys
@@ -109,21 +108,10 @@ def cmd_serve(args) -> int:
 
 
 def main(argv=None) -> int:
-    """`python -m fmboost.cli.serve ARGS`: `fmboost serve ARGS`, with the same handling of user mistakes."""
-    from fmboost.cli.main import EXIT_USAGE, quiet_libraries
-    from fmboost.data.images import ImageError
+    """`python -m fmboost.cli.serve ARGS` is `fmboost serve ARGS`."""
+    from fmboost.cli.main import main as fmboost_main
 
-    parser = argparse.ArgumentParser(prog="fmboost")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["serve", *(sys.argv[1:] if argv is None else argv)])
-    quiet_libraries()
-    try:
-        return args.func(args) or 0
-    except (UserError, ImageError, FileNotFoundError, ValueError) as e:
-        print(f"fmboost serve: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        return 130
+    return fmboost_main(["serve", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

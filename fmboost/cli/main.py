@@ -9,7 +9,7 @@ from importlib import import_module
 from pathlib import Path
 
 from fmboost import DEFAULT_MODEL
-from fmboost.pipelines.methods import METHODS
+from fmboost.pipelines.methods import METHODS, MODEL_METHODS
 
 EXIT_USAGE = 2
 # Further subcommands, one module each in fmboost/cli/ with `add_parser(subparsers)` (sets `func`).
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--config", help="YAML or JSON file of training settings (see recipes/)")
     tr.add_argument("--data", help="folder made by `fmboost prepare`")
     tr.add_argument("--preset", choices=["tiny", "faces", "general"])
-    tr.add_argument("--objective", choices=["cfm", "naive-fm", "diffusion", "regression-l1", "regression-l2"],
+    tr.add_argument("--objective", choices=list(MODEL_METHODS),
                     help="cfm (default) or one of the paper's baselines, same U-Net and data")
     tr.add_argument("--max-steps", type=int)
     tr.add_argument("--batch-size", type=int)

@@ -8,18 +8,11 @@ from __future__ import annotations
 
 import torch
 
+from fmboost.flow.noise import rand, randn_like
 from fmboost.flow.objective import cfm_path
+from fmboost.pipelines.methods import MODEL_METHODS as OBJECTIVES
 
 NUM_TRAIN_TIMESTEPS = 1000
-
-
-def randn_like(x, generator):
-    eps = torch.randn(x.shape, generator=generator, device=generator.device if generator else x.device)
-    return eps.to(x.device, x.dtype)
-
-
-def rand(n, x, generator):
-    return torch.rand(n, generator=generator, device=generator.device if generator else x.device).to(x.device)
 
 
 def naive_fm_loss(model, x1, x_cond, sigma_min: float = 0.0, generator=None):
@@ -65,6 +58,3 @@ def loss_for(objective: str, sigma_min: float = 0.0, tau: float = 400):
         p = int(objective[-1])
         return lambda m, x1, c, g: regression_loss(m, x1, c, p)
     raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
-
-
-OBJECTIVES = ("cfm", "naive-fm", "diffusion", "regression-l1", "regression-l2")

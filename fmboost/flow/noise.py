@@ -14,10 +14,20 @@ def cosine_alpha_bar(step: float, num_steps: int = NUM_TRAIN_STEPS, s: float = 0
     return f(step) / f(0)
 
 
+def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """N(0, I) drawn on the generator's device (so a CPU generator reproduces on any device), moved to x's."""
+    eps = torch.randn(x.shape, generator=generator, device=generator.device if generator else x.device)
+    return eps.to(x.device, x.dtype)
+
+
+def rand(n: int, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """U(0, 1) of size n, drawn like `randn_like`."""
+    return torch.rand(n, generator=generator, device=generator.device if generator else x.device).to(x.device)
+
+
 def noise_augment(x0: torch.Tensor, tau: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """x0 ← √ᾱ(τ)·x0 + √(1−ᾱ(τ))·ε. τ = 0 leaves x0 untouched; only x0 is augmented, never x_cond."""
     if tau <= 0:
         return x0
     a = cosine_alpha_bar(tau)
-    eps = torch.randn(x0.shape, generator=generator, device=generator.device if generator else x0.device)
-    return math.sqrt(a) * x0 + math.sqrt(1 - a) * eps.to(x0.device, x0.dtype)
+    return math.sqrt(a) * x0 + math.sqrt(1 - a) * randn_like(x0, generator)

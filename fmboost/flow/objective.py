@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from fmboost.flow.noise import noise_augment
+from fmboost.flow.noise import noise_augment, rand
 
 
 def cfm_path(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, sigma_min: float):
@@ -20,6 +20,6 @@ def cfm_path(x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, sigma_min: flo
 def cfm_loss(model, x1: torch.Tensor, x_cond: torch.Tensor, sigma_min: float = 0.0, tau: float = 400,
              generator: torch.Generator | None = None) -> torch.Tensor:
     x0 = noise_augment(x_cond, tau, generator)
-    t = torch.rand(x1.shape[0], generator=generator, device=generator.device if generator else x1.device)
-    x_t, u_t = cfm_path(x0, x1, t.to(x1.device), sigma_min)
-    return (model(x_t, t.to(x1.device), x_cond) - u_t).square().mean()
+    t = rand(x1.shape[0], x1, generator)
+    x_t, u_t = cfm_path(x0, x1, t, sigma_min)
+    return (model(x_t, t, x_cond) - u_t).square().mean()

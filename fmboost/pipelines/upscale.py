@@ -12,15 +12,14 @@ from PIL import Image
 
 from fmboost.autoencoders.vae import Autoencoder
 from fmboost.data.images import resize, to_pil, to_tensor
-from fmboost.flow.baselines import randn_like
-from fmboost.flow.noise import noise_augment
+from fmboost.flow.noise import noise_augment, randn_like
 from fmboost.flow.upsampling import upsample_latent
 from fmboost.models.unet import CFMUNet
+from fmboost.pipelines.methods import METHODS, MODEL_METHODS  # noqa: F401  (re-exported)
 from fmboost.solvers.diffusion import sample_diffusion
 from fmboost.solvers.ode import solve
 
 CONFIG_NAME = "fmboost.json"
-from fmboost.pipelines.methods import METHODS, MODEL_METHODS  # noqa: F401  (re-exported)
 
 
 class FMBoostPipeline:

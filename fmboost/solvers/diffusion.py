@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from fmboost.flow.baselines import NUM_TRAIN_TIMESTEPS, diffusion_scheduler, randn_like
+from fmboost.flow.baselines import NUM_TRAIN_TIMESTEPS, diffusion_scheduler
+from fmboost.flow.noise import randn_like
 
 
 @torch.no_grad()

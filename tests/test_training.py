@@ -112,3 +112,25 @@ def test_config_files_inherit_from_a_base(tmp_path):
     (tmp_path / "run.yaml").write_text("base: base.yaml\ntau: 0\nobjective: naive-fm\n")
     cfg = TrainConfig.load(tmp_path / "run.yaml")
     assert (cfg.preset, cfg.lr, cfg.tau, cfg.objective) == ("tiny", 0.001, 0, "naive-fm")
+
+
+def test_cosine_lr_decay_warms_up_then_falls_to_zero():
+    from fmboost.training.train import lr_lambda
+
+    f = lr_lambda(warmup_steps=10, max_steps=110, decay="cosine")
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(60) == pytest.approx(0.5) and f(110) == pytest.approx(0.0, abs=1e-12)
+    assert lr_lambda(10, 110)(100) == 1.0  # no decay unless asked
+    with pytest.raises(ValueError, match="lr_decay"):
+        lr_lambda(10, 110, "linear")
+
+
+def test_fine_tuning_starts_from_the_init_models_weights(tmp_path, shards_dir):
+    first = train(config(shards_dir, tmp_path / "a", max_steps=3))
+    # lr 0: the fine-tuned weights must be exactly the init weights, whatever the preset says.
+    train(config(shards_dir, tmp_path / "b", max_steps=1, lr=0.0, init=str(first), preset="faces"))
+    init, _ = weights(tmp_path / "a")  # the exported model holds the EMA weights
+    _, tuned = weights(tmp_path / "b")
+    assert init.keys() == tuned.keys() and all(torch.equal(init[k], tuned[k]) for k in init)
+    with pytest.raises(FileNotFoundError, match="not a model folder"):
+        train(config(shards_dir, tmp_path / "c", init=str(tmp_path)))

@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--preset", choices=["tiny", "faces", "general"])
     tr.add_argument("--objective", choices=list(MODEL_METHODS),
                     help="cfm (default) or one of the paper's baselines, same U-Net and data")
+    tr.add_argument("--init", metavar="MODEL_DIR",
+                    help="fine-tune: start from this model's CFM weights (e.g. the embedded default)")
     tr.add_argument("--max-steps", type=int)
     tr.add_argument("--batch-size", type=int)
     tr.add_argument("--lr", type=float)
@@ -211,9 +213,11 @@ def cmd_train(args) -> int:
 
     if args.config and not Path(args.config).exists():
         raise UserError(f"--config {args.config}: no such file")
+    if args.init and not Path(args.init).is_dir():
+        raise UserError(f"--init {args.init}: no such model folder")
     cfg = TrainConfig.load(args.config, data=args.data, preset=args.preset, objective=args.objective,
                            max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr, tau=args.tau,
-                           out=args.out, bf16=args.bf16, max_minutes=args.max_minutes)
+                           init=args.init, out=args.out, bf16=args.bf16, max_minutes=args.max_minutes)
     try:
         model_dir = train(cfg, resume=args.resume)
     except TrainingDiverged as e:

@@ -15,6 +15,7 @@ class TrainConfig:
     out: str = "runs/cfm"
     preset: str = "tiny"               # tiny | faces | general
     model: dict = field(default_factory=dict)  # overrides of the preset's U-Net settings
+    init: str | None = None            # fine-tune: start from this model folder's CFM weights (its architecture wins)
     objective: str = "cfm"             # cfm | naive-fm | diffusion | regression-l1 | regression-l2
     sigma_min: float = 0.0
     tau: float = 400                   # noise-augmentation step of x0 (of 1000); 0 turns it off
@@ -22,6 +23,7 @@ class TrainConfig:
     lr: float = 2e-4
     weight_decay: float = 0.0
     warmup_steps: int = 500
+    lr_decay: str = "none"             # none | cosine (to 0 at max_steps, after the warm-up)
     max_steps: int = 10000
     ema_decay: float = 0.999
     grad_clip: float = 1.0

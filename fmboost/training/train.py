@@ -29,8 +29,34 @@ class TrainingDiverged(RuntimeError):
     pass
 
 
-def lr_lambda(warmup_steps: int):
-    return lambda step: min(1.0, (step + 1) / max(1, warmup_steps))
+def lr_lambda(warmup_steps: int, max_steps: int, decay: str = "none"):
+    if decay not in ("none", "cosine"):
+        raise ValueError(f"lr_decay {decay!r}: choose none or cosine")
+
+    def factor(step):
+        warm = min(1.0, (step + 1) / max(1, warmup_steps))
+        if decay == "none" or step < warmup_steps:
+            return warm
+        progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    return factor
+
+
+def initial_model(cfg: TrainConfig, latent_channels: int):
+    """The preset's fresh U-Net, or, to fine-tune, the CFM weights of an exported model folder."""
+    if not cfg.init:
+        return build_model(cfg.preset, latent_channels, **cfg.model)
+    from fmboost.models.unet import CFMUNet
+
+    folder = Path(cfg.init)
+    folder = folder / "cfm" if (folder / "cfm").is_dir() else folder
+    if not (folder / "config.json").exists():
+        raise FileNotFoundError(f"init: {cfg.init} is not a model folder (no cfm/config.json)")
+    model = CFMUNet.from_pretrained(folder)
+    if model.config.latent_channels != latent_channels:
+        raise ValueError(f"init: {cfg.init} has {model.config.latent_channels} latent channels, "
+                         f"the data {latent_channels}")
+    return model
 
 
 @torch.no_grad()
@@ -109,10 +135,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     accelerator = Accelerator(mixed_precision="bf16" if cfg.bf16 else "no")
     data, manifest = load_shards(cfg.data)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.preset, manifest["latent_channels"], **cfg.model)
+    model = initial_model(cfg, manifest["latent_channels"])
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_steps, cfg.max_steps, cfg.lr_decay))
     # One generator draws batches, t and the augmentation noise: restoring it makes resumed runs exact.
     generator = torch.Generator().manual_seed(cfg.seed + accelerator.process_index)
     loss_fn = loss_for(cfg.objective, cfg.sigma_min, cfg.tau)

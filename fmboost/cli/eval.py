@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fmboost import DEFAULT_MODEL
+from fmboost.cli.main import resolve_model
 
 
 def int_list(text: str) -> list[int]:
@@ -29,8 +29,8 @@ def add_parser(subparsers) -> None:
                     "NFE and an image grid. PSNR/SSIM on RGB and Y; LPIPS, FID and p-FID when their packages "
                     "and weights are present (never downloaded; otherwise skipped with one line).")
     ev.add_argument("hr_dir", metavar="HR_DIR", help="folder of high-res photos (the references)")
-    ev.add_argument("--model", nargs="+", default=[str(DEFAULT_MODEL)], metavar="DIR",
-                    help="one or more model folders (default: the embedded model)")
+    ev.add_argument("--model", nargs="+", default=["default"], metavar="DIR",
+                    help="one or more model folders or embedded models (default, real); default: default")
     ev.add_argument("--scale", type=int, default=2, help="upscaling factor; must match the models (default 2)")
     ev.add_argument("--methods", default="cfm,x0,bicubic,lanczos", help="comma-separated (default: %(default)s)")
     ev.add_argument("--steps", default="1,2,4,8", help="step counts of the flow methods (default: %(default)s)")
@@ -54,7 +54,8 @@ def cmd_eval(args) -> int:
         raise ValueError(f"--max-images must be at least 1, got {args.max_images}")
     if args.metric_weights and not Path(args.metric_weights).is_dir():
         raise FileNotFoundError(f"--metric-weights {args.metric_weights}: no such folder")
-    results = evaluate(args.hr_dir, args.model, scale=args.scale, methods=name_list(args.methods),
+    models = [resolve_model(m) for m in args.model]
+    results = evaluate(args.hr_dir, models, scale=args.scale, methods=name_list(args.methods),
                        steps=int_list(args.steps), solver=args.solver, out_dir=args.out, lr_dir=args.lr_dir,
                        device=args.device, max_images=args.max_images, metrics=name_list(args.metrics),
                        hub_dir=args.metric_weights, seed=args.seed)

@@ -8,7 +8,7 @@ import time
 from importlib import import_module
 from pathlib import Path
 
-from fmboost import DEFAULT_MODEL
+from fmboost import DEFAULT_MODEL, EMBEDDED_MODELS
 from fmboost.pipelines.methods import METHODS, MODEL_METHODS
 
 EXIT_USAGE = 2
@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("inputs", nargs="+", metavar="IN", help="image files (png, jpg, webp, ...)")
     up.add_argument("-o", "--output", help="output file (one input) or folder (several); default: NAME_x2.png beside "
                                            "each input")
-    up.add_argument("--model", default=str(DEFAULT_MODEL), help="model folder or hub id (default: embedded model)")
+    up.add_argument("--model", default="default",
+                    help="model folder, hub id, or an embedded model: default (clean photos) or real (degraded, "
+                         "real-world photos: blur, noise, JPEG); default: default")
     up.add_argument("--steps", type=int, default=4, help="ODE steps (default 4; NFE = steps × evals per step)")
     up.add_argument("--solver", default="euler", choices=["euler", "midpoint", "heun", "rk4", "dopri5", "ddim", "ddpm"],
                     help="ODE solver (flows) or diffusers scheduler (diffusion baseline); default euler")
@@ -103,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="describe a model folder",
                           description="Print a model's settings, autoencoder and parameter counts.")
-    info.add_argument("model", nargs="?", default=str(DEFAULT_MODEL))
+    info.add_argument("model", nargs="?", default="default", help="model folder, hub id, default or real")
     info.set_defaults(func=cmd_info)
     for name in COMMAND_MODULES:
         import_module(f"fmboost.cli.{name}").add_parser(sub)
@@ -129,10 +131,16 @@ def pick_device(name: str) -> str:
     return name
 
 
+def resolve_model(model: str) -> str:
+    """An embedded model's name (`default`, `real`) means its folder, unless a local folder has that name."""
+    return str(EMBEDDED_MODELS[model]) if model in EMBEDDED_MODELS and not Path(model).exists() else model
+
+
 def load_pipeline(model: str, device: str):
     from fmboost.pipelines.upscale import CONFIG_NAME, FMBoostPipeline
 
-    if Path(model) == Path(DEFAULT_MODEL) and not (Path(model) / CONFIG_NAME).exists():
+    model = resolve_model(model)
+    if Path(model).parent == DEFAULT_MODEL.parent and not (Path(model) / CONFIG_NAME).exists():
         raise UserError(f"the embedded model is missing from {model}; reinstall fmboost or pass --model")
     if not Path(model).exists() and not looks_like_hub_id(model):
         raise UserError(f"--model {model}: no such folder")
@@ -171,7 +179,7 @@ def cmd_upscale(args) -> int:
                             f"add --tile (or raise --max-pixels)")
         images.append(im)
     device = pick_device(args.device)
-    pipe = None if args.method in ("bicubic", "lanczos") and args.model == str(DEFAULT_MODEL) else \
+    pipe = None if args.method in ("bicubic", "lanczos") and resolve_model(args.model) == str(DEFAULT_MODEL) else \
         load_pipeline(args.model, device)
     scale = pipe.config["scale"] if pipe else 2
     outs = output_paths(args.inputs, args.output, scale)

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Rebuilds fmboost's embedded `real` model (degraded super-resolution) from photos; needs the embedded default
+# (recipes/default/make_default.sh) first. Every stage resumes where it stopped.
+#   bash recipes/real/make_real.sh [DATA_DIR]      (DATA_DIR holds train/, train_hr/ and val/; default ../shared/data)
+# On a 2-core CPU: prepare with degradations ≈15 min, fine-tuning ≤45 min, evaluate.py ≈15 min.
+set -euo pipefail
+DATA=${1:-../shared/data}
+RUN=runs/real
+fmboost prepare "$DATA/train" "$DATA/train_hr" --out "$RUN/shards" --vae fmboost/weights/default/autoencoder \
+    --size 128 --scale 2 --crops-per-image 16 --degradation realesrgan --device cpu
+resume=$([ -d "$RUN/cfm/checkpoint" ] && echo --resume || true)
+fmboost train --config recipes/real/cfm.yaml $resume
+rm -rf fmboost/weights/real
+cp -r "$RUN/cfm/model" fmboost/weights/real
+fmboost info real
+python recipes/real/evaluate.py --data "$DATA"

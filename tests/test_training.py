@@ -134,3 +134,11 @@ def test_fine_tuning_starts_from_the_init_models_weights(tmp_path, shards_dir):
     assert init.keys() == tuned.keys() and all(torch.equal(init[k], tuned[k]) for k in init)
     with pytest.raises(FileNotFoundError, match="not a model folder"):
         train(config(shards_dir, tmp_path / "c", init=str(tmp_path)))
+
+
+def test_exported_model_samples_with_sample_tau_when_given(tmp_path, shards_dir):
+    from fmboost.pipelines.upscale import FMBoostPipeline
+
+    model_dir = train(config(shards_dir, tmp_path / "run", max_steps=1, tau=100, sample_tau=0))
+    assert FMBoostPipeline.from_pretrained(model_dir).config["tau"] == 0
+    assert json.loads((model_dir / "training.json").read_text())["config"]["tau"] == 100

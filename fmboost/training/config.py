@@ -19,6 +19,7 @@ class TrainConfig:
     objective: str = "cfm"             # cfm | naive-fm | diffusion | regression-l1 | regression-l2
     sigma_min: float = 0.0
     tau: float = 400                   # noise-augmentation step of x0 (of 1000); 0 turns it off
+    sample_tau: float | None = None    # τ the exported model samples with (default: tau)
     batch_size: int = 16
     lr: float = 2e-4
     weight_decay: float = 0.0

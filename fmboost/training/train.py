@@ -102,7 +102,8 @@ def export_pipeline(out: Path, ema, manifest: dict, cfg: TrainConfig, step: int)
     from fmboost.pipelines.upscale import FMBoostPipeline
 
     pipe = FMBoostPipeline(Autoencoder.from_pretrained(manifest["vae"]), ema, scale=manifest["scale"],
-                           upsampling=manifest["upsampling"], tau=cfg.tau, sigma_min=cfg.sigma_min,
+                           upsampling=manifest["upsampling"], sigma_min=cfg.sigma_min,
+                           tau=cfg.tau if cfg.sample_tau is None else cfg.sample_tau,
                            objective=cfg.objective)
     tmp = out / "model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)

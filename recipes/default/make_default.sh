@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rebuilds fmboost's embedded default model from photos. Every stage resumes where it stopped.
 #   bash recipes/default/make_default.sh [DATA_DIR]      (DATA_DIR holds train/ and train_hr/; default ../shared/data)
-# On a 2-core CPU: autoencoder ≈40 min (5000 steps), prepare ≈10 min, CFM 45 min; then evaluate.py ≈15 min.
+# On a 2-core CPU: autoencoder ≈40 min (5000 steps), prepare ≈10 min, CFM 45 min at τ=400 then 40 min of
+# fine-tuning at τ=100 (cfm_finetune.yaml); then evaluate.py ≈20 min. About 2 h 40 min in all.
 set -euo pipefail
 DATA=${1:-../shared/data}
 RUN=runs/default
@@ -11,8 +12,10 @@ fmboost prepare "$DATA/train" "$DATA/train_hr" --out "$RUN/shards" --vae "$RUN/a
     --size 128 --scale 2 --crops-per-image 16 --device cpu
 resume=$([ -d "$RUN/cfm/checkpoint" ] && echo --resume || true)
 fmboost train --config recipes/default/cfm.yaml --data "$RUN/shards" --out "$RUN/cfm" $resume
+resume=$([ -d "$RUN/cfm_finetune/checkpoint" ] && echo --resume || true)
+fmboost train --config recipes/default/cfm_finetune.yaml --data "$RUN/shards" $resume
 rm -rf fmboost/weights/default
-cp -r "$RUN/cfm/model" fmboost/weights/default
+cp -r "$RUN/cfm_finetune/model" fmboost/weights/default
 cp "$RUN/autoencoder/autoencoder/training.json" fmboost/weights/default/autoencoder/
 fmboost info fmboost/weights/default
 python recipes/default/evaluate.py --data "$DATA"

@@ -1,5 +1,5 @@
 """`fmboost serve`: upload checks and the queue in-process, the HTTP API against a real server process on
-127.0.0.1, and the page in headless Chromium (Debian's, installed here when missing; without it the browser
+127.0.0.1 (upscaling, and text to image with a tiny Stable Diffusion base), and the page in headless Chromium (Debian's, installed here when missing; without it the browser
 tests are skipped with the reason, and the HTTP tests of the same flow still run).
 
 FMBOOST_SERVE_SCREENSHOT=docs/serve.png python -m pytest tests/test_serve.py -k browser_upload
@@ -32,6 +32,7 @@ from fmboost.serve.jobs import Job, JobQueue, QueueFull
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 MAX_PIXELS, MAX_MB = 20_000, 0.2  # the test server's limits: small, so refusals are cheap to provoke
+PROMPT = "a photo of a red cat"
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -121,6 +122,8 @@ def test_serve_command_reports_user_mistakes_in_one_line(capsys):
                                               "--no-default)"
     assert main(["--no-default", "--model", "x", "--max-upload-mb", "0"]) == 2
     assert "--max-upload-mb must be positive" in capsys.readouterr().err
+    assert main(["--no-default", "--model", "x", "--base", "b", "--base-steps", "0"]) == 2
+    assert "--base-steps must be between 1 and 50, got 0" in capsys.readouterr().err
 
 
 def test_serve_is_registered_as_an_fmboost_command():
@@ -167,7 +170,14 @@ class Server:
         return status, body, headers
 
     def upscale(self, image_bytes: bytes, **params) -> dict:
-        status, job, _ = self.request("/api/upscale", image_bytes, **params)
+        return self.run_job("/api/upscale", image_bytes, **params)
+
+    def generate(self, **fields) -> dict:
+        return self.run_job("/api/generate", json.dumps(fields).encode())
+
+    def run_job(self, path: str, data: bytes, **params) -> dict:
+        """Submits a job and waits for its end; returns its last status."""
+        status, job, _ = self.request(path, data, **params)
         assert status == 202, job
         end = time.monotonic() + 60
         while job["state"] in ("queued", "running"):
@@ -262,6 +272,60 @@ def test_only_results_are_written_and_removed_on_exit(tmp_path, tiny_model_dir):
     assert code == 0 and not s.results.exists() and list(s.tmp.iterdir()) == []
 
 
+# ---------------------------------------------------------------- text to image (fmboost serve --base)
+
+@pytest.fixture(scope="module")
+def text_server(tmp_path_factory, base_dir, cfm_dir, tiny_model_dir):
+    # tiny_model_dir was built on another autoencoder than the base's VAE: it must stay upscale-only.
+    s = Server(tmp_path_factory.mktemp("text-server"), "--no-default", "--model", str(cfm_dir), "--model",
+               str(tiny_model_dir), "--base", str(base_dir), "--base-steps", "2")
+    yield s
+    s.stop()
+
+
+def test_text_to_image_is_404_without_a_base(server):
+    assert server.request("/api/info")[1]["text_to_image"] is None
+    status, answer, _ = server.request("/api/generate", json.dumps({"prompt": PROMPT}).encode())
+    assert status == 404 and "fmboost serve --base" in answer["error"]
+
+
+def test_text_to_image_generate_and_download(text_server, cfm_dir, tiny_model_dir):
+    info = text_server.request("/api/info")[1]["text_to_image"]
+    assert info["models"] == [cfm_dir.name]  # the model on another latent space is left out, with a note
+    assert (info["width"], info["height"], info["base_steps"]) == (32, 32, 2)  # the base's own size; --base-steps
+    assert f"model {tiny_model_dir.name} is upscale-only: it works in another latent space" in \
+        text_server.log.read_text()
+    job = text_server.generate(prompt=PROMPT, steps=2, solver="heun", seed=3)
+    assert job["state"] == "done" and (job["width"], job["height"]) == (64, 64)  # 32 px base × 2
+    assert job["nfe_done"] == job["nfe_total"] == 2 + 2 * 2  # the base's 2 steps, then heun's 2 × 2
+    status, png, headers = text_server.request(job["result"], download=1)
+    assert status == 200 and Image.open(io.BytesIO(png)).size == (64, 64)
+    assert headers["content-disposition"] == 'attachment; filename="a_photo_of_a_red_cat_s3_x2.png"'
+    status, base_png, headers = text_server.request(job["base"])
+    assert status == 200 and headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(base_png)).size == (32, 32)
+    # Only the result is written; the base's picture stays in memory.
+    assert [p.name for p in text_server.results.iterdir() if job["id"] in p.name] == [f"{job['id']}.png"]
+    assert {p.parent for p in text_server.tmp.rglob("*.png")} == {text_server.results}
+
+
+def test_text_to_image_refusals_come_with_a_message(text_server, tiny_model_dir):
+    cases = [({"prompt": "   "}, "enter a prompt"),
+             ({"negative_prompt": "blurry"}, "enter a prompt"),
+             ({"prompt": PROMPT, "base_steps": 0}, "base steps must be between 1 and 50, got 0"),
+             ({"prompt": PROMPT, "steps": 99}, "steps must be between 1 and 32, got 99"),
+             ({"prompt": PROMPT, "seed": "x"}, "seed must be a whole number"),
+             ({"prompt": PROMPT, "model": tiny_model_dir.name}, "cannot boost the base"),
+             ({"prompt": PROMPT, "solver": "magic"}, "unknown solver")]
+    for fields, message in cases:
+        status, answer, _ = text_server.request("/api/generate", json.dumps(fields).encode())
+        assert (status, message in answer["error"]) == (400, True), (fields, answer)
+    for body in (b"prompt=a cat", b'["a cat"]'):
+        status, answer, _ = text_server.request("/api/generate", body)
+        assert status == 400 and "JSON object" in answer["error"]
+    assert text_server.proc.poll() is None
+
+
 # ---------------------------------------------------------------- the page in headless Chromium
 
 def install_chromium() -> str | None:
@@ -325,17 +389,17 @@ def start_upscale(driver, image_path: Path, steps: int = 4):
     driver.find_element(By.ID, "run").click()
 
 
-def wait_for_result(driver, timeout=60) -> dict:
+def wait_for_result(driver, timeout=60, tab="") -> dict:
+    """Waits for the tab's result or error; `tab` is its ids' prefix ("" upscale, "t-" text to image)."""
     from selenium.webdriver.support.ui import WebDriverWait
 
+    find = "const p = arguments[0], $ = (id) => document.getElementById(p + id);"
     WebDriverWait(driver, timeout).until(lambda d: d.execute_script(
-        "return !document.getElementById('result').hidden && document.getElementById('after').complete"
-        " || !document.getElementById('error').hidden"))
+        find + "return !$('result').hidden && $('after').complete || !$('error').hidden", tab))
     return driver.execute_script(
-        "const a = document.getElementById('after');"
-        "return {error: document.getElementById('error').hidden ? null : document.getElementById('error').textContent,"
-        " width: a.naturalWidth, height: a.naturalHeight, status: document.getElementById('status').textContent,"
-        " download: document.getElementById('download').href};")
+        find + "const a = $('after');"
+        "return {error: $('error').hidden ? null : $('error').textContent, width: a.naturalWidth,"
+        " height: a.naturalHeight, status: $('status').textContent, download: $('download').href};", tab)
 
 
 def test_browser_upload_compare_download(browser, server, tmp_path):
@@ -395,3 +459,25 @@ def test_browser_two_tabs_upscale_at_once(browser, server, tmp_path):
         browser.switch_to.window(tab)
         browser.close()
     browser.switch_to.window(tabs[0])
+
+
+def test_browser_text_to_image_tab(browser, server, text_server, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    shown = "return [!document.getElementById('upscale-tab').hidden, !document.getElementById('text-tab').hidden]"
+    open_page(browser, server)
+    assert browser.execute_script("return document.getElementById('tabs').hidden")  # no --base, no tab
+    open_page(browser, text_server)
+    assert browser.execute_script(shown) == [True, False]
+    browser.find_element(By.ID, "tab-text").click()
+    assert browser.execute_script(shown) == [False, True]
+    browser.find_element(By.ID, "t-run").click()  # no prompt yet: the server's message is shown
+    assert "enter a prompt" in wait_for_result(browser, tab="t-")["error"]
+    browser.find_element(By.ID, "t-prompt").send_keys(PROMPT)
+    browser.execute_script("document.getElementById('t-steps').value = 1")
+    browser.find_element(By.ID, "t-run").click()
+    result = wait_for_result(browser, tab="t-")
+    assert result["error"] is None and (result["width"], result["height"]) == (64, 64)
+    assert result["status"].startswith("done in") and result["download"].endswith("result.png?download=1")
+    assert browser.execute_script("return document.getElementById('t-base').naturalWidth") == 32
+    browser.save_screenshot(str(tmp_path / "text-to-image.png"))

@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from fmboost import DEFAULT_MODEL
+from fmboost import DEFAULT_MODEL, EMBEDDED_MODELS
 from fmboost.cli.main import UserError, load_pipeline, pick_device
 
 
@@ -16,12 +16,24 @@ def add_parser(subparsers) -> None:
     sv = subparsers.add_parser(
         "serve", help="a web page to upload, upscale, compare and download",
         description="Serve a page where you upload an image, pick the model, steps and solver, watch the "
-                    "progress, compare before/after with a slider and download the PNG. Models load once at "
-                    "start; requests wait in a bounded queue; only results are written, to a temporary folder "
-                    "removed on exit.")
+                    "progress, compare before/after with a slider and download the PNG. With --base, a second "
+                    "tab turns a prompt into an image: the base draws it small, a CFM model boosts it (as "
+                    "`fmboost generate`). Models load once at start; requests wait in a bounded queue; only "
+                    "results are written, to a temporary folder removed on exit.")
     sv.add_argument("--model", action="append", default=[], metavar="DIR",
                     help="a model folder (or hub id) to offer besides the embedded default; repeatable")
-    sv.add_argument("--no-default", action="store_true", help="do not offer the embedded default model")
+    sv.add_argument("--no-default", action="store_true",
+                    help="do not offer the embedded models (default, real); serve only --model")
+    sv.add_argument("--base", metavar="DIR_OR_HUB_ID",
+                    help="a diffusers text-to-image pipeline (folder or hub id, e.g. "
+                         "stable-diffusion-v1-5/stable-diffusion-v1-5): adds the 'Text to image' tab, offering the "
+                         "served models trained on the base's VAE (pip install 'fmboost[ldm]')")
+    sv.add_argument("--base-steps", type=int, default=None, metavar="N",
+                    help="the base's denoising steps the page starts with (default 25; 4 with --lcm-lora; a "
+                         "request may ask for 1 to 50)")
+    sv.add_argument("--base-size", default=None, metavar="N|WxH",
+                    help="the base's resolution, N or WxH pixels (default: the one it was trained at)")
+    sv.add_argument("--lcm-lora", metavar="ID", help="LCM-LoRA fused into the base for ~4 steps (needs peft)")
     sv.add_argument("--host", default="127.0.0.1",
                     help="address to listen on (default 127.0.0.1: this machine only)")
     sv.add_argument("--port", type=int, default=7860, help="port (default 7860; 0: any free port)")
@@ -36,13 +48,12 @@ def add_parser(subparsers) -> None:
 
 
 def model_dirs(models: list[str], use_default: bool) -> dict[str, str]:
-    """Display name → model folder: the embedded default first (when present), then each --model."""
-    chosen = {}
-    if use_default and Path(DEFAULT_MODEL, "fmboost.json").exists():
-        chosen["default"] = str(DEFAULT_MODEL)
-    elif use_default and not models:
+    """Display name → model folder: the embedded models first (default, real: those present), then each --model."""
+    chosen = {name: str(folder) for name, folder in EMBEDDED_MODELS.items()
+              if use_default and (folder / "fmboost.json").exists()}
+    if use_default and "default" not in chosen and not models:
         raise UserError(f"the embedded model is missing from {DEFAULT_MODEL}; pass --model DIR")
-    elif use_default:
+    elif use_default and "default" not in chosen:
         print(f"fmboost serve: note: the embedded model is missing from {DEFAULT_MODEL}; offering --model only",
               file=sys.stderr)
     for model in models:
@@ -64,8 +75,35 @@ def limits_from(args):
                         ("--queue-size", args.queue_size), ("--max-pixels", max_pixels)):
         if value <= 0:
             raise UserError(f"{flag} must be positive, got {value}")
-    return Limits(max_bytes=int(args.max_upload_mb * 2**20), max_pixels=max_pixels,
-                  max_steps=args.max_steps, max_waiting=args.queue_size)
+    limits = Limits(max_bytes=int(args.max_upload_mb * 2**20), max_pixels=max_pixels,
+                    max_steps=args.max_steps, max_waiting=args.queue_size)
+    if args.base_steps is not None and not 1 <= args.base_steps <= limits.max_base_steps:
+        raise UserError(f"--base-steps must be between 1 and {limits.max_base_steps}, got {args.base_steps}")
+    return limits
+
+
+def load_text_to_image(args, pipelines: dict, device: str):
+    """The --base pipeline, loaded once, over the served models that fit its latent space; None without --base."""
+    if not args.base:
+        return None
+    import torch
+
+    from fmboost.cli.generate import quiet_loading
+    from fmboost.pipelines.generate import load_base, parse_size
+    from fmboost.serve.text import TextToImage
+
+    size = parse_size(args.base_size) if args.base_size else None
+    quiet_loading()
+    base = load_base(args.base, device, torch.float16 if device == "cuda" else torch.float32, args.lcm_lora)
+    shown = Path(args.base).name if Path(args.base).is_dir() else args.base  # the page names no server folders
+    text = TextToImage(base, pipelines, shown, args.base_steps or (4 if args.lcm_lora else 25),
+                       guidance=1.0 if args.lcm_lora else 7.0, size=size)
+    for name, why in text.unfit.items():
+        print(f"fmboost serve: note: model {name} is upscale-only: {why}", file=sys.stderr)
+    if not text.models:
+        raise UserError(f"--base {args.base}: none of the served models can boost it (see the notes above); "
+                        f"pass --model DIR with a model trained on its VAE")
+    return text
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -95,13 +133,15 @@ def cmd_serve(args) -> int:
     sock = listen(args.host, args.port)  # before loading: a busy port should not cost a model load
     host, port = sock.getsockname()[:2]
     pipelines = {name: load_pipeline(path, device) for name, path in models.items()}
+    text = load_text_to_image(args, pipelines, device)
     # uvicorn shuts down on SIGTERM and then raises the signal again; exiting through Python (not the default
     # action, which kills at once) lets the `with` below remove the results folder.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with tempfile.TemporaryDirectory(prefix="fmboost-serve-") as out_dir:
-        app = create_app(pipelines, out_dir, limits)
+        app = create_app(pipelines, out_dir, limits, text)
         print(f"fmboost serve: http://{host if ':' not in host else f'[{host}]'}:{port}/  "
-              f"(models: {', '.join(pipelines)}; results in {out_dir}, removed on exit; Ctrl+C stops)", flush=True)
+              f"(models: {', '.join(pipelines)}{f'; text to image: {args.base}' if text else ''}; "
+              f"results in {out_dir}, removed on exit; Ctrl+C stops)", flush=True)
         config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
         uvicorn.Server(config).run(sockets=[sock])
     return 0

@@ -3,8 +3,11 @@
     GET  /                         the page (upload, pick model / steps / solver, compare, download)
     GET  /api/info                 models, solvers, methods and limits, for the page's pickers
     POST /api/upscale?model=...    the image file as the raw request body → 202 {"id": ...}
+    POST /api/generate             {"prompt": ..., "model": ..., "steps": ...} as JSON → 202 {"id": ...}; only
+                                   with a base model (`fmboost serve --base`), 404 otherwise
     GET  /api/jobs/ID              state, place in the queue, progress (network evaluations done / total)
     GET  /api/jobs/ID/result.png   the upscaled PNG (?download=1: as an attachment named NAME_x2.png)
+    GET  /api/jobs/ID/base.png     text to image: the base's own low-res picture, before the flow
 
 The upload is sent as the raw body rather than multipart form data: it is read into memory up to the byte
 limit and never spooled to disk, so the only files the server writes are its results.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 import warnings
 from dataclasses import asdict, dataclass
@@ -26,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from fmboost.cli.generate import slug
 from fmboost.data.images import DEFAULT_MAX_PIXELS, to_rgb
 from fmboost.pipelines.upscale import METHODS
 from fmboost.serve.jobs import Job, JobQueue, QueueFull
@@ -41,6 +46,8 @@ class Limits:
     max_bytes: int = 20 * 1024 * 1024
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_steps: int = 32  # one request cannot hold the only worker for long
+    max_base_steps: int = 50
+    max_prompt_chars: int = 1000  # the text encoder reads ~77 tokens anyway
     max_waiting: int = 8
     keep_results: int = 64
 
@@ -89,28 +96,59 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
 
 def parse_job(query, models: dict, limits: Limits) -> dict:
-    """Query parameters → checked keyword arguments of `Job` (UploadError with a message otherwise)."""
-    model = query.get("model") or next(iter(models))
-    if model not in models:
-        raise UploadError(f"unknown model {model!r}; choose one of {', '.join(models)}")
-    solver, method = query.get("solver", "euler"), query.get("method", "cfm")
-    if solver not in SOLVERS:
-        raise UploadError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
+    """Query parameters → checked keyword arguments of an upscale `Job` (UploadError with a message otherwise)."""
+    method = query.get("method", "cfm")
     if method not in METHODS:
         raise UploadError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    steps, seed = whole_number(query, "steps", 4), whole_number(query, "seed", 0)
-    if not 1 <= steps <= limits.max_steps:
-        raise UploadError(f"steps must be between 1 and {limits.max_steps}, got {steps}")
-    if not 0 <= seed < 2**32:
-        raise UploadError(f"seed must be between 0 and {2**32 - 1}, got {seed}")
-    return dict(model=model, steps=steps, solver=solver, method=method, seed=seed, name=safe_stem(query.get("name")))
+    return dict(parse_flow(query, models, limits), method=method, name=safe_stem(query.get("name")))
 
 
-def whole_number(query, key: str, default: int) -> int:
+def parse_flow(query, models: dict, limits: Limits) -> dict:
+    """What upscale and text-to-image requests share: the model, the flow's steps and solver, the seed."""
+    model = str(query.get("model") or next(iter(models)))  # str(): JSON may hold anything
+    if model not in models:
+        raise UploadError(f"unknown model {model!r}; choose one of {', '.join(models)}")
+    solver = str(query.get("solver", "euler"))
+    if solver not in SOLVERS:
+        raise UploadError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
+    return dict(model=model, solver=solver, steps=bounded(query, "steps", 4, 1, limits.max_steps),
+                seed=bounded(query, "seed", 0, 0, 2**32 - 1))
+
+
+def parse_prompt_job(body: dict, text, limits: Limits) -> dict:
+    """A text-to-image request (its JSON) → checked keyword arguments of a `Job`."""
+    prompt, negative = (str(body.get(key) or "").strip() for key in ("prompt", "negative_prompt"))
+    if not prompt:
+        raise UploadError("enter a prompt: a few words describing the picture")
+    if max(len(prompt), len(negative)) > limits.max_prompt_chars:
+        raise UploadError(f"prompts are limited to {limits.max_prompt_chars} characters")
+    if str(body.get("model")) in text.unfit:
+        raise UploadError(f"model {body['model']} cannot boost the base {text.name}: {text.unfit[body['model']]}")
+    flow = parse_flow(body, text.models, limits)
+    return dict(flow, prompt=prompt, negative_prompt=negative, name=f"{slug(prompt)}_s{flow['seed']}",
+                base_steps=bounded(body, "base_steps", text.base_steps, 1, limits.max_base_steps))
+
+
+def bounded(query, key: str, default: int, low: int, high: int) -> int:
+    """A whole number from `query` within [low, high]; the message names the field as the page labels it."""
+    label = key.replace("_", " ")
     try:
-        return int(query.get(key, default))
-    except ValueError:
-        raise UploadError(f"{key} must be a whole number, got {query.get(key)!r}") from None
+        value = int(query.get(key, default))
+    except (TypeError, ValueError):
+        raise UploadError(f"{label} must be a whole number, got {query.get(key)!r}") from None
+    if not low <= value <= high:
+        raise UploadError(f"{label} must be between {low} and {high}, got {value}")
+    return value
+
+
+async def read_json(request: Request, max_bytes: int = 64 * 1024) -> dict:
+    try:
+        body = json.loads(await read_body(request, max_bytes))
+    except ValueError:  # JSONDecodeError and bad UTF-8 alike
+        body = None
+    if not isinstance(body, dict):
+        raise UploadError('the request body must be a JSON object, e.g. {"prompt": "a red cat"}')
+    return body
 
 
 def safe_stem(filename: str | None) -> str:
@@ -124,16 +162,19 @@ def model_info(pipelines: dict) -> list[dict]:
             for name, pipe in pipelines.items()]
 
 
-def create_app(pipelines: dict, out_dir: str | Path, limits: Limits | None = None) -> Starlette:
+def create_app(pipelines: dict, out_dir: str | Path, limits: Limits | None = None, text_to_image=None) -> Starlette:
     """`pipelines`: display name → loaded FMBoostPipeline (the first is the default). `out_dir` receives the
-    results only; the caller owns it (and removes it). The worker starts and stops with the app."""
+    results only; the caller owns it (and removes it). The worker starts and stops with the app.
+    `text_to_image`: a serve.text.TextToImage over the same pipelines, or None (no text-to-image tab)."""
     limits = limits or Limits()
     if not pipelines:
         raise ValueError("no model to serve")
+    text = text_to_image
     jobs = JobQueue(pipelines, Path(out_dir), limits.max_waiting, limits.keep_results,
-                    tile_above=DEFAULT_MAX_PIXELS)
+                    tile_above=DEFAULT_MAX_PIXELS, text_to_image=text)
     page = resources.files("fmboost.serve").joinpath("static/index.html").read_text(encoding="utf-8")
-    info = dict(models=model_info(pipelines), solvers=list(SOLVERS), methods=list(METHODS), limits=asdict(limits))
+    info = dict(models=model_info(pipelines), solvers=list(SOLVERS), methods=list(METHODS), limits=asdict(limits),
+                text_to_image=text and text.info())
 
     async def index(request):
         return HTMLResponse(page, headers={"Content-Security-Policy": CSP, "Cache-Control": "no-store"})
@@ -142,11 +183,25 @@ def create_app(pipelines: dict, out_dir: str | Path, limits: Limits | None = Non
         return JSONResponse(info)
 
     async def upscale(request):
-        try:
+        async def make_job():
             kwargs = parse_job(request.query_params, pipelines, limits)
             data = await read_body(request, limits.max_bytes)
-            image = await run_in_threadpool(decode_upload, data, limits.max_pixels)
-            job = jobs.submit(Job(image=image, **kwargs))
+            return Job(image=await run_in_threadpool(decode_upload, data, limits.max_pixels), **kwargs)
+        return await queue_job(make_job)
+
+    async def generate(request):
+        if text is None:
+            return JSONResponse({"error": "text to image is off on this server: start it with "
+                                          "`fmboost serve --base DIR_OR_HUB_ID`"}, status_code=404)
+
+        async def make_job():
+            return Job(image=None, **parse_prompt_job(await read_json(request), text, limits))
+        return await queue_job(make_job)
+
+    async def queue_job(make_job):
+        """202 with the queued job, or the refusal's message: 4xx for the request, 503 while the queue is full."""
+        try:
+            job = jobs.submit(await make_job())
         except UploadError as e:
             return JSONResponse({"error": str(e)}, status_code=e.status)
         except QueueFull as e:
@@ -154,7 +209,10 @@ def create_app(pipelines: dict, out_dir: str | Path, limits: Limits | None = Non
         return JSONResponse(job_status(job), status_code=202)
 
     def job_status(job):
-        return dict(job.status(), ahead=jobs.ahead_of(job), result=f"/api/jobs/{job.id}/result.png")
+        urls = dict(result=f"/api/jobs/{job.id}/result.png")
+        if job.prompt is not None:
+            urls["base"] = f"/api/jobs/{job.id}/base.png"
+        return dict(job.status(), ahead=jobs.ahead_of(job), **urls)
 
     async def status(request):
         job = jobs.get(request.path_params["id"])
@@ -171,6 +229,12 @@ def create_app(pipelines: dict, out_dir: str | Path, limits: Limits | None = Non
         return FileResponse(job.path, media_type="image/png", filename=f"{job.name}_x{scale}.png",
                             content_disposition_type=disposition)
 
+    async def base_image(request):
+        job = jobs.get(request.path_params["id"])
+        if job is None or job.base_png is None:
+            return JSONResponse({"error": "no such picture"}, status_code=404)
+        return Response(job.base_png, media_type="image/png")
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
         jobs.start()
@@ -180,7 +244,8 @@ def create_app(pipelines: dict, out_dir: str | Path, limits: Limits | None = Non
             jobs.stop()
 
     routes = [Route("/", index), Route("/api/info", api_info), Route("/api/upscale", upscale, methods=["POST"]),
-              Route("/api/jobs/{id:str}", status), Route("/api/jobs/{id:str}/result.png", result),
+              Route("/api/generate", generate, methods=["POST"]), Route("/api/jobs/{id:str}", status),
+              Route("/api/jobs/{id:str}/result.png", result), Route("/api/jobs/{id:str}/base.png", base_image),
               Route("/healthz", lambda request: Response("ok"))]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.jobs = jobs

@@ -1,11 +1,13 @@
-"""The upscaling queue behind `fmboost serve`: a bounded queue and one worker thread.
+"""The job queue behind `fmboost serve` (upscale and text-to-image jobs): a bounded queue and one worker thread.
 
-One worker, because the pipelines are not thread-safe and torch already spreads one upscale over every core;
+One worker, because the pipelines are not thread-safe and torch already spreads one job over every core;
 a second request waits its turn (the page shows its place). The queue is bounded so that a burst of uploads is
 refused with a clear message instead of piling up decoded images in memory.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import queue
 import sys
@@ -35,6 +37,9 @@ class Job:
     method: str = "cfm"
     seed: int = 0
     name: str = "image"  # the download is called NAME_x2.png
+    prompt: str | None = None  # set: a text-to-image job, `image` stays None and the base draws one
+    negative_prompt: str = ""
+    base_steps: int = 0
     id: str = field(default_factory=lambda: uuid.uuid4().hex)  # unguessable: results are not listed anywhere
     state: str = "queued"  # queued → running → done | error
     nfe_done: int = 0
@@ -43,6 +48,7 @@ class Job:
     seconds: float | None = None
     size: tuple[int, int] | None = None
     path: Path | None = None
+    base_png: bytes | None = None  # text to image: the base's low-res picture, in memory (only results on disk)
 
     def status(self) -> dict:
         return dict(id=self.id, state=self.state, nfe_done=self.nfe_done, nfe_total=self.nfe_total,
@@ -51,23 +57,26 @@ class Job:
 
 
 def expected_nfe(job: Job) -> int | None:
-    """How many network evaluations the job will take; None where the solver decides (dopri5)."""
+    """How many network evaluations the job will take (the base's U-Net once a step, then the flow's); None
+    where the solver decides (dopri5)."""
     if job.method != "cfm":
         return 0
     per_step = EVALS_PER_STEP.get(job.solver)
-    return None if per_step is None else job.steps * per_step
+    return None if per_step is None else job.base_steps + job.steps * per_step
 
 
 class JobQueue:
-    """Runs jobs one at a time on `pipelines[job.model]`, writing each result as OUT_DIR/ID.png.
+    """Runs jobs one at a time on `pipelines[job.model]` (behind `text_to_image` for a prompt), writing each
+    result as OUT_DIR/ID.png.
 
     Only results are written, and only the newest `keep` of them are kept, so the folder stays small however
     long the server runs. A job that fails is marked `error` with a message; the worker carries on.
     """
 
     def __init__(self, pipelines: dict, out_dir: Path, max_waiting: int = 8, keep: int = 64,
-                 tile_above: int | None = None):
+                 tile_above: int | None = None, text_to_image=None):
         self.pipelines, self.out_dir, self.keep, self.tile_above = pipelines, Path(out_dir), keep, tile_above
+        self.text_to_image = text_to_image
         self._waiting: queue.Queue[Job | None] = queue.Queue(maxsize=max_waiting)
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
@@ -130,7 +139,7 @@ class JobQueue:
     def _run(self, job: Job) -> None:
         job.state, started = "running", time.perf_counter()
         try:
-            result = self._upscale(job)
+            result = self._upscale(job) if job.prompt is None else self._generate(job)
             job.path = self._save(result, job.id)
             job.size, job.state = result.size, "done"
         except Exception as e:  # any failure ends this job only, never the worker
@@ -145,17 +154,18 @@ class JobQueue:
     def _upscale(self, job: Job) -> Image.Image:
         pipe = self.pipelines[job.model]
         tile = self.tile_above is not None and job.image.width * job.image.height > self.tile_above
-        # Counts the U-Net's forward passes for the progress bar without touching the pipeline's code.
-        hook = pipe.model.register_forward_hook(lambda *_: self._count(job)) if pipe.model is not None else None
-        try:
+        with counting(job, pipe.model):
             return pipe(job.image, steps=job.steps, solver=job.solver, method=job.method, seed=job.seed, tile=tile)
-        finally:
-            if hook is not None:
-                hook.remove()
 
-    @staticmethod
-    def _count(job: Job) -> None:
-        job.nfe_done += 1
+    def _generate(self, job: Job) -> Image.Image:
+        text = self.text_to_image
+        with counting(job, text.net, self.pipelines[job.model].model):
+            low, result = text(job.model, job.prompt, job.negative_prompt, job.base_steps, job.steps, job.solver,
+                               job.seed)
+        buf = io.BytesIO()
+        low.save(buf, format="PNG")
+        job.base_png = buf.getvalue()
+        return result
 
     def _save(self, image: Image.Image, job_id: str) -> Path:
         """Writes through a temporary name; never recreates OUT_DIR, so nothing outlives its clean-up."""
@@ -171,10 +181,24 @@ class JobQueue:
         return path
 
 
+@contextlib.contextmanager
+def counting(job: Job, *networks):
+    """Counts the networks' forward passes for the progress bar without touching the pipelines' code."""
+    def count(*_):
+        job.nfe_done += 1
+
+    hooks = [net.register_forward_hook(count) for net in networks if net is not None]
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
 def user_message(e: Exception) -> str:
     """ValueErrors from fmboost are written for users; anything else is summed up without internals."""
     if isinstance(e, ValueError):
         return str(e)
     if isinstance(e, MemoryError) or "out of memory" in str(e).lower():
         return "out of memory: try a smaller image"
-    return f"upscaling failed ({type(e).__name__}); the server logged the details"
+    return f"the job failed ({type(e).__name__}); the server logged the details"

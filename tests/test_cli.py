@@ -138,3 +138,15 @@ def test_the_installed_command_prints_help():
     assert out.returncode == 0
     for sub in ("upscale", "prepare", "train", "info"):
         assert sub in out.stdout
+
+
+def test_embedded_model_names_resolve_unless_a_local_folder_has_that_name(tmp_path, monkeypatch, tiny_model_dir):
+    from fmboost import EMBEDDED_MODELS
+    from fmboost.cli.main import resolve_model
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model("default") == str(EMBEDDED_MODELS["default"])
+    assert resolve_model("real") == str(EMBEDDED_MODELS["real"])
+    assert resolve_model("runs/x/model") == "runs/x/model"
+    (tmp_path / "real").mkdir()
+    assert resolve_model("real") == "real"

@@ -40,3 +40,17 @@ def test_cfm_beats_x0_on_validation_photos():
         gains.append([metric(cfm, hr, "rgb", 2) - metric(x0, hr, "rgb", 2) for metric in (M.psnr, M.ssim)])
     psnr_gain, ssim_gain = np.mean(gains, axis=0)
     assert psnr_gain > 0 and ssim_gain > 0
+
+
+def test_real_model_is_embedded_and_upscales_a_degraded_photo(tmp_path, monkeypatch):
+    from fmboost import EMBEDDED_MODELS
+    from fmboost.data.degradations import degrade_image, image_rng
+
+    files = list(EMBEDDED_MODELS["real"].rglob("*.safetensors"))
+    assert len(files) == 2 and sum(f.stat().st_size for f in files) <= 40e6
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    src = Path(__file__).resolve().parents[1] / "examples" / "astronaut.png"
+    degraded = tmp_path / "astronaut.jpg"
+    degrade_image(resize(load_image(src), (128, 128)), 2, image_rng(0, 0)).save(degraded)
+    assert main(["upscale", str(degraded), "--model", "real", "--steps", "2"]) == 0
+    assert load_image(tmp_path / "astronaut_x2.png").size == (128, 128)

@@ -6,15 +6,16 @@ import time
 import torch
 
 
-def seconds(fn, repeats: int) -> float:
-    fn()  # warm-up: first calls pay for allocation and kernel selection
+def seconds(fn, repeats: int, warmup: int = 1, clock=time.perf_counter) -> float:
+    for _ in range(warmup):  # first calls pay for allocation and kernel selection (and torch.compile's compiling)
+        fn()
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     sync()
-    t0 = time.perf_counter()
+    t0 = clock()
     for _ in range(repeats):
         fn()
     sync()
-    return (time.perf_counter() - t0) / repeats
+    return (clock() - t0) / repeats
 
 
 def device_label(device: str) -> str:

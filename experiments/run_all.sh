@@ -13,8 +13,7 @@ done
 for cfg in experiments/configs/*.yaml; do
   name=$(basename "$cfg" .yaml)
   [ "$name" = base ] || [ -f "$ROOT/$name/done" ] && continue
-  resume=$([ -d "$ROOT/$name/checkpoint" ] && echo --resume || true)
-  fmboost train --config "$cfg" $resume && touch "$ROOT/$name/done"
+  fmboost train --config "$cfg" --resume auto && touch "$ROOT/$name/done"  # continues an interrupted run
 done
 models() { for n in "$@"; do echo "$ROOT/$n/model"; done; }
 for set in bsd68 set14; do

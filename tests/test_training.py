@@ -16,8 +16,12 @@ def config(shards_dir, out, **kw):
     return TrainConfig(**{**base, **kw})
 
 
+def newest(out):
+    return max((out / "checkpoints").glob("step_*"))
+
+
 def weights(out):
-    return load_file(str(out / "checkpoint" / "ema.safetensors")), load_file(str(out / "checkpoint" / "model.safetensors"))
+    return load_file(str(newest(out) / "ema.safetensors")), load_file(str(newest(out) / "model.safetensors"))
 
 
 def test_prepare_writes_pairs_of_the_right_shapes(shards_dir):
@@ -72,7 +76,7 @@ def test_training_writes_model_logs_and_samples(tmp_path, shards_dir):
     assert made["steps"] == 4 and made["config"]["tau"] == 200 and made["data"]["count"] == 12
     assert (out / "samples" / "step_0000002.png").exists() and (out / "samples" / "step_0000004.png").exists()
     assert len((out / "log.csv").read_text().splitlines()) == 5
-    assert not (out / "checkpoint.tmp").exists()
+    assert [f.name for f in (out / "checkpoints").iterdir()] == ["step_0000004"]  # no temporary folder left
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, shards_dir, monkeypatch):
@@ -92,8 +96,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, shards_dir,
     monkeypatch.setattr(training, "loss_for", loss_for_that_breaks)
     with pytest.raises(TrainingDiverged, match="step 4"):
         train(config(shards_dir, out, max_steps=6, checkpoint_every=2))
-    state = torch.load(out / "checkpoint" / "state.pt", weights_only=True)
-    assert state["step"] == 2
+    state = torch.load(newest(out) / "state.pt", weights_only=True)
+    assert state["step"] == 2 and newest(out).name == "step_0000002"
     assert all(torch.isfinite(v).all() for v in weights(out)[1].values())
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from importlib import import_module
@@ -68,18 +69,28 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("prepare", help="encode photos into training shards of latent pairs",
                         description="Crop photos, encode high-res crops (x1) and their bicubic downscales (z_lr), "
                                     "upsample z_lr (x_cond), and write safetensors shards with a manifest. "
-                                    "Resumable: run it again to continue.")
-    pr.add_argument("images_dirs", nargs="+", metavar="IMAGES_DIR", help="folder(s) of photos (searched recursively)")
-    pr.add_argument("--out", required=True, help="output folder for shards and manifest.json")
-    pr.add_argument("--vae", required=True, help="autoencoder: hub id (e.g. stabilityai/sd-vae-ft-mse) or folder")
+                                    "Resumable: run it again to continue. Under torchrun or srun each process "
+                                    "makes its own share of the shards; the last to finish writes manifest.json.")
+    pr.add_argument("images_dirs", nargs="*", metavar="IMAGES_DIR", help="folder(s) of photos (searched recursively)")
+    pr.add_argument("--out", help="output folder for shards and manifest.json")
+    pr.add_argument("--vae", help="autoencoder: hub id (e.g. stabilityai/sd-vae-ft-mse) or folder")
     pr.add_argument("--size", type=int, default=256, help="high-res crop size in pixels (default 256)")
     pr.add_argument("--scale", type=int, default=2, help="upscaling factor (default 2)")
     pr.add_argument("--upsampling", default="psu", choices=["psu", "bilinear", "nearest"])
     pr.add_argument("--crops-per-image", type=int, default=4)
+    pr.add_argument("--images-per-shard", type=int, default=64,
+                    help="photos per shard (default 64): the unit that processes split and training streams")
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--degradation", default="none", choices=["none", "realesrgan"],
                     help="low-res crops: bicubic (none) or Real-ESRGAN's random blur, resize, noise and JPEG")
     pr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    pr.add_argument("--rank", type=int, default=env_int("RANK", "SLURM_PROCID", default=0),
+                    help="this process's share of the shards (default: $RANK or $SLURM_PROCID, else 0)")
+    pr.add_argument("--world-size", type=int, default=env_int("WORLD_SIZE", "SLURM_STEP_NUM_TASKS", default=1),
+                    help="number of processes sharing the work (default: $WORLD_SIZE or srun's "
+                         "$SLURM_STEP_NUM_TASKS, else 1)")
+    pr.add_argument("--merge", metavar="DIR",
+                    help="only write DIR/manifest.json from the per-rank manifests of a finished sharded run")
     pr.set_defaults(func=cmd_prepare)
 
     tr = sub.add_parser("train", help="train a CFM model on prepared latents",
@@ -94,13 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--init", metavar="MODEL_DIR",
                     help="fine-tune: start from this model's CFM weights (e.g. the embedded default)")
     tr.add_argument("--max-steps", type=int)
-    tr.add_argument("--batch-size", type=int)
+    tr.add_argument("--batch-size", type=int, help="the global batch of a step, summed over all processes")
     tr.add_argument("--lr", type=float)
     tr.add_argument("--tau", type=float, help="noise-augmentation step of x0 (0..1000, 0 = off)")
     tr.add_argument("--out", help="output folder")
     tr.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast")
     tr.add_argument("--max-minutes", type=float, help="stop cleanly after this long (resume later)")
-    tr.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    tr.add_argument("--resume", nargs="?", const="auto", choices=["auto"],
+                    help="continue from the newest complete checkpoint in OUT/checkpoints (damaged ones are "
+                         "skipped; none: start at step 0)")
     tr.set_defaults(func=cmd_train)
 
     info = sub.add_parser("info", help="describe a model folder",
@@ -129,6 +142,11 @@ def pick_device(name: str) -> str:
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available")
     return name
+
+
+def env_int(*names: str, default: int) -> int:
+    """The first of these environment variables that is set (launchers such as torchrun and srun set them)."""
+    return next((int(os.environ[n]) for n in names if os.environ.get(n)), default)
 
 
 def resolve_model(model: str) -> str:
@@ -201,15 +219,25 @@ def cmd_upscale(args) -> int:
 
 
 def cmd_prepare(args) -> int:
-    from fmboost.data.prepare import prepare
+    from fmboost.data.prepare import merge, prepare
 
+    if args.merge:
+        m = merge(args.merge)
+        print(f"{m['count']} training pairs in {args.merge} ({len(m['shards'])} shards merged)")
+        return 0
+    if not args.images_dirs or not args.out or not args.vae:
+        raise UserError("give IMAGES_DIR(s), --out and --vae (or --merge DIR)")
     for folder in args.images_dirs:
         if not Path(folder).is_dir():
             raise UserError(f"{folder}: no such folder")
+    device = pick_device(args.device)
+    if device == "cuda" and args.world_size > 1:  # one GPU per process on a node
+        device = f"cuda:{env_int('LOCAL_RANK', 'SLURM_LOCALID', default=0)}"
     m = prepare(args.images_dirs, args.out, args.vae, size=args.size, scale=args.scale, upsampling=args.upsampling,
-                crops_per_image=args.crops_per_image, seed=args.seed, device=pick_device(args.device),
-                degradation=args.degradation)
-    print(f"{m['count']} training pairs in {args.out}; {len(m['skipped'])} image(s) skipped")
+                crops_per_image=args.crops_per_image, images_per_shard=args.images_per_shard, seed=args.seed,
+                device=device, degradation=args.degradation, rank=args.rank, world_size=args.world_size)
+    share = f" (rank {args.rank} of {args.world_size})" if args.world_size > 1 else ""
+    print(f"{m['count']} training pairs in {args.out}{share}; {len(m['skipped'])} image(s) skipped")
     for s in m["skipped"]:
         print(f"  skipped {s}")
     return 0
@@ -217,7 +245,7 @@ def cmd_prepare(args) -> int:
 
 def cmd_train(args) -> int:
     from fmboost.training.config import TrainConfig
-    from fmboost.training.train import TrainingDiverged, train
+    from fmboost.training.train import TrainingDiverged, TrainingStopped, train
 
     if args.config and not Path(args.config).exists():
         raise UserError(f"--config {args.config}: no such file")
@@ -226,12 +254,16 @@ def cmd_train(args) -> int:
     cfg = TrainConfig.load(args.config, data=args.data, preset=args.preset, objective=args.objective,
                            max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr, tau=args.tau,
                            init=args.init, out=args.out, bf16=args.bf16, max_minutes=args.max_minutes)
+    say = print if env_int("RANK", default=0) == 0 else (lambda *a, **kw: None)  # one process speaks for all
     try:
         model_dir = train(cfg, resume=args.resume)
     except TrainingDiverged as e:
-        print(f"fmboost train: {e}", file=sys.stderr)
+        say(f"fmboost train: {e}", file=sys.stderr)
         return 1
-    print(f"model written to {model_dir} (use: fmboost upscale IMAGE --model {model_dir})")
+    except TrainingStopped as e:
+        say(f"fmboost train: {e}", file=sys.stderr)
+        return e.exit_code
+    say(f"model written to {model_dir} (use: fmboost upscale IMAGE --model {model_dir})")
     return 0
 
 

@@ -3,6 +3,11 @@
 For each crop of `size` px: x1 = E(crop), z_lr = E(bicubic↓s(crop)), x_cond = upsample(z_lr); with
 `degradation="realesrgan"`, z_lr encodes Real-ESRGAN's degraded ↓s(crop) instead. Shards are written atomically
 and recorded in manifest.json, so an interrupted run resumes at the first unfinished shard.
+
+Sharded over processes (rank r of w, e.g. under torchrun or srun), rank r makes shards r, r + w, r + 2w, ... and
+records them in its own manifest.rank{r}-of-{w}.json; whichever rank finishes last merges them into manifest.json
+(or `fmboost prepare --merge OUT`). Shard k is the same whichever rank makes it: its crops and degradations are
+seeded by k.
 """
 from __future__ import annotations
 
@@ -18,9 +23,9 @@ from tqdm.auto import tqdm
 from fmboost.autoencoders.vae import Autoencoder
 from fmboost.data.degradations import degrade_image, image_rng
 from fmboost.data.images import ImageError, list_images, load_image, resize, to_tensor
+from fmboost.data.stream import MANIFEST, read_manifest
 from fmboost.flow.upsampling import upsample_latent
 
-MANIFEST = "manifest.json"
 DEGRADATIONS = ("none", "realesrgan")
 
 
@@ -54,14 +59,18 @@ def encode_pairs(crops, autoencoder: Autoencoder, scale: int, upsampling: str,
 
 
 def write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: two ranks may merge at once
     write(tmp)
     os.replace(tmp, path)
 
 
+def rank_manifest(rank: int, world_size: int) -> str:
+    return MANIFEST if world_size == 1 else f"manifest.rank{rank}-of-{world_size}.json"
+
+
 def prepare(images_dirs, out, vae, size: int = 256, scale: int = 2, upsampling: str = "psu",
             crops_per_image: int = 4, images_per_shard: int = 64, batch_size: int = 16, seed: int = 0,
-            device: str = "cpu", degradation: str = "none") -> dict:
+            device: str = "cpu", degradation: str = "none", rank: int = 0, world_size: int = 1) -> dict:
     out = Path(out)
     images_dirs = [str(d) for d in (images_dirs if isinstance(images_dirs, (list, tuple)) else [images_dirs])]
     paths = [p for d in images_dirs for p in list_images(d)]
@@ -69,6 +78,8 @@ def prepare(images_dirs, out, vae, size: int = 256, scale: int = 2, upsampling: 
         raise FileNotFoundError(f"no images (png, jpg, webp, ...) found in {', '.join(images_dirs)}")
     if degradation not in DEGRADATIONS:
         raise ValueError(f"degradation {degradation!r}: choose one of {', '.join(DEGRADATIONS)}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not one of the {world_size} processes (0..{world_size - 1})")
     autoencoder = Autoencoder.from_pretrained(vae).to(device)
     f = autoencoder.downsample_factor
     if size % (f * scale):
@@ -79,16 +90,21 @@ def prepare(images_dirs, out, vae, size: int = 256, scale: int = 2, upsampling: 
                     degradation=degradation)
     manifest = {**settings, "latent_channels": autoencoder.latent_channels, "downsample_factor": f,
                 "shards": [], "skipped": [], "count": 0}
-    if (out / MANIFEST).exists():
-        old = {"degradation": "none", **json.loads((out / MANIFEST).read_text())}  # older manifests lack it
+    name = rank_manifest(rank, world_size)
+    if (out / name).exists():
+        old = {"degradation": "none", **json.loads((out / name).read_text())}  # older manifests lack it
         if {k: old.get(k) for k in settings} != settings:
             raise ValueError(f"{out} holds shards made with other settings; choose another --out")
         manifest = old
     out.mkdir(parents=True, exist_ok=True)
     groups = [paths[i:i + images_per_shard] for i in range(0, len(paths), images_per_shard)]
-    bar = tqdm(total=len(paths), initial=min(len(paths), len(manifest["shards"]) * images_per_shard),
-               desc="prepare", unit="img")
-    for k in range(len(manifest["shards"]), len(groups)):
+    mine = range(rank, len(groups), world_size)  # the shards of this rank, by their global number k
+    if world_size > 1:
+        manifest.update(rank=rank, world_size=world_size, groups=len(groups))
+    bar = tqdm(total=sum(len(groups[k]) for k in mine),
+               initial=sum(len(groups[k]) for k in mine[:len(manifest["shards"])]), desc="prepare", unit="img")
+    save = lambda: write_atomic(out / name, lambda p: p.write_text(json.dumps(manifest, indent=2)))
+    for k in mine[len(manifest["shards"]):]:
         rng = random.Random(seed * 100003 + k)  # per shard, so a resumed run makes the same crops
         crops = []
         for path in groups[k]:
@@ -103,22 +119,56 @@ def prepare(images_dirs, out, vae, size: int = 256, scale: int = 2, upsampling: 
             parts = [encode_pairs(crops[i:i + batch_size], autoencoder, scale, upsampling, lows[i:i + batch_size])
                      for i in range(0, len(crops), batch_size)]
             tensors = {key: torch.cat([p[key] for p in parts]).contiguous() for key in parts[0]}
-            name = f"shard_{k:05d}.safetensors"
-            write_atomic(out / name, lambda p: save_file(tensors, str(p)))
+            shard = f"shard_{k:05d}.safetensors"
+            write_atomic(out / shard, lambda p: save_file(tensors, str(p)))
             manifest["count"] += len(crops)
-        manifest["shards"].append(name if crops else None)
-        write_atomic(out / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2)))
+        manifest["shards"].append(shard if crops else None)
+        save()
     bar.close()
+    save()  # also when this rank had no shard to make
+    if world_size > 1 and not unfinished_ranks(out, world_size):
+        merge(out)
     return manifest
 
 
+def unfinished_ranks(out: Path, world_size: int) -> list[int]:
+    """Ranks of a sharded run whose manifest is missing or does not yet list all their shards."""
+    def finished(r):
+        path = out / rank_manifest(r, world_size)
+        m = json.loads(path.read_text()) if path.exists() else None
+        return m is not None and len(m["shards"]) == len(range(r, m["groups"], world_size))
+    return [r for r in range(world_size) if not finished(r)]
+
+
+def merge(out) -> dict:
+    """manifest.json from the per-rank manifests of a finished sharded run; safe to run more than once."""
+    out = Path(out)
+    found = sorted(out.glob("manifest.rank*-of-*.json"))
+    if not found:
+        raise FileNotFoundError(f"{out} holds no per-rank manifests (manifest.rankR-of-W.json) to merge")
+    world_size = json.loads(found[0].read_text())["world_size"]
+    missing = unfinished_ranks(out, world_size)
+    if missing:
+        raise ValueError(f"{out}: rank(s) {', '.join(map(str, missing))} of {world_size} have not finished; "
+                         f"run them (again) first")
+    ranks = [json.loads((out / rank_manifest(r, world_size)).read_text()) for r in range(world_size)]
+    settings = lambda m: {k: v for k, v in m.items() if k not in ("rank", "shards", "skipped", "count")}
+    if any(settings(m) != settings(ranks[0]) for m in ranks):
+        raise ValueError(f"{out}: the ranks' manifests disagree on the settings; rerun prepare with one command")
+    merged = {k: v for k, v in settings(ranks[0]).items() if k not in ("world_size", "groups")}
+    merged["shards"] = [None] * ranks[0]["groups"]
+    for m in ranks:
+        merged["shards"][m["rank"]::world_size] = m["shards"]
+    merged["skipped"] = [s for m in ranks for s in m["skipped"]]
+    merged["count"] = sum(m["count"] for m in ranks)
+    write_atomic(out / MANIFEST, lambda p: p.write_text(json.dumps(merged, indent=2)))
+    return merged
+
+
 def load_shards(folder) -> tuple[dict[str, torch.Tensor], dict]:
-    """All shards of a prepared folder concatenated in memory (latents are small: 4×32×32 floats a pair)."""
-    folder = Path(folder)
-    if not (folder / MANIFEST).exists():
-        raise FileNotFoundError(f"{folder} has no {MANIFEST}; make it with `fmboost prepare`")
-    manifest = json.loads((folder / MANIFEST).read_text())
-    parts = [load_file(str(folder / s)) for s in manifest["shards"] if s]
+    """All shards of a prepared folder concatenated in memory (for small sets and tests; training streams them)."""
+    manifest = read_manifest(folder)
+    parts = [load_file(str(Path(folder) / s)) for s in manifest["shards"] if s]
     if not parts:
         raise ValueError(f"{folder} holds no training pairs")
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}, manifest

@@ -20,8 +20,11 @@ class TrainConfig:
     sigma_min: float = 0.0
     tau: float = 400                   # noise-augmentation step of x0 (of 1000); 0 turns it off
     sample_tau: float | None = None    # τ the exported model samples with (default: tau)
-    batch_size: int = 16
+    batch_size: int = 16               # the GLOBAL batch of one optimiser step: processes × grad_accum × per process
+    grad_accum: int = 1                # micro-batches per step and process (their gradients are averaged)
     lr: float = 2e-4
+    lr_scaling: str = "none"           # none | linear | sqrt: lr × (batch_size / reference_batch) or its square root
+    reference_batch: int = 16          # the global batch `lr` was tuned for
     weight_decay: float = 0.0
     warmup_steps: int = 500
     lr_decay: str = "none"             # none | cosine (to 0 at max_steps, after the warm-up)
@@ -29,15 +32,22 @@ class TrainConfig:
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     bf16: bool = False                 # bf16 autocast (CPU or GPU)
+    channels_last: bool = False        # NHWC layout for the convolutions (often faster with bf16 on GPUs)
+    compile: bool = False              # torch.compile (through accelerate's dynamo plugin)
+    fused_adamw: bool = True           # one fused AdamW kernel, on CUDA
+    distributed: str = "ddp"           # ddp | fsdp (FSDP2 through accelerate, several GPUs: shards weights and state)
+    data_cache_mb: float = 1024        # shards summing to less stay in memory once read; larger sets are streamed
     seed: int = 0
     log_every: int = 50
     sample_every: int = 1000           # 0 turns sample grids off
     checkpoint_every: int = 500
+    keep_checkpoints: int = 2          # the newest complete ones under OUT/checkpoints/step_NNNNNNN
     max_minutes: float | None = None   # stop cleanly (and resumably) after this long
 
     @classmethod
     def load(cls, path: str | None = None, **overrides) -> "TrainConfig":
         values = read_settings(path) if path else {}
+        values.pop("effective", None)  # what a run worked out (OUT/config.json), not a setting
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - known
         if unknown:

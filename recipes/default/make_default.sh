@@ -10,10 +10,9 @@ python -m fmboost.autoencoders.train --config recipes/default/autoencoder.json \
     --data "$DATA/train" "$DATA/train_hr" --out "$RUN/autoencoder"
 fmboost prepare "$DATA/train" "$DATA/train_hr" --out "$RUN/shards" --vae "$RUN/autoencoder/autoencoder" \
     --size 128 --scale 2 --crops-per-image 16 --device cpu
-resume=$([ -d "$RUN/cfm/checkpoint" ] && echo --resume || true)
-fmboost train --config recipes/default/cfm.yaml --data "$RUN/shards" --out "$RUN/cfm" $resume
-resume=$([ -d "$RUN/cfm_finetune/checkpoint" ] && echo --resume || true)
-fmboost train --config recipes/default/cfm_finetune.yaml --data "$RUN/shards" $resume
+# --resume auto: from the newest complete checkpoint in OUT/checkpoints, or from step 0 if there is none.
+fmboost train --config recipes/default/cfm.yaml --data "$RUN/shards" --out "$RUN/cfm" --resume auto
+fmboost train --config recipes/default/cfm_finetune.yaml --data "$RUN/shards" --resume auto
 rm -rf fmboost/weights/default
 cp -r "$RUN/cfm_finetune/model" fmboost/weights/default
 cp "$RUN/autoencoder/autoencoder/training.json" fmboost/weights/default/autoencoder/

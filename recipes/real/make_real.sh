@@ -8,8 +8,7 @@ DATA=${1:-../shared/data}
 RUN=runs/real
 fmboost prepare "$DATA/train" "$DATA/train_hr" --out "$RUN/shards" --vae fmboost/weights/default/autoencoder \
     --size 128 --scale 2 --crops-per-image 16 --degradation realesrgan --device cpu
-resume=$([ -d "$RUN/cfm/checkpoint" ] && echo --resume || true)
-fmboost train --config recipes/real/cfm.yaml $resume
+fmboost train --config recipes/real/cfm.yaml --resume auto  # from the newest complete checkpoint, if any
 rm -rf fmboost/weights/real
 cp -r "$RUN/cfm/model" fmboost/weights/real
 fmboost info real

@@ -44,7 +44,8 @@ def main():
     for name in ("bsd68", "set14"):
         hr_dir, lr_dir = Path(args.data) / "val" / name, Path(args.run) / "val_degraded" / name
         if not lr_dir.exists():
-            assert fmboost(["degrade", str(hr_dir), str(lr_dir), "--scale", "2", "--seed", "0", "--png"]) == 0
+            if fmboost(["degrade", str(hr_dir), str(lr_dir), "--scale", "2", "--seed", "0", "--png"]) != 0:
+                raise SystemExit(f"could not write the degraded inputs of {hr_dir}")
         # x0 and bicubic do not depend on the flow (both models share the autoencoder): run them once.
         runs = [(EMBEDDED_MODELS["real"], ["cfm", "x0", "bicubic"], name),
                 (EMBEDDED_MODELS["default"], ["cfm"], f"{name}_default")]

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from fmboost.cli.eval import add_parser
-from fmboost.evaluation.evaluate import downscale, evaluate
+from fmboost.evaluation.evaluate import downscale, evaluate, plan_runs
 from tests.conftest import random_photo
 
 FILES = ("results.csv", "results.json", "results.md", "psnr_vs_nfe.png", "ssim_vs_nfe.png",
@@ -122,3 +122,15 @@ def test_eval_is_a_subcommand_of_fmboost(tmp_path, hr_dir, capsys):
     assert main(["eval", str(hr_dir), "--steps", "1,two", "--out", str(tmp_path / "f")]) == 2
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1].startswith("fmboost eval: error:") and not (tmp_path / "f").exists()
+
+
+def test_method_model_runs_a_regression_model_once(tmp_path, tiny_model_dir):
+    import shutil
+
+    regression = tmp_path / "regression"
+    shutil.copytree(tiny_model_dir, regression)
+    config = json.loads((regression / "fmboost.json").read_text())
+    (regression / "fmboost.json").write_text(json.dumps({**config, "objective": "regression-l2"}))
+    runs = plan_runs([tiny_model_dir, regression], ["model", "bicubic"], [1, 4])
+    assert [(r["method"], r["steps"]) for r in runs] == [("bicubic", None), ("cfm", 1), ("cfm", 4),
+                                                          ("regression-l2", None)]

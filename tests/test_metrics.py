@@ -55,6 +55,15 @@ def test_ssim_is_one_for_identical_images_and_drops_under_blur():
     assert M.ssim(im, im.filter(ImageFilter.GaussianBlur(1.5)), "y") < 0.99
 
 
+def test_sharpness_is_one_for_the_reference_below_under_blur_above_under_noise():
+    im = random_photo(48, 64)
+    assert M.sharpness(im, im) == pytest.approx(1.0)
+    blurred = [M.sharpness(im.filter(ImageFilter.GaussianBlur(r)), im) for r in (0.7, 1.5)]
+    assert 1 > blurred[0] > blurred[1]
+    noisy = np.asarray(im, np.float64) + np.random.default_rng(0).normal(0, 20, (48, 64, 3))
+    assert M.sharpness(noisy.clip(0, 255), im) > 1.5
+
+
 def test_ssim_matches_scikit_image():
     skm = pytest.importorskip("skimage.metrics")
     a = random_photo(40, 52, seed=1)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fmboost.data.prepare import load_shards, prepare
+from fmboost.data.prepare import load_shards, prepare, reupsample
 from fmboost.training.config import TrainConfig
 from fmboost.training.train import TrainingDiverged, train
 from tests.conftest import TINY_MODEL
@@ -51,6 +51,22 @@ def test_prepare_refuses_other_settings_in_the_same_folder(tmp_path, tiny_vae_di
     prepare(photos_dir, tmp_path / "s", tiny_vae_dir, size=32)
     with pytest.raises(ValueError, match="other settings"):
         prepare(photos_dir, tmp_path / "s", tiny_vae_dir, size=64)
+
+
+def test_reupsampled_shards_change_only_the_condition(tmp_path, shards_dir):
+    psu, _ = load_shards(shards_dir)
+    manifest = reupsample(shards_dir, tmp_path / "nearest", "nearest")
+    nearest, _ = load_shards(tmp_path / "nearest")
+    assert manifest["upsampling"] == "nearest" and manifest["count"] == 12
+    assert torch.equal(nearest["x1"], psu["x1"]) and torch.equal(nearest["z_lr"], psu["z_lr"])
+    # Nearest ×2 repeats each low-res latent over a 2×2 block.
+    assert torch.equal(nearest["x_cond"], psu["z_lr"].repeat_interleave(2, -1).repeat_interleave(2, -2))
+    assert reupsample(shards_dir, tmp_path / "nearest", "nearest") == manifest  # a rerun is a no-op
+    with pytest.raises(ValueError, match="already holds"):
+        reupsample(shards_dir, tmp_path / "nearest", "bilinear")
+    again = reupsample(tmp_path / "nearest", tmp_path / "psu", "psu")  # back through the autoencoder
+    assert torch.allclose(load_shards(tmp_path / "psu")[0]["x_cond"], psu["x_cond"], atol=1e-5)
+    assert again["upsampling"] == "psu"
 
 
 def test_resumed_training_equals_uninterrupted_training(tmp_path, shards_dir):

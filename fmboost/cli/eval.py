@@ -38,7 +38,9 @@ def add_parser(subparsers) -> None:
     ev.add_argument("--lr-dir", help="low-res inputs, matched to HR_DIR by file stem (default: downscale HR)")
     ev.add_argument("--out", default="runs/eval", help="output folder (default: %(default)s)")
     ev.add_argument("--max-images", type=int, help="only the first N photos (sorted by path)")
-    ev.add_argument("--metrics", default="psnr,ssim,lpips,fid,pfid", help="comma-separated (default: %(default)s)")
+    ev.add_argument("--metrics", default="psnr,ssim,sharpness,lpips,fid,pfid",
+                    help="comma-separated (default: %(default)s); sharpness is the output's luma gradient energy "
+                         "over the reference's (below 1 = blurrier)")
     ev.add_argument("--metric-weights", metavar="DIR",
                     help="torch hub folder whose checkpoints/ holds the LPIPS / Inception weights "
                          "(default: torch.hub.get_dir())")

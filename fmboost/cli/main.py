@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "$SLURM_STEP_NUM_TASKS, else 1)")
     pr.add_argument("--merge", metavar="DIR",
                     help="only write DIR/manifest.json from the per-rank manifests of a finished sharded run")
+    pr.add_argument("--from", dest="source", metavar="SHARDS",
+                    help="derive shards from prepared ones with another --upsampling: same crops and targets, "
+                         "x_cond recomputed from their z_lr (no photos or --vae needed)")
     pr.set_defaults(func=cmd_prepare)
 
     tr = sub.add_parser("train", help="train a CFM model on prepared latents",
@@ -219,11 +222,17 @@ def cmd_upscale(args) -> int:
 
 
 def cmd_prepare(args) -> int:
-    from fmboost.data.prepare import merge, prepare
+    from fmboost.data.prepare import merge, prepare, reupsample
 
     if args.merge:
         m = merge(args.merge)
         print(f"{m['count']} training pairs in {args.merge} ({len(m['shards'])} shards merged)")
+        return 0
+    if args.source:
+        if args.images_dirs or not args.out:
+            raise UserError("--from SHARDS takes --out and --upsampling, not photo folders")
+        m = reupsample(args.source, args.out, args.upsampling, device=pick_device(args.device))
+        print(f"{m['count']} training pairs in {args.out} ({args.upsampling} upsampling of {args.source})")
         return 0
     if not args.images_dirs or not args.out or not args.vae:
         raise UserError("give IMAGES_DIR(s), --out and --vae (or --merge DIR)")

@@ -8,6 +8,9 @@ Sharded over processes (rank r of w, e.g. under torchrun or srun), rank r makes 
 records them in its own manifest.rank{r}-of-{w}.json; whichever rank finishes last merges them into manifest.json
 (or `fmboost prepare --merge OUT`). Shard k is the same whichever rank makes it: its crops and degradations are
 seeded by k.
+
+`reupsample` derives shards with another upsampling from finished ones: the same crops and targets, only x_cond
+recomputed from the stored z_lr, so an upsampling ablation changes nothing else.
 """
 from __future__ import annotations
 
@@ -163,6 +166,29 @@ def merge(out) -> dict:
     merged["count"] = sum(m["count"] for m in ranks)
     write_atomic(out / MANIFEST, lambda p: p.write_text(json.dumps(merged, indent=2)))
     return merged
+
+
+def reupsample(src, out, upsampling: str, device: str = "cpu") -> dict:
+    """Shards like `src`'s with x_cond = upsample(z_lr) by `upsampling`; x1 and z_lr are copied unchanged."""
+    src, out = Path(src), Path(out)
+    manifest = read_manifest(src)
+    if "z_lr" not in load_file(str(src / next(s for s in manifest["shards"] if s))):
+        raise ValueError(f"{src}: its shards lack z_lr, so their upsampling cannot be changed")
+    autoencoder = Autoencoder.from_pretrained(manifest["vae"]).to(device) if upsampling == "psu" else None
+    derived = {**manifest, "upsampling": upsampling, "derived_from": str(src.resolve())}
+    if (out / MANIFEST).exists():
+        if json.loads((out / MANIFEST).read_text()) == derived:
+            return derived  # already made
+        raise ValueError(f"{out} already holds other shards; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in tqdm([s for s in manifest["shards"] if s], desc=f"re-upsample ({upsampling})", unit="shard"):
+        tensors = load_file(str(src / name))
+        with torch.no_grad():
+            tensors["x_cond"] = torch.cat([upsample_latent(z.to(device), manifest["scale"], upsampling, autoencoder)
+                                           for z in tensors["z_lr"].split(64)]).cpu().contiguous()
+        write_atomic(out / name, lambda p: save_file(tensors, str(p)))
+    write_atomic(out / MANIFEST, lambda p: p.write_text(json.dumps(derived, indent=2)))  # last: marks it complete
+    return derived
 
 
 def load_shards(folder) -> tuple[dict[str, torch.Tensor], dict]:

@@ -10,6 +10,8 @@ The protocol is the usual one for ×s super-resolution:
 """
 from __future__ import annotations
 
+import json
+
 import platform
 import time
 from contextlib import contextmanager
@@ -27,7 +29,7 @@ from fmboost.solvers.ode import SOLVERS
 DEFAULT_METHODS = ("cfm", "x0", "bicubic", "lanczos")
 STEPPED = {"cfm", "naive-fm", "diffusion", "model"}  # run once per step count; every other method runs once
 PIXEL = {"bicubic", "lanczos"}  # need no model: run once, not once per model
-METRICS = ("psnr", "ssim", "lpips", "fid", "pfid")
+METRICS = ("psnr", "ssim", "sharpness", "lpips", "fid", "pfid")
 MIN_SIDE = 11  # SSIM's window
 
 
@@ -174,9 +176,16 @@ def plan_runs(model_dirs, methods, steps) -> list[dict]:
     runs = [{"model": "-", "model_dir": None, "method": m, "steps": None} for m in methods if m in PIXEL]
     for d, label in zip(dirs, labels):
         for m in (m for m in methods if m not in PIXEL):
+            m = model_objective(d) if m == "model" else m  # so that a regression model runs once
             for s in steps if m in STEPPED else [None]:
                 runs.append({"model": label, "model_dir": d, "method": m, "steps": s})
     return runs
+
+
+def model_objective(folder: Path) -> str:
+    """The objective a model folder was trained with, or "model" (resolved when it loads) if it does not say."""
+    config = Path(folder) / "fmboost.json"
+    return json.loads(config.read_text()).get("objective", "model") if config.is_file() else "model"
 
 
 def run_name(run: dict) -> str:
@@ -277,13 +286,15 @@ def time_method(upscale, lrs, pipe, device: str, name: str) -> tuple[list, float
 def score(outputs, hr, scale: int, active: set, nets: dict, reference: dict, patch: int, per_image: int,
           seed: int) -> dict:
     mean = lambda f: float(np.mean([f(o, h) for o, h in zip(outputs, hr)]))
-    s = dict.fromkeys(("psnr", "psnr_y", "ssim", "ssim_y", "lpips", "fid", "pfid"))
+    s = dict.fromkeys(("psnr", "psnr_y", "ssim", "ssim_y", "sharpness", "lpips", "fid", "pfid"))
     if "psnr" in active:
         s["psnr"] = mean(lambda o, h: M.psnr(o, h, "rgb", scale))
         s["psnr_y"] = mean(lambda o, h: M.psnr(o, h, "y", scale))
     if "ssim" in active:
         s["ssim"] = mean(lambda o, h: M.ssim(o, h, "rgb", scale))
         s["ssim_y"] = mean(lambda o, h: M.ssim(o, h, "y", scale))
+    if "sharpness" in active:
+        s["sharpness"] = mean(lambda o, h: M.sharpness(o, h, scale))
     if "lpips" in active:
         s["lpips"] = mean(nets["lpips"])
     if "fid" in active:

@@ -13,6 +13,10 @@ Conventions, those of the super-resolution literature (EDSR, BasicSR), so number
   `skimage.metrics.structural_similarity(..., gaussian_weights=True, sigma=1.5,
   use_sample_covariance=False, data_range=255)`.
 
+`sharpness` is a weight-free proxy for blur, which PSNR rewards: the mean squared luma gradient of the output
+over that of the reference. 1 is the reference's detail; below 1 blurrier (regression's averaging), above 1
+noisier or over-sharpened.
+
 LPIPS and Inception features (FID, p-FID) need pretrained networks from maintained libraries (`lpips`,
 `torch-fidelity`) and their weights in a torch hub folder. Nothing is downloaded: when a package or a
 weights file is missing, the loaders raise `MetricUnavailable` and the caller reports the metric as skipped.
@@ -30,7 +34,7 @@ import torch.nn.functional as F
 # File names under <torch hub dir>/checkpoints, as the libraries' own downloads name them.
 INCEPTION_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's TF-ported InceptionV3
 LPIPS_BACKBONE_WEIGHTS = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}  # torchvision's
-METRIC_NAMES = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "fid": "FID", "pfid": "p-FID"}
+METRIC_NAMES = {"psnr": "PSNR", "ssim": "SSIM", "sharpness": "sharpness", "lpips": "LPIPS", "fid": "FID", "pfid": "p-FID"}
 
 
 class MetricUnavailable(RuntimeError):
@@ -70,6 +74,13 @@ def psnr(a, b, channel: str = "rgb", crop_border: int = 0) -> float:
     a, b = _pair(a, b, channel, crop_border)
     mse = np.mean((a - b) ** 2)
     return math.inf if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def sharpness(a, reference, crop_border: int = 0) -> float:
+    """Gradient energy of `a`'s luma relative to the reference's (1 = as detailed; < 1 blurrier)."""
+    a, b = _pair(a, reference, "y", crop_border)
+    energy = lambda y: np.mean(np.diff(y, axis=0) ** 2) + np.mean(np.diff(y, axis=1) ** 2)
+    return float(energy(a) / max(energy(b), 1e-12))
 
 
 def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:

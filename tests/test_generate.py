@@ -157,3 +157,37 @@ def test_attention_scaling_switches_the_base_unet_and_restores_it(pipe):
     at = lambda size, on: pipe.base_latents(PROMPT, base_steps=2, width=size, height=size, attention_scale=on)
     assert torch.allclose(at(32, True), at(32, False), atol=1e-5)
     assert (at(64, True) - at(64, False)).abs().max() > 1e-2
+
+
+def tiny_lcm_lora(base_dir, folder):
+    """A random LoRA on the tiny base's attention projections, saved as diffusers saves LCM-LoRA."""
+    peft = pytest.importorskip("peft")
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(base_dir / "unet")
+    torch.manual_seed(0)
+    unet.add_adapter(peft.LoraConfig(r=4, lora_alpha=4, init_lora_weights=False,
+                                     target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=peft.get_peft_model_state_dict(unet))
+    return folder
+
+
+def test_an_lcm_lora_is_fused_into_the_base_and_switches_to_the_lcm_scheduler(tmp_path, base_dir, cfm_dir, pipe):
+    lora = tiny_lcm_lora(base_dir, tmp_path / "lcm-lora")
+    fused = BoostedLatentDiffusionPipeline.from_pretrained(base_dir, cfm_dir, lcm_lora=str(lora))
+    assert type(fused.base.scheduler).__name__ == "LCMScheduler"
+    name = next(n for n, _ in pipe.base.unet.named_parameters() if n.endswith("attn1.to_q.weight"))
+    before, after = (dict(p.base.unet.named_parameters())[name] for p in (pipe, fused))
+    assert before.shape == after.shape and not torch.allclose(before, after)  # fused: no adapter left per step
+    image = fused(PROMPT, seed=0, base_size=32, base_steps=2, steps=1, guidance=1.0)
+    assert image.size == (64, 64)
+
+
+def test_a_missing_lcm_lora_is_one_line(tmp_path, base_dir, cfm_dir, monkeypatch, capsys):
+    pytest.importorskip("peft")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    missing = tmp_path / "no-lora"
+    assert run_cli(PROMPT, "--base", base_dir, "--model", cfm_dir, "--lcm-lora", missing, "-o", tmp_path / "x.png",
+                   monkeypatch=monkeypatch) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(missing) in err and not (tmp_path / "x.png").exists()

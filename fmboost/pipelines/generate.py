@@ -8,6 +8,7 @@ base to the flow unchanged; rescaling them again would feed the flow latents 5.5
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from pathlib import Path
@@ -63,12 +64,14 @@ def add_lcm_lora(base, lcm_lora: str) -> None:
 
     try:
         base.load_lora_weights(lcm_lora)
-    except ValueError as e:  # diffusers raises this when peft, its LoRA backend, is missing
-        raise ValueError(f"--lcm-lora {lcm_lora}: {str(e).splitlines()[0]} (pip install peft)") from None
+    except ValueError as e:  # also what diffusers raises when peft, its LoRA backend, is missing
+        hint = "" if importlib.util.find_spec("peft") else " (pip install peft)"
+        raise ValueError(f"--lcm-lora {lcm_lora}: {str(e).splitlines()[0]}{hint}") from None
     except OSError:
         raise FileNotFoundError(f"--lcm-lora {lcm_lora}: no such file or folder, and it could not be downloaded "
                                 f"(offline?); pass a local folder or .safetensors file") from None
     base.fuse_lora()
+    base.unload_lora_weights()  # the fused weights stay; the adapter layers go, so a step costs what it did
     base.scheduler = LCMScheduler.from_config(base.scheduler.config)
 
 

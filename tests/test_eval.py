@@ -134,3 +134,16 @@ def test_method_model_runs_a_regression_model_once(tmp_path, tiny_model_dir):
     runs = plan_runs([tiny_model_dir, regression], ["model", "bicubic"], [1, 4])
     assert [(r["method"], r["steps"]) for r in runs] == [("bicubic", None), ("cfm", 1), ("cfm", 4),
                                                           ("regression-l2", None)]
+
+
+def test_replace_section_rewrites_only_its_own_part(tmp_path):
+    from fmboost.evaluation.report import replace_section
+
+    doc = tmp_path / "results.md"
+    doc.write_text("# Results\n\nintro\n")
+    replace_section(doc, "a", "first\n")
+    replace_section(doc, "b", "other\n")
+    replace_section(doc, "a", "second\n")
+    text = doc.read_text()
+    assert text.startswith("# Results\n\nintro\n") and "first" not in text
+    assert text.count("<!-- a:begin -->\nsecond\n<!-- a:end -->") == 1 and "other" in text

@@ -148,3 +148,16 @@ def save_grid(pair: dict, outputs: dict, scale: int, path: Path, width: int = 19
     for i, p in enumerate(panels):
         sheet.paste(p, ((i % cols) * (width + 4), (i // cols) * (h + 4)))
     sheet.save(path)
+
+
+def replace_section(path, name: str, text: str) -> None:
+    """Rewrites only the part of a shared document between `<!-- name:begin -->` and `<!-- name:end -->`
+    (appended the first time), so several scripts can each own a section of one file."""
+    path, begin, end = Path(path), f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    doc = path.read_text() if path.exists() else "# Results\n"
+    section = f"{begin}\n{text}{end}"
+    if begin in doc and end in doc:
+        doc = doc[: doc.index(begin)] + section + doc[doc.index(end) + len(end):]
+    else:
+        doc = doc.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(doc)

@@ -15,19 +15,7 @@ from pathlib import Path
 from fmboost import EMBEDDED_MODELS
 from fmboost.cli.main import main as fmboost
 from fmboost.evaluation.evaluate import evaluate
-
-BEGIN, END = "<!-- real:begin -->", "<!-- real:end -->"
-
-
-def replace_section(path: Path, text: str) -> None:
-    """Rewrites only our part of a shared document, between the markers (appended the first time)."""
-    doc = path.read_text() if path.exists() else "# Results\n"
-    section = f"{BEGIN}\n{text}{END}"
-    if BEGIN in doc and END in doc:
-        doc = doc[: doc.index(BEGIN)] + section + doc[doc.index(END) + len(END):]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(doc)
+from fmboost.evaluation.report import replace_section
 
 
 def main():
@@ -67,7 +55,7 @@ def main():
             f"resize, noise and JPEG); references: the clean photos; RGB, 2 border pixels shaved; "
             f"LPIPS not measured (no weights offline).\n\n{table}\n\n"
             f"![BSD68 grid](real_bsd68_grid.png)\n![Set14 grid](real_set14_grid.png)\n")
-    replace_section(Path(args.out), text)
+    replace_section(Path(args.out), "real", text)
     print(text)
 
 

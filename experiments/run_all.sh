@@ -29,24 +29,28 @@ export -f train_one
 ls experiments/configs/*.yaml | grep -v /base.yaml | xargs -P "$JOBS" -I{} bash -c 'train_one {}'
 
 models() { for n in "$@"; do echo "$ROOT/$n/model"; done; }
-evals=()
-for set in bsd68 set14; do
+evals=()  # longest first, so the two workers finish together
+for set in set14 bsd68; do
   ev="fmboost eval $DATA/val/$set --max-images $MAX_IMAGES"
-  # Upsampling, noise augmentation and σ_min: CFM at NFE 1 and 4, against its start x0 and bicubic.
-  evals+=("$ev --model $(models cfm_psu cfm_bilinear cfm_nearest cfm_tau0 cfm_tau200 cfm_tau600 cfm_sigma1e-2 \
-      | tr '\n' ' ') --methods model,x0,bicubic --steps 1,4 --out $ROOT/eval/cfm_$set")
   # Baselines: flows and diffusion (DDIM) at 1-50 steps, regression once.
   evals+=("$ev --model $(models cfm_psu naive_fm diffusion regression_l1 regression_l2 | tr '\n' ' ') \
       --methods model,bicubic --steps 1,4,8,50 --out $ROOT/eval/baselines_$set")
-  for solver in euler midpoint heun rk4 dopri5; do
-    evals+=("$ev --model $ROOT/cfm_psu/model --methods cfm --solver $solver --steps 1,2,4 \
-        --metrics psnr,ssim --out $ROOT/eval/solver_${solver}_$set")
+  # Upsampling, noise augmentation and σ_min: CFM at NFE 1 and 4, against its start x0 and bicubic.
+  evals+=("$ev --model $(models cfm_psu cfm_bilinear cfm_nearest cfm_tau0 cfm_tau200 cfm_tau600 cfm_sigma1e-2 \
+      | tr '\n' ' ') --methods model,x0,bicubic --steps 1,4 --out $ROOT/eval/cfm_$set")
+done
+for set in set14 bsd68; do
+  for solver in rk4 midpoint heun dopri5 euler; do
+    evals+=("fmboost eval $DATA/val/$set --max-images $MAX_IMAGES --model $ROOT/cfm_psu/model --methods cfm \
+        --solver $solver --steps 1,2,4 --metrics psnr,ssim,sharpness --out $ROOT/eval/solver_${solver}_$set")
   done
 done
-eval_one() {  # skipped once its results.md exists
+eval_one() {  # skipped once its results.md exists, or while another process holds its lock
   local out=${1##*--out }
-  [ -f "$out/results.md" ] || $1 > "$ROOT/logs/eval_$(basename "$out").log" 2>&1 \
-    || { echo "failed: $1 (see $ROOT/logs)"; return 1; }
+  mkdir -p "$out"
+  [ -f "$out/results.md" ] && return 0
+  flock -n "$out/.lock" $1 > "$ROOT/logs/eval_$(basename "$out").log" 2>&1 \
+    || { echo "failed or running elsewhere: $1 (see $ROOT/logs)"; return 1; }
 }
 export -f eval_one
 printf '%s\n' "${evals[@]}" | xargs -P "$JOBS" -d '\n' -I{} bash -c 'eval_one "{}"'

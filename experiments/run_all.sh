@@ -2,12 +2,13 @@
 # The paper's ablations at CPU scale: tiny preset, 750 steps of batch 16 per run (11 runs), then evaluation on
 # BSD68 and Set14. Every stage resumes where it stopped; finished runs are skipped.
 #   bash experiments/run_all.sh [DATA_DIR]     (DATA_DIR holds train/, train_hr/, val/; default ../shared/data)
-# JOBS runs side by side, THREADS torch threads each (default 2 × 1: about 75 min of training and 45 min of
-# evaluation on a 2-core CPU). MAX_IMAGES photos of each validation set are scored (default 12).
+# JOBS runs side by side, THREADS torch threads each (default 2 × 1: about 75 min of training and 70 min of
+# evaluation on a 2-core CPU). MAX_IMAGES photos of each validation set are scored (default 12; SOLVER_IMAGES = 6
+# for the solver comparison).
 set -euo pipefail
 DATA=${1:-../shared/data}
 VAE=${VAE:-fmboost/weights/default/autoencoder}
-JOBS=${JOBS:-2} THREADS=${THREADS:-1} MAX_IMAGES=${MAX_IMAGES:-12}
+JOBS=${JOBS:-2} THREADS=${THREADS:-1} MAX_IMAGES=${MAX_IMAGES:-12} SOLVER_IMAGES=${SOLVER_IMAGES:-6}
 ROOT=runs/experiments
 export OMP_NUM_THREADS=$THREADS ROOT
 mkdir -p "$ROOT/logs"
@@ -41,7 +42,7 @@ for set in set14 bsd68; do
 done
 for set in set14 bsd68; do
   for solver in rk4 midpoint heun dopri5 euler; do
-    evals+=("fmboost eval $DATA/val/$set --max-images $MAX_IMAGES --model $ROOT/cfm_psu/model --methods cfm \
+    evals+=("fmboost eval $DATA/val/$set --max-images $SOLVER_IMAGES --model $ROOT/cfm_psu/model --methods cfm \
         --solver $solver --steps 1,2,4 --metrics psnr,ssim,sharpness --out $ROOT/eval/solver_${solver}_$set")
   done
 done
@@ -49,7 +50,7 @@ eval_one() {  # skipped once its results.md exists, or while another process hol
   local out=${1##*--out }
   mkdir -p "$out"
   [ -f "$out/results.md" ] && return 0
-  flock -n "$out/.lock" $1 > "$ROOT/logs/eval_$(basename "$out").log" 2>&1 \
+  flock -n "$out/.lock" bash -c "$1 > $ROOT/logs/eval_$(basename "$out").log 2>&1" \
     || { echo "failed or running elsewhere: $1 (see $ROOT/logs)"; return 1; }
 }
 export -f eval_one

@@ -2,7 +2,7 @@
 # The paper's ablations at CPU scale: tiny preset, 750 steps of batch 16 per run (11 runs), then evaluation on
 # BSD68 and Set14. Every stage resumes where it stopped; finished runs are skipped.
 #   bash experiments/run_all.sh [DATA_DIR]     (DATA_DIR holds train/, train_hr/, val/; default ../shared/data)
-# JOBS runs side by side, THREADS torch threads each (default 2 × 1: about 75 min of training and 70 min of
+# JOBS runs side by side, THREADS torch threads each (default 2 × 1: about 65 min of training and 60 min of
 # evaluation on a 2-core CPU). MAX_IMAGES photos of each validation set are scored (default 12; SOLVER_IMAGES = 6
 # for the solver comparison).
 set -euo pipefail

@@ -215,7 +215,9 @@ def main():
         "### Noise augmentation of x0 (τ of 1000, cosine VP schedule) and σ_min; sampled at the training τ",
         noise_table(ev),
         "### Baselines: same U-Net, data and budget",
-        "Flows use Euler; diffusion uses DDIM on its cosine 1000-step schedule; regression is one forward pass.",
+        "Flows use Euler; diffusion uses DDIM on its cosine 1000-step schedule; regression is one forward pass. "
+        "Seconds per image were measured while two or three evaluations shared the 2 cores: compare them within "
+        "a column, not with other tables (`benchmarks/methods.py` times the methods alone).",
         baselines_table(bl), "![PSNR and SSIM against NFE](ablation_baselines.png) Bicubic (about 5 dB above) and diffusion at this budget "
         "(far below) are off the axes; the table has them.",
         f"### ODE solvers on the CFM model (τ = 400), first {len(sv[SETS[0]]['euler']['images'])} photos of each set",

@@ -142,6 +142,15 @@ def baseline_series(rows, key: str) -> dict:
     return series
 
 
+def small_grid(src: Path, dst: Path, width: int = 588) -> None:
+    """eval's grid at half size and 128 colours: about 200 KB, small enough to commit."""
+    from PIL import Image
+
+    im = Image.open(src).convert("RGB")
+    im = im.resize((width, round(im.height * width / im.width)), Image.LANCZOS)
+    im.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(dst, optimize=True)
+
+
 def verdicts(ev, bl) -> list[str]:
     """One line per ordering of the paper, per set: held or not, with the numbers that decide it."""
     out = []
@@ -197,6 +206,7 @@ def main():
     solver_panels = [({solver: [(x["nfe"], x["psnr"]) for x in sv[s][solver]["results"]]
                        for solver in SOLVERS if sv[s][solver]}, s, "PSNR (dB)") for s in SETS]
     save_plot(docs / "ablation_solvers.png", solver_panels)
+    small_grid(runs / "eval" / f"baselines_{SETS[0]}" / "grid.png", docs / "ablation_grid.png")
 
     first = ev[SETS[0]]
     text = "\n\n".join([
@@ -219,7 +229,8 @@ def main():
         "Seconds per image were measured while two or three evaluations shared the 2 cores: compare them within "
         "a column, not with other tables (`benchmarks/methods.py` times the methods alone).",
         baselines_table(bl), "![PSNR and SSIM against NFE](ablation_baselines.png) Bicubic (about 5 dB above) and diffusion at this budget "
-        "(far below) are off the axes; the table has them.",
+        "(far below) are off the axes; the table has them.\n\n"
+        f"![Every baseline on the first {SETS[0]} photo, with a zoomed crop](ablation_grid.png)",
         f"### ODE solvers on the CFM model (τ = 400), first {len(sv[SETS[0]]['euler']['images'])} photos of each set",
         solver_table(sv),
         "![PSNR against NFE per solver](ablation_solvers.png)",

@@ -73,6 +73,7 @@ def save_checkpoint(path: Path, vae, opt, step: int, rng: random.Random) -> None
 @torch.no_grad()
 def latent_scaling_factor(vae: AutoencoderKL, photos, rng: random.Random, size: int = 128, n: int = 64) -> float:
     """1 / std of the latents, the same rule the LDM paper used to set SD's 0.18215."""
+    size = min(size, *(min(p.shape[1:]) for p in photos))  # small photos: the largest crop they all allow
     z = vae.encode(random_crops(photos, n, size, rng)).latent_dist.mean
     return float(1.0 / z.std())
 
@@ -83,7 +84,9 @@ def train(cfg: dict) -> Path:
     torch.set_num_threads(cfg.get("threads", os.cpu_count()))
     torch.manual_seed(cfg["seed"])
     rng = random.Random(cfg["seed"])
-    photos = load_photos(cfg["data"])
+    photos = [p for p in load_photos(cfg["data"]) if min(p.shape[1:]) >= cfg["crop"]]
+    if not photos:
+        raise SystemExit(f"no photo in {cfg['data']} is at least {cfg['crop']} px a side (the crop size)")
     print(f"{len(photos)} photos (with half-size copies)")
     vae = AutoencoderKL(**small_autoencoder_config(cfg["block_out_channels"], cfg["latent_channels"]))
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg["lr"], betas=(0.9, 0.99), weight_decay=0.0)
@@ -95,6 +98,9 @@ def train(cfg: dict) -> Path:
         step, _ = state["step"], rng.setstate(state["py_rng"])
         torch.set_rng_state(state["torch_rng"])
         print(f"resumed at step {step}")
+    elif cfg.get("init"):  # a longer run from a finished one: its weights, a fresh optimizer and schedule
+        vae.load_state_dict(torch.load(cfg["init"], weights_only=False)["model"])
+        print(f"initialised from {cfg['init']}")
     steps, warmup = cfg["steps"], cfg["warmup"]
     lr_at = lambda s: cfg["lr"] * min(1.0, (s + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * s / steps)))
     log = open(out / "log.csv", "a")

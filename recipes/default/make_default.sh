@@ -3,6 +3,9 @@
 #   bash recipes/default/make_default.sh [DATA_DIR]      (DATA_DIR holds train/ and train_hr/; default ../shared/data)
 # On a 2-core CPU: autoencoder ≈40 min (5000 steps), prepare ≈10 min, CFM 45 min at τ=400 then 40 min of
 # fine-tuning at τ=100 (cfm_finetune.yaml); then evaluate.py ≈20 min. About 2 h 40 min in all.
+# The autoencoder caps every latent method (docs/default_model.md). A longer run continues from this one's weights,
+# a session at a time, until its 60000 steps are done; the default is rebuilt from it once it beats 26.7 dB:
+#   python -m fmboost.autoencoders.train --config recipes/default/autoencoder_long.json --max-minutes 60
 set -euo pipefail
 DATA=${1:-../shared/data}
 RUN=runs/default

@@ -11,10 +11,8 @@ The protocol is the usual one for ×s super-resolution:
 from __future__ import annotations
 
 import json
-
 import platform
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ from tqdm.auto import tqdm
 
 from fmboost.data.images import list_images, load_image, resize
 from fmboost.evaluation import metrics as M
+from fmboost.models.hooks import on_forward
 from fmboost.solvers.ode import SOLVERS
 
 DEFAULT_METHODS = ("cfm", "x0", "bicubic", "lanczos")
@@ -254,32 +253,21 @@ def make_upscaler(pipe, method: str, steps, solver: str, seed: int, scale: int):
     return lambda im: pipe(im, steps=steps or 1, solver=solver, method=method, seed=seed)
 
 
-@contextmanager
-def count_calls(module):
-    """Counts forward passes of the network: the NFE, whatever solver or scheduler drives it."""
-    calls = [0]
-    hook = None if module is None else module.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
-    try:
-        yield calls
-    finally:
-        if hook is not None:
-            hook.remove()
-
-
 def time_method(upscale, lrs, pipe, device: str, name: str) -> tuple[list, float, float]:
     """(outputs, mean seconds per image, NFE per image). The warm-up call pays for lazy initialisation,
     allocator growth and cuDNN autotuning, which are no part of the method's cost."""
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     upscale(lrs[0])
     outputs, seconds = [], []
-    with count_calls(getattr(pipe, "model", None)) as calls:
+    calls = []
+    with on_forward(lambda: calls.append(1), getattr(pipe, "model", None)):
         for lr in tqdm(lrs, desc=name, unit="img", leave=False):
             sync()
             t0 = time.perf_counter()
             outputs.append(upscale(lr))
             sync()
             seconds.append(time.perf_counter() - t0)
-    nfe = calls[0] / len(lrs)
+    nfe = len(calls) / len(lrs)
     return outputs, float(np.mean(seconds)), int(nfe) if nfe == int(nfe) else nfe
 
 

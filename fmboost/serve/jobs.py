@@ -6,7 +6,6 @@ refused with a clear message instead of piling up decoded images in memory.
 """
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import queue
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from fmboost.models.hooks import on_forward
 from fmboost.solvers.ode import EVALS_PER_STEP
 
 
@@ -49,6 +49,10 @@ class Job:
     size: tuple[int, int] | None = None
     path: Path | None = None
     base_png: bytes | None = None  # text to image: the base's low-res picture, in memory (only results on disk)
+
+    def count(self) -> None:
+        """One more network evaluation done (a forward hook calls it, for the progress bar)."""
+        self.nfe_done += 1
 
     def status(self) -> dict:
         return dict(id=self.id, state=self.state, nfe_done=self.nfe_done, nfe_total=self.nfe_total,
@@ -154,12 +158,12 @@ class JobQueue:
     def _upscale(self, job: Job) -> Image.Image:
         pipe = self.pipelines[job.model]
         tile = self.tile_above is not None and job.image.width * job.image.height > self.tile_above
-        with counting(job, pipe.model):
+        with on_forward(job.count, pipe.model):
             return pipe(job.image, steps=job.steps, solver=job.solver, method=job.method, seed=job.seed, tile=tile)
 
     def _generate(self, job: Job) -> Image.Image:
         text = self.text_to_image
-        with counting(job, text.net, self.pipelines[job.model].model):
+        with on_forward(job.count, text.net, self.pipelines[job.model].model):
             low, result = text(job.model, job.prompt, job.negative_prompt, job.base_steps, job.steps, job.solver,
                                job.seed)
         buf = io.BytesIO()
@@ -179,20 +183,6 @@ class JobQueue:
         finally:
             tmp.unlink(missing_ok=True)
         return path
-
-
-@contextlib.contextmanager
-def counting(job: Job, *networks):
-    """Counts the networks' forward passes for the progress bar without touching the pipelines' code."""
-    def count(*_):
-        job.nfe_done += 1
-
-    hooks = [net.register_forward_hook(count) for net in networks if net is not None]
-    try:
-        yield
-    finally:
-        for hook in hooks:
-            hook.remove()
 
 
 def user_message(e: Exception) -> str:

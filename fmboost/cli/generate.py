@@ -71,7 +71,7 @@ def cmd_generate(args) -> int:
 
     from fmboost.cli.main import pick_device
     from fmboost.data.images import save_image_atomic
-    from fmboost.pipelines.generate import BoostedLatentDiffusionPipeline, parse_size, read_prompts
+    from fmboost.pipelines.generate import BoostedLatentDiffusionPipeline, base_defaults, parse_size, read_prompts
 
     prompts = list(args.prompt) + (read_prompts(args.prompts) if args.prompts else [])
     if not prompts:
@@ -82,8 +82,6 @@ def cmd_generate(args) -> int:
     if args.scale is not None and args.scale < 1:
         raise ValueError(f"--scale must be at least 1, got {args.scale}")
     size = parse_size(args.base_size)
-    base_steps = args.base_steps or (4 if args.lcm_lora else 25)
-    guidance = args.guidance if args.guidance is not None else (1.0 if args.lcm_lora else 7.0)
     # Check outputs before loading gigabytes of weights, so a clash fails fast and writes nothing.
     outs = output_paths(prompts, args.output, args.seed, args.method)
     for o in outs:
@@ -91,7 +89,10 @@ def cmd_generate(args) -> int:
             raise ValueError(f"{o} exists; use --overwrite or another -o")
     device = pick_device(args.device)
     quiet_loading()
-    dtype = getattr(torch, DTYPES.get(args.dtype, "float16" if device == "cuda" else "float32"))
+    base_steps, guidance, dtype = base_defaults(args.lcm_lora, device)
+    base_steps = args.base_steps or base_steps
+    guidance = guidance if args.guidance is None else args.guidance
+    dtype = getattr(torch, DTYPES[args.dtype]) if args.dtype in DTYPES else dtype
     t0 = time.time()
     pipe = BoostedLatentDiffusionPipeline.from_pretrained(args.base, args.model, device, dtype, args.lcm_lora)
     print(f"loaded {args.base} and {len(args.model)} CFM model(s) in {time.time() - t0:.1f} s")

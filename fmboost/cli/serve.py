@@ -86,18 +86,16 @@ def load_text_to_image(args, pipelines: dict, device: str):
     """The --base pipeline, loaded once, over the served models that fit its latent space; None without --base."""
     if not args.base:
         return None
-    import torch
-
     from fmboost.cli.generate import quiet_loading
-    from fmboost.pipelines.generate import load_base, parse_size
+    from fmboost.pipelines.generate import base_defaults, load_base, parse_size
     from fmboost.serve.text import TextToImage
 
     size = parse_size(args.base_size) if args.base_size else None
     quiet_loading()
-    base = load_base(args.base, device, torch.float16 if device == "cuda" else torch.float32, args.lcm_lora)
+    steps, guidance, dtype = base_defaults(args.lcm_lora, device)
+    base = load_base(args.base, device, dtype, args.lcm_lora)
     shown = Path(args.base).name if Path(args.base).is_dir() else args.base  # the page names no server folders
-    text = TextToImage(base, pipelines, shown, args.base_steps or (4 if args.lcm_lora else 25),
-                       guidance=1.0 if args.lcm_lora else 7.0, size=size)
+    text = TextToImage(base, pipelines, shown, args.base_steps or steps, guidance=guidance, size=size)
     for name, why in text.unfit.items():
         print(f"fmboost serve: note: model {name} is upscale-only: {why}", file=sys.stderr)
     if not text.models:

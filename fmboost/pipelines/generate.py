@@ -58,6 +58,13 @@ def base_not_found(name: str, e: Exception) -> FileNotFoundError:
         f"and pass --base DIR")
 
 
+def base_defaults(lcm_lora: str | None, device: str) -> tuple[int, float, torch.dtype]:
+    """Base steps, guidance scale and dtype when the user sets none: LCM-LoRA distils the base to ~4 steps without
+    classifier-free guidance; GPUs run the base in fp16."""
+    steps, guidance = (4, 1.0) if lcm_lora else (25, 7.0)
+    return steps, guidance, torch.float16 if device.startswith("cuda") else torch.float32
+
+
 def add_lcm_lora(base, lcm_lora: str) -> None:
     """LCM-LoRA distils the base to ~4 steps: load, fuse (no LoRA overhead per step), switch to LCMScheduler."""
     from diffusers import LCMScheduler

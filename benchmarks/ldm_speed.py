@@ -13,9 +13,14 @@ extrapolated linearly from the measured ones (Euler: one network call per NFE); 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from timing import device_label, pick_clock, seconds  # noqa: E402
 
 # stable-diffusion-v1-5 unet/config.json (860 M parameters)
 SD15_UNET = dict(
@@ -32,23 +37,6 @@ SD15_VAE = dict(
 SD15_TEXT = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
                  num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-@torch.no_grad()
-def seconds(fn, device: str, repeats: int, warmup: int, clock=time.perf_counter) -> float:
-    for _ in range(warmup):  # first calls pay for allocation, kernel selection and torch.compile
-        fn()
-    sync(device)
-    t0 = clock()
-    for _ in range(repeats):
-        fn()
-    sync(device)
-    return (clock() - t0) / repeats
 
 
 def build(device: str, dtype: torch.dtype, compile_: bool):
@@ -95,10 +83,8 @@ def main():
     warmup = args.warmup if args.warmup is not None else (2 if cuda else 0)
     nfes = [int(n) for n in (args.nfe or ("1,4,8" if cuda else "1")).split(",")]
     dtype, dev = DTYPES[args.dtype], args.device
-    clock_name = args.clock or ("cpu" if not cuda and torch.get_num_threads() == 1 else "wall")
-    clock = time.process_time if clock_name == "cpu" else time.perf_counter
-    device = torch.cuda.get_device_name() if cuda else f"cpu, {torch.get_num_threads()} thread(s)"
-    print(f"{device}, {args.dtype}{', torch.compile' if args.compile else ''}; {clock_name} clock, mean of {repeats} "
+    clock_name, clock = pick_clock(args.clock, cuda)
+    print(f"{device_label(dev)}, {args.dtype}{', torch.compile' if args.compile else ''}; {clock_name} clock, mean of {repeats} "
           f"after {warmup} warm-up call(s)", flush=True)
 
     t0 = time.perf_counter()
@@ -119,7 +105,7 @@ def main():
         rows[name] = fn() if callable(fn) else fn
         print(f"| {name} | {rows[name]:.3f} |", flush=True)
 
-    time_it = lambda fn: lambda: seconds(fn, dev, repeats, warmup, clock)
+    time_it = lambda fn: lambda: seconds(torch.no_grad()(fn), repeats, warmup, clock)
     print("\n| component | seconds |\n|---|---:|")
     row("text encoder (batch 2)", time_it(lambda: text(tokens)))
     row(f"UNet step {lo}² (batch 2)", time_it(lambda: unet(z_lo, step_t, context)))

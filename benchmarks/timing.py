@@ -1,4 +1,4 @@
-"""Shared by the benchmarks: wall-clock seconds after a warm-up, and a table of ratios to a baseline row."""
+"""Shared by the benchmarks: seconds per call after a warm-up, the clock to time with, and a table of ratios."""
 from __future__ import annotations
 
 import time
@@ -16,6 +16,13 @@ def seconds(fn, repeats: int, warmup: int = 1, clock=time.perf_counter) -> float
         fn()
     sync()
     return (clock() - t0) / repeats
+
+
+def pick_clock(choice: str | None, cuda: bool):
+    """(name, clock). "cpu" is this process's CPU time, which other jobs on a shared machine do not inflate: the
+    default on a CPU with one thread; "wall" otherwise."""
+    name = choice or ("cpu" if not cuda and torch.get_num_threads() == 1 else "wall")
+    return name, time.process_time if name == "cpu" else time.perf_counter
 
 
 def device_label(device: str) -> str:

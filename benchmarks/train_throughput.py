@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from fmboost.models.presets import build_model
 from fmboost.training.train import make_optimizer, to_device, update_ema
 
 sys.path.insert(0, str(Path(__file__).parent))
-from timing import device_label, seconds  # noqa: E402
+from timing import device_label, pick_clock, seconds  # noqa: E402
 
 # name: the config keys it turns on (bf16, channels_last, compile; fused is fused_adamw)
 OPTIONS = {
@@ -79,8 +78,7 @@ def main():
     cuda = args.device.startswith("cuda")
     batch, latent = args.batch or (32 if cuda else 16), args.latent or LATENT[args.preset]
     repeats = args.repeats or (20 if cuda else 5)
-    clock_name = args.clock or ("cpu" if not cuda and torch.get_num_threads() == 1 else "wall")
-    clock = time.process_time if clock_name == "cpu" else time.perf_counter
+    clock_name, clock = pick_clock(args.clock, cuda)
     names = [n.strip() for n in args.options.split(",")]
     unknown = [n for n in names if n not in OPTIONS]
     if unknown:

@@ -20,6 +20,7 @@ import random
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
@@ -67,6 +68,10 @@ def write_atomic(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
+def write_manifest(path: Path, manifest: dict) -> None:
+    write_atomic(path, lambda p: p.write_text(json.dumps(manifest, indent=2)))
+
+
 def rank_manifest(rank: int, world_size: int) -> str:
     return MANIFEST if world_size == 1 else f"manifest.rank{rank}-of-{world_size}.json"
 
@@ -106,7 +111,7 @@ def prepare(images_dirs, out, vae, size: int = 256, scale: int = 2, upsampling: 
         manifest.update(rank=rank, world_size=world_size, groups=len(groups))
     bar = tqdm(total=sum(len(groups[k]) for k in mine),
                initial=sum(len(groups[k]) for k in mine[:len(manifest["shards"])]), desc="prepare", unit="img")
-    save = lambda: write_atomic(out / name, lambda p: p.write_text(json.dumps(manifest, indent=2)))
+    save = lambda: write_manifest(out / name, manifest)
     for k in mine[len(manifest["shards"]):]:
         rng = random.Random(seed * 100003 + k)  # per shard, so a resumed run makes the same crops
         crops = []
@@ -164,7 +169,7 @@ def merge(out) -> dict:
         merged["shards"][m["rank"]::world_size] = m["shards"]
     merged["skipped"] = [s for m in ranks for s in m["skipped"]]
     merged["count"] = sum(m["count"] for m in ranks)
-    write_atomic(out / MANIFEST, lambda p: p.write_text(json.dumps(merged, indent=2)))
+    write_manifest(out / MANIFEST, merged)
     return merged
 
 
@@ -172,22 +177,26 @@ def reupsample(src, out, upsampling: str, device: str = "cpu") -> dict:
     """Shards like `src`'s with x_cond = upsample(z_lr) by `upsampling`; x1 and z_lr are copied unchanged."""
     src, out = Path(src), Path(out)
     manifest = read_manifest(src)
-    if "z_lr" not in load_file(str(src / next(s for s in manifest["shards"] if s))):
-        raise ValueError(f"{src}: its shards lack z_lr, so their upsampling cannot be changed")
-    autoencoder = Autoencoder.from_pretrained(manifest["vae"]).to(device) if upsampling == "psu" else None
+    shards = [s for s in manifest["shards"] if s]
+    if not shards:
+        raise ValueError(f"{src} holds no training pairs")
+    with safe_open(str(src / shards[0]), "pt") as f:  # the header only: the loop below reads the tensors
+        if "z_lr" not in f.keys():
+            raise ValueError(f"{src}: its shards lack z_lr, so their upsampling cannot be changed")
     derived = {**manifest, "upsampling": upsampling, "derived_from": str(src.resolve())}
     if (out / MANIFEST).exists():
         if json.loads((out / MANIFEST).read_text()) == derived:
             return derived  # already made
         raise ValueError(f"{out} already holds other shards; choose another --out")
+    autoencoder = Autoencoder.from_pretrained(manifest["vae"]).to(device) if upsampling == "psu" else None
     out.mkdir(parents=True, exist_ok=True)
-    for name in tqdm([s for s in manifest["shards"] if s], desc=f"re-upsample ({upsampling})", unit="shard"):
+    for name in tqdm(shards, desc=f"re-upsample ({upsampling})", unit="shard"):
         tensors = load_file(str(src / name))
         with torch.no_grad():
             tensors["x_cond"] = torch.cat([upsample_latent(z.to(device), manifest["scale"], upsampling, autoencoder)
                                            for z in tensors["z_lr"].split(64)]).cpu().contiguous()
         write_atomic(out / name, lambda p: save_file(tensors, str(p)))
-    write_atomic(out / MANIFEST, lambda p: p.write_text(json.dumps(derived, indent=2)))  # last: marks it complete
+    write_manifest(out / MANIFEST, derived)  # last: marks it complete
     return derived
 
 

@@ -182,9 +182,12 @@ def plan_runs(model_dirs, methods, steps) -> list[dict]:
 
 
 def model_objective(folder: Path) -> str:
-    """The objective a model folder was trained with, or "model" (resolved when it loads) if it does not say."""
-    config = Path(folder) / "fmboost.json"
-    return json.loads(config.read_text()).get("objective", "model") if config.is_file() else "model"
+    """The objective a model folder was trained with (FMBoostPipeline's default, cfm, if its config does not say);
+    "model", resolved when it loads, for a hub id."""
+    from fmboost.pipelines.upscale import CONFIG_NAME
+
+    config = Path(folder) / CONFIG_NAME
+    return json.loads(config.read_text()).get("objective", "cfm") if config.is_file() else "model"
 
 
 def run_name(run: dict) -> str:

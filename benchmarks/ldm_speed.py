@@ -84,8 +84,8 @@ def main():
     nfes = [int(n) for n in (args.nfe or ("1,4,8" if cuda else "1")).split(",")]
     dtype, dev = DTYPES[args.dtype], args.device
     clock_name, clock = pick_clock(args.clock, cuda)
-    print(f"{device_label(dev)}, {args.dtype}{', torch.compile' if args.compile else ''}; {clock_name} clock, mean of {repeats} "
-          f"after {warmup} warm-up call(s)", flush=True)
+    print(f"{device_label(dev)}, {args.dtype}{', torch.compile' if args.compile else ''}; {clock_name} clock, "
+          f"mean of {repeats} after {warmup} warm-up call(s)", flush=True)
 
     t0 = time.perf_counter()
     unet, text, vae, cfm = build(dev, dtype, args.compile)

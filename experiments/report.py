@@ -164,7 +164,8 @@ def verdicts(ev, bl) -> list[str]:
         tau = {t: pick(r, m, "cfm", 4) for t, m in TAU.items()}
         best = max(tau, key=lambda t: tau[t]["psnr"])
         held = tau[400]["psnr"] > tau[0]["psnr"]
-        out.append(f"- **Noise augmentation helps** ({s}, τ = 400 vs τ = 0, NFE 4): {'held' if held else 'did not hold'}"
+        out.append(f"- **Noise augmentation helps** ({s}, τ = 400 vs τ = 0, NFE 4): "
+                   f"{'held' if held else 'did not hold'}"
                    f" ({tau[400]['psnr']:.2f} vs {tau[0]['psnr']:.2f} dB, SSIM {tau[400]['ssim']:.3f} vs "
                    f"{tau[0]['ssim']:.3f}; sharpness {tau[400]['sharpness']:.2f} vs {tau[0]['sharpness']:.2f}); "
                    f"best τ by PSNR here: {best}.")
@@ -228,8 +229,9 @@ def main():
         "Flows use Euler; diffusion uses DDIM on its cosine 1000-step schedule; regression is one forward pass. "
         "Seconds per image were measured while two or three evaluations shared the 2 cores: compare them within "
         "a column, not with other tables (`benchmarks/methods.py` times the methods alone).",
-        baselines_table(bl), "![PSNR and SSIM against NFE](ablation_baselines.png) Bicubic (about 5 dB above) and diffusion at this budget "
-        "(far below) are off the axes; the table has them.\n\n"
+        baselines_table(bl),
+        "![PSNR and SSIM against NFE](ablation_baselines.png) Bicubic (about 5 dB above) and diffusion at this "
+        "budget (far below) are off the axes; the table has them.\n\n"
         f"![Every baseline on the first {SETS[0]} photo, with a zoomed crop](ablation_grid.png)",
         f"### ODE solvers on the CFM model (τ = 400), first {len(sv[SETS[0]]['euler']['images'])} photos of each set",
         solver_table(sv),

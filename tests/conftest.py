@@ -69,6 +69,11 @@ def shards_dir(tmp_path_factory, tiny_vae_dir):
 TINY_MODEL = dict(channels=8, norm_groups=4, head_channels=8)
 
 
+def newest(out):
+    """A training run's newest checkpoint folder, OUT/checkpoints/step_NNNNNNN."""
+    return max((out / "checkpoints").glob("step_*"))
+
+
 # ---------------------------------------------------------------- a tiny Stable Diffusion base (fmboost generate,
 # the text-to-image tab of fmboost serve): CLIP text encoder, U-Net and VAE, random and small, written to a folder
 

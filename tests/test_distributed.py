@@ -22,7 +22,7 @@ from fmboost.data.stream import epoch_pieces, pair_batches
 from fmboost.models.presets import build_model
 from fmboost.training.config import TrainConfig
 from fmboost.training.train import checkpoint_problem, train
-from tests.conftest import TINY_MODEL, random_photo
+from tests.conftest import TINY_MODEL, newest, random_photo
 
 REPO = Path(fmboost.__file__).parents[1]
 TIMEOUT = 240  # seconds for one launch of 2 processes; they need about 10 on 2 cores
@@ -93,10 +93,6 @@ def wait_gone(pids, timeout: float = 60) -> None:
     while any(alive(p) for p in pids):
         assert time.time() < deadline, f"processes {pids} still run"
         time.sleep(0.05)
-
-
-def newest(out: Path) -> Path:
-    return max((out / "checkpoints").glob("step_*"))
 
 
 def model_weights(out: Path, name: str = "model") -> dict:

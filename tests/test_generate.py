@@ -139,7 +139,8 @@ def test_attention_scaling_is_identity_when_n_equals_m_and_for_cross_attention()
     from diffusers.models.attention_processor import AttnProcessor2_0
 
     x, text = torch.randn(1, 64, 16) * 3, torch.randn(1, 7, 12)
-    for attn, kwargs, ratio in ((attention_layer(), {}, 1.0), (attention_layer(True), {"encoder_hidden_states": text}, 4.0)):
+    cases = ((attention_layer(), {}, 1.0), (attention_layer(True), {"encoder_hidden_states": text}, 4.0))
+    for attn, kwargs, ratio in cases:
         with torch.no_grad():
             attn.set_processor(AttnProcessor2_0())
             plain = attn(x, **kwargs)

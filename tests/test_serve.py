@@ -1,6 +1,7 @@
 """`fmboost serve`: upload checks and the queue in-process, the HTTP API against a real server process on
-127.0.0.1 (upscaling, and text to image with a tiny Stable Diffusion base), and the page in headless Chromium (Debian's, installed here when missing; without it the browser
-tests are skipped with the reason, and the HTTP tests of the same flow still run).
+127.0.0.1 (upscaling, and text to image with a tiny Stable Diffusion base), and the page in headless Chromium
+(Debian's, installed here when missing; without it the browser tests are skipped with the reason, and the HTTP
+tests of the same flow still run).
 
 FMBOOST_SERVE_SCREENSHOT=docs/serve.png python -m pytest tests/test_serve.py -k browser_upload
 refreshes the README's screenshot.

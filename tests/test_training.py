@@ -7,17 +7,13 @@ from safetensors.torch import load_file
 from fmboost.data.prepare import load_shards, prepare, reupsample
 from fmboost.training.config import TrainConfig
 from fmboost.training.train import TrainingDiverged, train
-from tests.conftest import TINY_MODEL
+from tests.conftest import TINY_MODEL, newest
 
 
 def config(shards_dir, out, **kw):
     base = dict(data=str(shards_dir), out=str(out), preset="tiny", model=TINY_MODEL, batch_size=4, max_steps=6,
                 warmup_steps=2, log_every=1, checkpoint_every=100, sample_every=0, lr=1e-3)
     return TrainConfig(**{**base, **kw})
-
-
-def newest(out):
-    return max((out / "checkpoints").glob("step_*"))
 
 
 def weights(out):

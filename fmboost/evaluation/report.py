@@ -15,8 +15,8 @@ COLUMNS = ("model", "method", "steps", "solver", "nfe", "psnr", "psnr_y", "ssim"
            "fid", "pfid", "seconds")
 # Markdown header and number format of each measured column.
 FORMATS = {"psnr": ("PSNR", ".2f"), "psnr_y": ("PSNR-Y", ".2f"), "ssim": ("SSIM", ".4f"),
-           "ssim_y": ("SSIM-Y", ".4f"), "sharpness": ("sharpness (1 = HR)", ".3f"), "lpips": ("LPIPS ↓", ".4f"), "fid": ("FID ↓", ".2f"),
-           "pfid": ("p-FID ↓", ".2f"), "seconds": ("s / image", ".3g")}
+           "ssim_y": ("SSIM-Y", ".4f"), "sharpness": ("sharpness (1 = HR)", ".3f"), "lpips": ("LPIPS ↓", ".4f"),
+           "fid": ("FID ↓", ".2f"), "pfid": ("p-FID ↓", ".2f"), "seconds": ("s / image", ".3g")}
 PLOTS = {"psnr": "PSNR (dB, RGB)", "ssim": "SSIM (RGB)", "lpips": "LPIPS", "pfid": "p-FID",
          "seconds": "seconds per image"}
 

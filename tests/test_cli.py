@@ -150,3 +150,17 @@ def test_embedded_model_names_resolve_unless_a_local_folder_has_that_name(tmp_pa
     assert resolve_model("runs/x/model") == "runs/x/model"
     (tmp_path / "real").mkdir()
     assert resolve_model("real") == "real"
+
+
+def test_outputs_get_a_normal_files_permissions(tmp_path):
+    import os
+    import stat
+
+    from fmboost.data.images import save_image_atomic
+
+    old = os.umask(0o022)
+    try:
+        save_image_atomic(Image.new("RGB", (4, 4)), tmp_path / "out.png")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out.png").stat().st_mode) == 0o644  # not mkstemp's owner-only 0o600

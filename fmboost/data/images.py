@@ -75,6 +75,19 @@ def resize(im: Image.Image, size: tuple[int, int], method: str = "bicubic") -> I
     return im.resize(size, resample)
 
 
+def current_umask() -> int:
+    """The process's umask, read from /proc where possible (setting it to read it is not thread-safe)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def save_image_atomic(im: Image.Image, path: str | os.PathLike) -> None:
     """Write through a temporary file and rename, so an interrupted run never leaves half an image."""
     path = Path(path)
@@ -84,6 +97,7 @@ def save_image_atomic(im: Image.Image, path: str | os.PathLike) -> None:
         raise ImageError(f"{path}: unknown output format {path.suffix!r} (use .png, .jpg, .webp, ...)")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes it owner-only; outputs get a normal file's mode
         with os.fdopen(fd, "wb") as f:
             im.save(f, format=fmt)
         os.replace(tmp, path)

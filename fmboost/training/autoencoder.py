@@ -1,0 +1,357 @@
+"""`fmboost train-autoencoder`: trains fmboost's own small `AutoencoderKL` on photos (the embedded latent space).
+
+The LDM first stage without its GAN/LPIPS terms (their weights cannot be downloaded here): L1 reconstruction, an L1
+term on image gradients that keeps edges and fine texture from being averaged away, and a tiny KL term. Colour
+augmentation (hue rotation, saturation, brightness) shows it colours that photo sets rarely hold, such as purple
+and magenta, which it otherwise shifts. Every `holdout_every`-th photo is held back for validation: the PSNR
+logged there is what recipes are tuned on, never the reporting sets.
+
+Checkpoints are safetensors (model, optimizer, RNG) plus a JSON state, written to a temporary folder and renamed
+into place, so a run killed at any moment resumes from the last one exactly as if it had never stopped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from fmboost.autoencoders.vae import Autoencoder, small_autoencoder_config
+from fmboost.data.images import ImageError, list_images, load_image, resize
+from fmboost.training.config import read_settings
+from fmboost.training.precision import resolve_bf16
+
+
+@dataclass
+class AutoencoderConfig:
+    data: list[str] = field(default_factory=list)  # photo folders
+    out: str = "runs/autoencoder"
+    block_out_channels: list[int] = field(default_factory=lambda: [32, 64, 128])  # downsampling 2**(levels − 1)
+    latent_channels: int = 16
+    layers_per_block: int = 1
+    steps: int = 5000
+    warmup: int = 200
+    batch_size: int = 8
+    crop: int = 96
+    lr: float = 5e-4
+    min_lr_ratio: float = 0.1           # cosine decay ends at lr × this
+    kl_weight: float = 1e-6
+    gradient_weight: float = 0.0        # L1 on horizontal and vertical differences of the image
+    color_augment: float = 0.0          # probability that a crop gets a random hue rotation, saturation, brightness
+    holdout_every: int = 10             # every n-th photo of each folder is kept for validation (0: none)
+    val_every: int = 500                # steps between validation PSNRs (0: never)
+    val_crop: int = 256
+    bf16: bool = False                  # a request: honoured only where the device computes bf16 natively
+    threads: int | None = None
+    seed: int = 0
+    checkpoint_every: int = 200
+    init: str | None = None             # start from these weights (a checkpoint folder or a saved autoencoder)
+    max_minutes: float | None = None    # stop (resumably) after this long
+
+    @classmethod
+    def load(cls, path: str | None = None, **overrides) -> "AutoencoderConfig":
+        values = read_settings(path) if path else {}
+        values.pop("trained_steps", None)  # written into training.json by a finished run
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if not values.get("data"):
+            raise ValueError("no photo folders: give --data or `data:` in the config")
+        return cls(**values)
+
+
+# --- data ----------------------------------------------------------------------------------------------------------
+
+def split_photos(folders: list[str], holdout_every: int) -> tuple[list[Path], list[Path]]:
+    """(training, held-back) files: every `holdout_every`-th file of each folder, in sorted order, is held back."""
+    train, held = [], []
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"{folder}: no such folder of photos")
+        for i, path in enumerate(list_images(folder)):
+            (held if holdout_every and i % holdout_every == holdout_every - 1 else train).append(path)
+    return train, held
+
+
+def load_photos(paths: list[Path], max_side: int = 1024) -> list[torch.Tensor]:
+    """Photos as uint8 CHW tensors; large ones also at half size so crops see several scales of detail."""
+    photos = []
+    for path in paths:
+        try:
+            im = load_image(path)
+        except ImageError as e:
+            print(f"skipped {e}", file=sys.stderr)
+            continue
+        if max(im.size) > max_side:
+            s = max_side / max(im.size)
+            im = resize(im, (round(im.width * s), round(im.height * s)))
+        photos.append(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1))
+        if min(im.size) >= 512:
+            half = resize(im, (im.width // 2, im.height // 2), "lanczos")
+            photos.append(torch.from_numpy(np.asarray(half).copy()).permute(2, 0, 1))
+    return photos
+
+
+def hue_rotation(angle: float) -> torch.Tensor:
+    """3×3 rotation about the grey axis (1, 1, 1): turns hues, keeps grey grey."""
+    k = torch.ones(3) / math.sqrt(3)
+    cross = torch.tensor([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
+    return torch.eye(3) + math.sin(angle) * cross + (1 - math.cos(angle)) * cross @ cross
+
+
+def color_augment(x: torch.Tensor, rng: random.Random) -> torch.Tensor:
+    """A crop in [-1, 1] with its hue rotated, saturation and brightness scaled (clipped back into range)."""
+    grey = x.mean(0, keepdim=True)
+    chroma = torch.einsum("ij,jhw->ihw", hue_rotation(rng.uniform(-math.pi, math.pi)), x - grey)
+    y = grey * rng.uniform(0.8, 1.2) + chroma * rng.uniform(0.6, 1.5)
+    return y.clamp(-1, 1)
+
+
+def sample_crops(photos: list[torch.Tensor], n: int, size: int, rng: random.Random,
+                 color_p: float = 0.0) -> torch.Tensor:
+    """n random crops in [-1, 1], flipped half the time, colour-augmented with probability `color_p`."""
+    out = []
+    for _ in range(n):
+        p = photos[rng.randrange(len(photos))]
+        i, j = rng.randrange(p.shape[1] - size + 1), rng.randrange(p.shape[2] - size + 1)
+        c = p[:, i:i + size, j:j + size].float() / 127.5 - 1.0
+        if rng.random() < 0.5:
+            c = c.flip(2)
+        if color_p and rng.random() < color_p:
+            c = color_augment(c, rng)
+        out.append(c)
+    return torch.stack(out)
+
+
+def center_crops(photos: list[torch.Tensor], size: int) -> list[torch.Tensor]:
+    crops = []
+    for p in photos:
+        s = min(size, *p.shape[1:]) // 8 * 8
+        i, j = (p.shape[1] - s) // 2, (p.shape[2] - s) // 2
+        crops.append(p[:, i:i + s, j:j + s].float() / 127.5 - 1.0)
+    return crops
+
+
+# --- loss ----------------------------------------------------------------------------------------------------------
+
+def image_gradients(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+
+
+def reconstruction_loss(vae, x: torch.Tensor, kl_weight: float, gradient_weight: float) -> tuple[torch.Tensor, float]:
+    """L1(D(z), x) + λ_∇·L1(∇D(z), ∇x) + λ_KL·KL(q(z|x) ‖ N(0, I)) per pixel; returns (loss, the L1 term)."""
+    posterior = vae.encode(x).latent_dist
+    recon = vae.decode(posterior.sample()).sample.float()
+    l1 = (recon - x).abs().mean()
+    loss = l1 + kl_weight * posterior.kl().mean() / x[0].numel()
+    if gradient_weight:
+        loss = loss + gradient_weight * sum((a - b).abs().mean() for a, b in zip(image_gradients(recon),
+                                                                                 image_gradients(x)))
+    return loss, l1.item()
+
+
+@torch.no_grad()
+def validation_psnr(vae, crops: list[torch.Tensor]) -> float:
+    """Mean PSNR (dB, 8-bit rounded RGB) of D(E(x)) over the held-back crops, with the posterior mean."""
+    was_training = vae.training
+    vae.eval()
+    values = []
+    for x in crops:
+        r = vae.decode(vae.encode(x[None]).latent_dist.mean).sample.clamp(-1, 1)
+        r = torch.round((r + 1) * 127.5) / 127.5 - 1
+        values.append(10 * math.log10(4.0 / float(((r[0] - x) ** 2).mean().clamp_min(1e-12))))
+    vae.train(was_training)
+    return float(np.mean(values))
+
+
+@torch.no_grad()
+def latent_scaling_factor(vae, photos: list[torch.Tensor], size: int = 128, n: int = 64) -> float:
+    """1 / std of the latents, the rule the LDM paper used to set SD's 0.18215."""
+    size = min(size, *(min(p.shape[1:]) for p in photos)) // 8 * 8
+    z = vae.encode(sample_crops(photos, n, size, random.Random(0))).latent_dist.mean
+    return float(1.0 / z.std())
+
+
+# --- checkpoints ---------------------------------------------------------------------------------------------------
+
+def save_checkpoint(folder: Path, vae, opt, step: int, rng: random.Random) -> None:
+    """model.safetensors, optimizer.safetensors and state.json, renamed into place together."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, tmp / "model.safetensors")
+    opt_state = opt.state_dict()
+    tensors = {f"{i}.{k}": v for i, s in opt_state["state"].items() for k, v in s.items()}
+    tensors["torch_rng"] = torch.get_rng_state()
+    save_file(tensors, tmp / "optimizer.safetensors")
+    version, internal, gauss = rng.getstate()
+    state = dict(step=step, param_groups=opt_state["param_groups"], py_rng=[version, list(internal), gauss])
+    (tmp / "state.json").write_text(json.dumps(state))
+    old = folder.with_name(folder.name + ".old")
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(folder: Path, vae, opt, rng: random.Random) -> int:
+    vae.load_state_dict(load_file(folder / "model.safetensors"))
+    tensors = load_file(folder / "optimizer.safetensors")
+    torch.set_rng_state(tensors.pop("torch_rng"))
+    state = json.loads((folder / "state.json").read_text())
+    per_param: dict[int, dict] = {}
+    for key, value in tensors.items():
+        i, name = key.split(".", 1)
+        per_param.setdefault(int(i), {})[name] = value
+    opt.load_state_dict({"state": per_param, "param_groups": state["param_groups"]})
+    version, internal, gauss = state["py_rng"]
+    rng.setstate((version, tuple(internal), gauss))
+    return int(state["step"])
+
+
+def convert_legacy_checkpoint(out: Path, vae, opt, rng: random.Random) -> None:
+    """Once: a run started by the old trainer (`checkpoint.pt`, pickled by us) becomes a safetensors checkpoint."""
+    legacy = out / "checkpoint.pt"
+    state = torch.load(legacy, weights_only=False)  # our own trainer's file; never loaded again after this
+    vae.load_state_dict(state["model"])
+    opt.load_state_dict(state["opt"])
+    rng.setstate(state["py_rng"])
+    torch.set_rng_state(state["torch_rng"])
+    save_checkpoint(out / "checkpoint", vae, opt, state["step"], rng)
+    legacy.rename(legacy.with_suffix(".pt.converted"))
+    print(f"converted {legacy} (step {state['step']}) to {out / 'checkpoint'}", file=sys.stderr)
+
+
+def load_init(path: str, vae) -> None:
+    p = Path(path)
+    for candidate in (p / "model.safetensors", p / "checkpoint" / "model.safetensors",
+                      p / "diffusion_pytorch_model.safetensors", p / "autoencoder" / "diffusion_pytorch_model.safetensors"):
+        if candidate.is_file():
+            vae.load_state_dict(load_file(candidate))
+            return
+    raise FileNotFoundError(f"{path}: no autoencoder weights (a checkpoint folder or a saved autoencoder)")
+
+
+# --- the loop ------------------------------------------------------------------------------------------------------
+
+def lr_at(cfg: AutoencoderConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay from lr to lr × min_lr_ratio at `steps`."""
+    cosine = 0.5 * (1 + math.cos(math.pi * min(step, cfg.steps) / cfg.steps))
+    return cfg.lr * min(1.0, (step + 1) / cfg.warmup) * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
+
+
+class StopRequest:
+    """SIGTERM finishes the current step, writes a checkpoint and stops, like Ctrl-C."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = signal.signal(signal.SIGTERM, self.request) if _main_thread() else None
+
+    def request(self, *_):
+        self.requested = True
+
+    def close(self):
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def _main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+def train(cfg: AutoencoderConfig) -> Path:
+    """Trains (or resumes) to `cfg.steps`, or until `max_minutes`; saves OUT/autoencoder and returns its path."""
+    from diffusers import AutoencoderKL
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    train_files, held_files = split_photos(cfg.data, cfg.holdout_every)
+    photos = [p for p in load_photos(train_files) if min(p.shape[1:]) >= cfg.crop]
+    if not photos:
+        raise ValueError(f"no photo in {', '.join(cfg.data)} is at least {cfg.crop} px a side (the crop size)")
+    val = center_crops(load_photos(held_files), cfg.val_crop) if cfg.val_every else []
+    print(f"{len(photos)} training photos (with half-size copies), {len(val)} held back", file=sys.stderr)
+
+    config = small_autoencoder_config(cfg.block_out_channels, cfg.latent_channels)
+    vae = AutoencoderKL(**{**config, "layers_per_block": cfg.layers_per_block})
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    ckpt, step = out / "checkpoint", 0
+    if not ckpt.exists() and (out / "checkpoint.pt").exists():
+        convert_legacy_checkpoint(out, vae, opt, rng)
+    if ckpt.exists():
+        step = load_checkpoint(ckpt, vae, opt, rng)
+        print(f"resumed at step {step}", file=sys.stderr)
+    elif cfg.init:
+        load_init(cfg.init, vae)
+        print(f"initialised from {cfg.init}", file=sys.stderr)
+    bf16 = resolve_bf16(cfg.bf16, "cpu")
+    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+
+    stop, log = StopRequest(), open(out / "log.csv", "a")
+    deadline = time.time() + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
+    bar = tqdm(total=cfg.steps, initial=step, desc="autoencoder", file=sys.stderr)
+    t0 = time.time()
+    try:
+        while step < cfg.steps and time.time() < deadline and not stop.requested:
+            for g in opt.param_groups:
+                g["lr"] = lr_at(cfg, step)
+            x = sample_crops(photos, cfg.batch_size, cfg.crop, rng, cfg.color_augment)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss, l1 = reconstruction_loss(vae, x, cfg.kl_weight, cfg.gradient_weight)
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"loss is {loss.item()} at step {step + 1}; the last checkpoint is kept")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+            opt.step()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(l1=f"{l1:.4f}")
+            psnr = validation_psnr(vae, val) if val and step % cfg.val_every == 0 else None
+            log.write(f"{step},{loss.item():.6f},{l1:.6f},{'' if psnr is None else f'{psnr:.3f}'},"
+                      f"{time.time() - t0:.1f}\n")
+            if psnr is not None:
+                bar.write(f"step {step}: held-back PSNR {psnr:.2f} dB")
+            if step % cfg.checkpoint_every == 0:
+                save_checkpoint(ckpt, vae, opt, step, rng)
+                log.flush()
+    except KeyboardInterrupt:
+        print("interrupted: writing a checkpoint", file=sys.stderr)
+    finally:
+        stop.close()
+        bar.close()
+        log.close()
+    save_checkpoint(ckpt, vae, opt, step, rng)
+    return export(vae, cfg, photos, step, out)
+
+
+def export(vae, cfg: AutoencoderConfig, photos: list[torch.Tensor], step: int, out: Path) -> Path:
+    """OUT/autoencoder: a diffusers AutoencoderKL folder with its latent scaling factor and training.json."""
+    vae.register_to_config(scaling_factor=latent_scaling_factor(vae, photos))
+    folder = out / "autoencoder"
+    tmp = out / "autoencoder.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    Autoencoder(vae).save_pretrained(tmp)
+    (tmp / "training.json").write_text(json.dumps({**dataclasses.asdict(cfg), "trained_steps": step}, indent=2))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    print(f"saved {folder} at step {step} (scaling_factor {vae.config.scaling_factor:.4f})", file=sys.stderr)
+    return folder

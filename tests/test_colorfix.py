@@ -1,0 +1,66 @@
+"""Colour fixes: the output keeps its detail and takes its colours from the low-res input."""
+import colorsys
+import math
+
+import pytest
+import torch
+
+from fmboost.pipelines.colorfix import color_fix, wavelet_split
+from fmboost.training.autoencoder import hue_rotation
+
+
+def patch_image(rgb, size=64, seed=0):
+    """A saturated colour patch with some texture, in [-1, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.tensor(rgb, dtype=torch.float32).view(1, 3, 1, 1) / 127.5 - 1
+    return (base + 0.05 * torch.randn(1, 3, size, size, generator=g)).clamp(-1, 1)
+
+
+def mean_hue(x):
+    r, g, b = ((x.mean((-2, -1))[0] + 1) / 2).tolist()
+    return colorsys.rgb_to_hsv(r, g, b)[0] * 360
+
+
+def hue_distance(a, b):
+    d = abs(a - b) % 360
+    return min(d, 360 - d)
+
+
+def shift_hue(x, degrees):
+    grey = x.mean(1, keepdim=True)
+    return (grey + torch.einsum("ij,bjhw->bihw", hue_rotation(math.radians(degrees)), x - grey)).clamp(-1, 1)
+
+
+def test_wavelet_split_adds_back_up():
+    x = torch.rand(2, 3, 20, 12) * 2 - 1
+    detail, base = wavelet_split(x)
+    assert torch.allclose(detail + base, x, atol=1e-5)
+    assert base.std() < x.std()  # the base is the smooth part
+
+
+@pytest.mark.parametrize("method", ["wavelet", "adain"])
+@pytest.mark.parametrize("rgb", [(128, 40, 200), (210, 40, 170)], ids=["purple", "magenta"])
+def test_colour_fix_restores_the_hue_of_a_shifted_patch(method, rgb):
+    lowres = torch.nn.functional.avg_pool2d(patch_image(rgb), 2)
+    shifted = shift_hue(patch_image(rgb, seed=1), 40)  # what a colour-shifting upscaler gives
+    assert hue_distance(mean_hue(shifted), mean_hue(lowres)) > 20
+    fixed = color_fix(shifted, lowres, method)
+    assert fixed.shape == shifted.shape
+    assert hue_distance(mean_hue(fixed), mean_hue(lowres)) < 3
+
+
+def test_wavelet_fix_keeps_fine_detail_of_the_output():
+    lowres = torch.zeros(1, 3, 16, 16)
+    output = torch.zeros(1, 3, 32, 32)
+    output[..., ::2, :] = 0.5  # one-pixel stripes the low-res input cannot have
+    fixed = color_fix(output, lowres, "wavelet")
+    stripes = fixed[..., ::2, :].mean() - fixed[..., 1::2, :].mean()
+    assert stripes > 0.4  # the stripes survive ...
+    assert abs(fixed.mean()) < 0.05  # ... around the input's mean colour
+
+
+def test_none_is_the_identity_and_unknown_names_are_refused():
+    x = torch.rand(1, 3, 8, 8)
+    assert color_fix(x, x[..., ::2, ::2], "none") is x
+    with pytest.raises(ValueError, match="unknown colour fix"):
+        color_fix(x, x, "histogram")

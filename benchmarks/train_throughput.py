@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from fmboost.flow.baselines import loss_for
+from fmboost.flow.objectives import loss_for
 from fmboost.models.presets import build_model
 from fmboost.training.train import make_optimizer, to_device, update_ema
 

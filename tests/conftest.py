@@ -56,7 +56,7 @@ def photos_dir(tmp_path):
 
 @pytest.fixture(scope="session")
 def shards_dir(tmp_path_factory, tiny_vae_dir):
-    from fmboost.data.prepare import prepare
+    from fmboost.training.prepare import prepare
 
     photos = tmp_path_factory.mktemp("shard_photos")
     for i in range(3):

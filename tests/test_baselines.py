@@ -2,9 +2,8 @@
 import pytest
 import torch
 
-from fmboost.flow.baselines import diffusion_scheduler, loss_for
+from fmboost.flow.objectives import diffusion_scheduler, loss_for, sample_diffusion
 from fmboost.pipelines.upscale import FMBoostPipeline
-from fmboost.solvers.diffusion import sample_diffusion
 from fmboost.training.config import TrainConfig
 from fmboost.training.train import train
 from tests.conftest import TINY_MODEL, random_photo

@@ -142,7 +142,7 @@ def test_the_installed_command_prints_help():
 
 def test_embedded_model_names_resolve_unless_a_local_folder_has_that_name(tmp_path, monkeypatch, tiny_model_dir):
     from fmboost import EMBEDDED_MODELS
-    from fmboost.cli.main import resolve_model
+    from fmboost.cli.common import resolve_model
 
     monkeypatch.chdir(tmp_path)
     assert resolve_model("default") == str(EMBEDDED_MODELS["default"])

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 import fmboost
 from fmboost.cli.main import main
-from fmboost.data.prepare import load_shards, prepare
+from fmboost.training.prepare import load_shards, prepare
 from fmboost.data.stream import epoch_pieces, pair_batches
 from fmboost.models.presets import build_model
 from fmboost.training.config import TrainConfig

@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fmboost.data.prepare import load_shards, prepare, reupsample
+from fmboost.training.prepare import load_shards, prepare, reupsample
 from fmboost.training.config import TrainConfig
 from fmboost.training.train import TrainingDiverged, train
 from tests.conftest import TINY_MODEL, newest

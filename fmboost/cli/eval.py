@@ -1,13 +1,13 @@
 """`fmboost eval`: compare methods and step counts on a folder of high-res photos.
 
-Registered by fmboost/cli/main.py; user mistakes raise ValueError / FileNotFoundError with a one-line
-message, which main turns into exit code 2.
+User mistakes raise ValueError / FileNotFoundError with a one-line message, which main turns into exit code 2.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from fmboost.cli.main import resolve_model
+from fmboost.cli.common import pick_device, resolve_model
+from fmboost.solvers.ode import SOLVERS
 
 
 def int_list(text: str) -> list[int]:
@@ -34,7 +34,7 @@ def add_parser(subparsers) -> None:
     ev.add_argument("--scale", type=int, default=2, help="upscaling factor; must match the models (default 2)")
     ev.add_argument("--methods", default="cfm,x0,bicubic,lanczos", help="comma-separated (default: %(default)s)")
     ev.add_argument("--steps", default="1,2,4,8", help="step counts of the flow methods (default: %(default)s)")
-    ev.add_argument("--solver", default="euler", choices=["euler", "midpoint", "heun", "rk4", "dopri5"])
+    ev.add_argument("--solver", default="euler", choices=list(SOLVERS))
     ev.add_argument("--lr-dir", help="low-res inputs, matched to HR_DIR by file stem (default: downscale HR)")
     ev.add_argument("--out", default="runs/eval", help="output folder (default: %(default)s)")
     ev.add_argument("--max-images", type=int, help="only the first N photos (sorted by path)")
@@ -59,7 +59,7 @@ def cmd_eval(args) -> int:
     models = [resolve_model(m) for m in args.model]
     results = evaluate(args.hr_dir, models, scale=args.scale, methods=name_list(args.methods),
                        steps=int_list(args.steps), solver=args.solver, out_dir=args.out, lr_dir=args.lr_dir,
-                       device=args.device, max_images=args.max_images, metrics=name_list(args.metrics),
+                       device=pick_device(args.device), max_images=args.max_images, metrics=name_list(args.metrics),
                        hub_dir=args.metric_weights, seed=args.seed)
     print(f"{len(results['results'])} runs on {len(results['images'])} image(s), {results['device']}: "
           f"{Path(args.out) / 'results.md'}")

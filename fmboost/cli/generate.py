@@ -1,14 +1,17 @@
 """`fmboost generate`: text → 1024² (2048²) with a diffusers base at 512² and CFM ×2 (×4).
 
-Registered by fmboost/cli/main.py; user mistakes raise ValueError / FileNotFoundError with a one-line
-message, which main turns into exit code 2.
+User mistakes raise ValueError / FileNotFoundError with a one-line message, which main turns into exit code 2.
 """
 from __future__ import annotations
 
 import argparse
-import re
+import os
 import time
 from pathlib import Path
+
+from fmboost.cli.common import pick_device
+from fmboost.data.files import slug
+from fmboost.solvers.ode import SOLVERS
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -32,7 +35,7 @@ def add_parser(subparsers) -> None:
     g.add_argument("--base-size", default="512", help="base resolution in pixels, N or WxH (default 512)")
     g.add_argument("--scale", type=int, help="total upscaling: 2, or 4 = two ×2 stages (default: the models')")
     g.add_argument("--steps", type=int, default=4, help="ODE steps of each CFM stage (default 4)")
-    g.add_argument("--solver", default="euler", choices=["euler", "midpoint", "heun", "rk4", "dopri5"])
+    g.add_argument("--solver", default="euler", choices=list(SOLVERS))
     g.add_argument("--method", default="cfm", choices=["cfm", "x0", "base"],
                    help="cfm: the flow; x0: the PSU-upsampled latent without the flow; base: the base's own "
                         "latent decoded at base size (baselines)")
@@ -52,8 +55,36 @@ def add_parser(subparsers) -> None:
     g.set_defaults(func=cmd_generate)
 
 
-def slug(text: str, n: int = 40) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:n] or "image"
+def parse_size(text: str) -> tuple[int, int]:
+    """`512` or `768x512` (width x height) → (width, height)."""
+    try:
+        parts = [int(p) for p in str(text).lower().replace("×", "x").split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise ValueError(f"--base-size {text}: expected N or WxH in pixels, e.g. 512 or 768x512")
+    return (parts[0], parts[-1])
+
+
+def read_prompts(path: str | os.PathLike) -> list[str]:
+    """One prompt a line; blank lines and lines starting with # are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--prompts {path}: no such file")
+    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    prompts = [p for p in prompts if p and not p.startswith("#")]
+    if not prompts:
+        raise ValueError(f"--prompts {path}: no prompts in the file (one a line)")
+    return prompts
+
+
+def base_defaults(lcm_lora: str | None, device: str) -> tuple:
+    """Base steps, guidance scale and dtype when the user sets none: LCM-LoRA distils the base to ~4 steps without
+    classifier-free guidance; GPUs run the base in fp16."""
+    import torch
+
+    steps, guidance = (4, 1.0) if lcm_lora else (25, 7.0)
+    return steps, guidance, torch.float16 if device.startswith("cuda") else torch.float32
 
 
 def output_paths(prompts: list[str], output: str, seed: int, method: str = "cfm") -> list[Path]:
@@ -69,9 +100,8 @@ def output_paths(prompts: list[str], output: str, seed: int, method: str = "cfm"
 def cmd_generate(args) -> int:
     import torch
 
-    from fmboost.cli.main import pick_device
     from fmboost.data.images import save_image_atomic
-    from fmboost.pipelines.generate import BoostedLatentDiffusionPipeline, base_defaults, parse_size, read_prompts
+    from fmboost.pipelines.generate import BoostedLatentDiffusionPipeline
 
     prompts = list(args.prompt) + (read_prompts(args.prompts) if args.prompts else [])
     if not prompts:

@@ -1,7 +1,8 @@
-"""`fmboost serve`: the web page (fmboost/serve/). Registered by fmboost/cli/main.py through COMMAND_MODULES;
-`python -m fmboost.cli.serve ...` runs it on its own (the tests use that)."""
+"""`fmboost serve`: the web page (fmboost/serve/). `python -m fmboost.cli.serve ...` runs it on its own (the tests
+use that)."""
 from __future__ import annotations
 
+import argparse
 import signal
 import socket
 import sys
@@ -9,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from fmboost import DEFAULT_MODEL, EMBEDDED_MODELS
-from fmboost.cli.main import UserError, load_pipeline, pick_device
+from fmboost.cli.common import UserError, load_pipeline, pick_device, run
 
 
 def add_parser(subparsers) -> None:
@@ -86,8 +87,8 @@ def load_text_to_image(args, pipelines: dict, device: str):
     """The --base pipeline, loaded once, over the served models that fit its latent space; None without --base."""
     if not args.base:
         return None
-    from fmboost.cli.generate import quiet_loading
-    from fmboost.pipelines.generate import base_defaults, load_base, parse_size
+    from fmboost.cli.generate import base_defaults, parse_size, quiet_loading
+    from fmboost.pipelines.generate import load_base
     from fmboost.serve.text import TextToImage
 
     size = parse_size(args.base_size) if args.base_size else None
@@ -147,9 +148,9 @@ def cmd_serve(args) -> int:
 
 def main(argv=None) -> int:
     """`python -m fmboost.cli.serve ARGS` is `fmboost serve ARGS`."""
-    from fmboost.cli.main import main as fmboost_main
-
-    return fmboost_main(["serve", *(sys.argv[1:] if argv is None else argv)])
+    parser = argparse.ArgumentParser(prog="fmboost")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    return run(parser.parse_args(["serve", *(sys.argv[1:] if argv is None else argv)]))
 
 
 if __name__ == "__main__":

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from fmboost.data.files import write_atomic
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -75,17 +76,9 @@ def resize(im: Image.Image, size: tuple[int, int], method: str = "bicubic") -> I
     return im.resize(size, resample)
 
 
-def current_umask() -> int:
-    """The process's umask, read from /proc where possible (setting it to read it is not thread-safe)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def resize_by(im: Image.Image, scale: int, method: str = "bicubic") -> Image.Image:
+    """The pixel-space baselines (bicubic, lanczos): `im` enlarged `scale` times."""
+    return resize(im, (im.width * scale, im.height * scale), method)
 
 
 def save_image_atomic(im: Image.Image, path: str | os.PathLike) -> None:
@@ -95,12 +88,4 @@ def save_image_atomic(im: Image.Image, path: str | os.PathLike) -> None:
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt is None:
         raise ImageError(f"{path}: unknown output format {path.suffix!r} (use .png, .jpg, .webp, ...)")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes it owner-only; outputs get a normal file's mode
-        with os.fdopen(fd, "wb") as f:
-            im.save(f, format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda tmp: im.save(tmp, format=fmt))

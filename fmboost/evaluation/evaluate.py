@@ -20,13 +20,14 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from fmboost.data.images import list_images, load_image, resize
+from fmboost.data.images import list_images, load_image, resize, resize_by
 from fmboost.evaluation import metrics as M
-from fmboost.models.hooks import on_forward
+from fmboost.flow.objectives import get_objective
+from fmboost.models.device import resolve_device
+from fmboost.pipelines.methods import MODEL_METHODS
 from fmboost.solvers.ode import SOLVERS
 
 DEFAULT_METHODS = ("cfm", "x0", "bicubic", "lanczos")
-STEPPED = {"cfm", "naive-fm", "diffusion", "model"}  # run once per step count; every other method runs once
 PIXEL = {"bicubic", "lanczos"}  # need no model: run once, not once per model
 METRICS = ("psnr", "ssim", "sharpness", "lpips", "fid", "pfid")
 MIN_SIDE = 11  # SSIM's window
@@ -66,7 +67,7 @@ def evaluate(hr_dir, model_dirs=(), scale: int = 2, methods=DEFAULT_METHODS, ste
         outputs, seconds, nfe = time_method(upscale, [p["lr"] for p in pairs], pipe, device, run_name(run))
         scores = score(outputs, hr, scale, active, nets, reference, patch, patches_per_image, seed)
         rows.append({"model": run["model"], "method": run["method"], "steps": run["steps"],
-                     "solver": solver if run["method"] in STEPPED else None, "nfe": nfe, **scores,
+                     "solver": solver if stepped(run["method"]) else None, "nfe": nfe, **scores,
                      "seconds": seconds})
         grid[run_name(run)] = outputs[0]
 
@@ -78,12 +79,12 @@ def evaluate(hr_dir, model_dirs=(), scale: int = 2, methods=DEFAULT_METHODS, ste
     return results
 
 
-def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: no CUDA device is available")
-    return name
+def stepped(method: str) -> bool:
+    """Whether a method runs once per step count: those whose objective's NFE follows the steps (and `model`, a
+    hub id's objective, known only once it loads); every other method runs once."""
+    if method == "model":
+        return True
+    return method in MODEL_METHODS and get_objective(method).stepped
 
 
 def device_name(device: str) -> str:
@@ -164,7 +165,7 @@ def plan_runs(model_dirs, methods, steps) -> list[dict]:
         raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(KNOWN)}")
     if any(s < 1 for s in steps):
         raise ValueError(f"--steps must all be at least 1, got {steps}")
-    if any(m in STEPPED for m in methods) and not steps:
+    if any(stepped(m) for m in methods) and not steps:
         raise ValueError("no step counts given for the flow methods")
     dirs = [Path(d) for d in model_dirs]
     if not dirs and any(m not in PIXEL for m in methods):
@@ -176,7 +177,7 @@ def plan_runs(model_dirs, methods, steps) -> list[dict]:
     for d, label in zip(dirs, labels):
         for m in (m for m in methods if m not in PIXEL):
             m = model_objective(d) if m == "model" else m  # so that a regression model runs once
-            for s in steps if m in STEPPED else [None]:
+            for s in steps if stepped(m) else [None]:
                 runs.append({"model": label, "model_dir": d, "method": m, "steps": s})
     return runs
 
@@ -251,9 +252,10 @@ def inception_features(inception, images, patch: int | None = None, per_image: i
 
 
 def make_upscaler(pipe, method: str, steps, solver: str, seed: int, scale: int):
+    """A function image → (image ×scale, NFE)."""
     if method in PIXEL:  # no model needed; the same PIL filters as FMBoostPipeline's
-        return lambda im: resize(im, (im.width * scale, im.height * scale), method)
-    return lambda im: pipe(im, steps=steps or 1, solver=solver, method=method, seed=seed)
+        return lambda im: (resize_by(im, scale, method), 0)
+    return lambda im: pipe.upscale(im, steps=steps or 1, solver=solver, method=method, seed=seed)
 
 
 def time_method(upscale, lrs, pipe, device: str, name: str) -> tuple[list, float, float]:
@@ -261,16 +263,16 @@ def time_method(upscale, lrs, pipe, device: str, name: str) -> tuple[list, float
     allocator growth and cuDNN autotuning, which are no part of the method's cost."""
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     upscale(lrs[0])
-    outputs, seconds = [], []
-    calls = []
-    with on_forward(lambda: calls.append(1), getattr(pipe, "model", None)):
-        for lr in tqdm(lrs, desc=name, unit="img", leave=False):
-            sync()
-            t0 = time.perf_counter()
-            outputs.append(upscale(lr))
-            sync()
-            seconds.append(time.perf_counter() - t0)
-    nfe = len(calls) / len(lrs)
+    outputs, seconds, nfes = [], [], []
+    for lr in tqdm(lrs, desc=name, unit="img", leave=False):
+        sync()
+        t0 = time.perf_counter()
+        output, nfe = upscale(lr)
+        sync()
+        seconds.append(time.perf_counter() - t0)
+        outputs.append(output)
+        nfes.append(nfe)
+    nfe = sum(nfes) / len(lrs)
     return outputs, float(np.mean(seconds)), int(nfe) if nfe == int(nfe) else nfe
 
 

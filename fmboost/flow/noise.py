@@ -5,7 +5,7 @@ import math
 
 import torch
 
-NUM_TRAIN_STEPS = 1000
+from fmboost.models.unet import NUM_TRAIN_STEPS
 
 
 def cosine_alpha_bar(step: float, num_steps: int = NUM_TRAIN_STEPS, s: float = 0.008) -> float:

@@ -5,6 +5,10 @@ import torch
 from diffusers import ConfigMixin, ModelMixin, UNet2DModel
 from diffusers.configuration_utils import register_to_config
 
+# The discrete steps of the noise schedules (τ of the augmentation, the diffusion baseline's ε-schedule); the
+# network's continuous t ∈ [0, 1] is scaled to this range, the one its sinusoidal embedding was designed for.
+NUM_TRAIN_STEPS = 1000
+
 
 class CFMUNet(ModelMixin, ConfigMixin):
     config_name = "config.json"
@@ -29,5 +33,4 @@ class CFMUNet(ModelMixin, ConfigMixin):
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, x_cond: torch.Tensor) -> torch.Tensor:
         t = torch.as_tensor(t, device=x_t.device, dtype=x_t.dtype).expand(x_t.shape[0])
-        # t ∈ [0, 1] is scaled to the 0..1000 range the sinusoidal embedding was designed for.
-        return self.unet(torch.cat([x_t, x_cond], dim=1), t * 1000).sample
+        return self.unet(torch.cat([x_t, x_cond], dim=1), t * NUM_TRAIN_STEPS).sample

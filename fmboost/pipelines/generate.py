@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-from pathlib import Path
 
 import torch
 from PIL import Image
@@ -56,13 +55,6 @@ def base_not_found(name: str, e: Exception) -> FileNotFoundError:
         f"--base {name}: no such local folder, and it could not be downloaded from the hub ({type(e).__name__}; "
         f"offline?). Download it where there is a connection (`huggingface-cli download {name} --local-dir DIR`) "
         f"and pass --base DIR")
-
-
-def base_defaults(lcm_lora: str | None, device: str) -> tuple[int, float, torch.dtype]:
-    """Base steps, guidance scale and dtype when the user sets none: LCM-LoRA distils the base to ~4 steps without
-    classifier-free guidance; GPUs run the base in fp16."""
-    steps, guidance = (4, 1.0) if lcm_lora else (25, 7.0)
-    return steps, guidance, torch.float16 if device.startswith("cuda") else torch.float32
 
 
 def add_lcm_lora(base, lcm_lora: str) -> None:
@@ -128,19 +120,6 @@ def cascade(stages: list[FMBoostPipeline], scale: int | None) -> list[FMBoostPip
     raise ValueError(f"--scale {scale} cannot be reached with model scale(s) {' × '.join(map(str, scales))}")
 
 
-def parse_size(text: str | int | tuple) -> tuple[int, int]:
-    """`512` or `768x512` (width x height) → (width, height)."""
-    if isinstance(text, tuple):
-        return text
-    try:
-        parts = [int(p) for p in str(text).lower().replace("×", "x").split("x")]
-    except ValueError:
-        parts = []
-    if len(parts) not in (1, 2) or min(parts) < 1:
-        raise ValueError(f"--base-size {text}: expected N or WxH in pixels, e.g. 512 or 768x512")
-    return (parts[0], parts[-1])
-
-
 class BoostedLatentDiffusionPipeline:
     """base (diffusers, output_type="latent") → CFM stage(s) → the base's VAE decodes."""
 
@@ -162,10 +141,14 @@ class BoostedLatentDiffusionPipeline:
         return cls(load_base(base, device, dtype, lcm_lora), stages, str(base), [str(m) for m in models])
 
     @property
+    def denoiser(self):
+        """The base's denoising network: a U-Net (SD1.5, SDXL) or a transformer (SD3, PixArt)."""
+        return getattr(self.base, "unet", None) or getattr(self.base, "transformer", None)
+
+    @property
     def train_pixels(self) -> int | None:
         """Pixels per side the base was trained at (SD1.5: 64 latents × 8 = 512), from its U-Net config."""
-        net = getattr(self.base, "unet", None) or getattr(self.base, "transformer", None)
-        size = getattr(getattr(net, "config", None), "sample_size", None)
+        size = getattr(getattr(self.denoiser, "config", None), "sample_size", None)
         return None if not isinstance(size, int) else size * self.decoder.downsample_factor
 
     def check_size(self, width: int, height: int, stages: list[FMBoostPipeline]) -> None:
@@ -184,10 +167,13 @@ class BoostedLatentDiffusionPipeline:
     @torch.no_grad()
     def base_latents(self, prompt: str, negative_prompt: str | None = None, base_steps: int = 25,
                      guidance: float = 7.0, width: int = 512, height: int = 512, seed: int = 0,
-                     attention_scale: bool = False) -> torch.Tensor:
-        """The base's latent, already scaled by its VAE's scaling factor (see the module docstring)."""
+                     attention_scale: bool = False, callback=None) -> torch.Tensor:
+        """The base's latent, already scaled by its VAE's scaling factor (see the module docstring).
+        `callback(step)` follows each of the base's denoising steps."""
         kwargs = dict(negative_prompt=negative_prompt) if negative_prompt else {}
-        net = getattr(self.base, "unet", None) or getattr(self.base, "transformer", None)
+        if callback is not None:
+            kwargs["callback_on_step_end"] = lambda base, i, t, tensors: (callback(i + 1), tensors)[1]
+        net = self.denoiser
         ratio = width * height / self.train_pixels ** 2 if self.train_pixels else 1.0
         # A CPU generator draws the same noise on every device, so a seed gives the same image on CPU and GPU.
         with attention_scaling(net, ratio, enabled=attention_scale and net is not None):
@@ -201,12 +187,13 @@ class BoostedLatentDiffusionPipeline:
 
     @torch.no_grad()
     def boost(self, z: torch.Tensor, stages: list[FMBoostPipeline], steps: int = 4, solver: str = "euler",
-              seed: int = 0, tile: bool | None = None, method: str = "cfm") -> torch.Tensor:
-        """Each stage: upsample (PSU with its own autoencoder, as in training), then the flow (or x0 alone)."""
+              seed: int = 0, tile: bool | None = None, method: str = "cfm", callback=None) -> torch.Tensor:
+        """Each stage: upsample (PSU with its own autoencoder, as in training), then the flow (or x0 alone).
+        `callback(nfe)` follows every evaluation of a stage's network."""
         for i, stage in enumerate(stages):
             pixels = z.shape[-2] * z.shape[-1] * (stage.config["scale"] * self.decoder.downsample_factor) ** 2
             x_cond = stage.upsample(z.to(stage.device), tile=auto_tile(tile, pixels))
-            z = x_cond if method == "x0" else stage.flow(x_cond, steps, solver, seed + i)[0]
+            z = x_cond if method == "x0" else stage.flow(x_cond, steps, solver, seed + i, callback=callback)[0]
         return z
 
     @torch.no_grad()
@@ -216,13 +203,14 @@ class BoostedLatentDiffusionPipeline:
 
     @torch.no_grad()
     def __call__(self, prompt: str, negative_prompt: str | None = None, base_steps: int = 25, guidance: float = 7.0,
-                 base_size=512, scale: int | None = None, steps: int = 4, solver: str = "euler", seed: int = 0,
-                 attention_scale: bool = False, tile: bool | None = None, method: str = "cfm") -> Image.Image:
+                 base_size: int | tuple[int, int] = 512, scale: int | None = None, steps: int = 4,
+                 solver: str = "euler", seed: int = 0, attention_scale: bool = False, tile: bool | None = None,
+                 method: str = "cfm") -> Image.Image:
         """One image. `method="x0"` skips the flow (PSU-upsampled latent only: the baseline); "base" decodes the
-        base's own latent. `tile=None` tiles only above 1024² pixels."""
+        base's own latent. `base_size`: N (square) or (width, height). `tile=None` tiles only above 1024² pixels."""
         if method not in ("cfm", "x0", "base"):
             raise ValueError(f"unknown method {method!r}; choose one of cfm, x0, base")
-        width, height = parse_size(base_size)
+        width, height = (int(base_size),) * 2 if isinstance(base_size, (int, str)) else base_size
         stages = cascade(self.stages, scale)
         self.check_size(width, height, stages)
         z = self.base_latents(prompt, negative_prompt, base_steps, guidance, width, height, seed, attention_scale)
@@ -233,15 +221,3 @@ class BoostedLatentDiffusionPipeline:
 
 def auto_tile(tile: bool | None, pixels: int) -> bool:
     return pixels > TILE_ABOVE_PIXELS if tile is None else tile
-
-
-def read_prompts(path: str | os.PathLike) -> list[str]:
-    """One prompt a line; blank lines and lines starting with # are skipped."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--prompts {path}: no such file")
-    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    prompts = [p for p in prompts if p and not p.startswith("#")]
-    if not prompts:
-        raise ValueError(f"--prompts {path}: no prompts in the file (one a line)")
-    return prompts

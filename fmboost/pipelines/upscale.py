@@ -11,13 +11,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from fmboost.autoencoders.vae import Autoencoder
-from fmboost.data.images import resize, to_pil, to_tensor
-from fmboost.flow.noise import noise_augment, randn_like
+from fmboost.data.images import resize_by, to_pil, to_tensor
+from fmboost.flow.objectives import get_objective
 from fmboost.flow.upsampling import upsample_latent
 from fmboost.models.unet import CFMUNet
 from fmboost.pipelines.methods import METHODS, MODEL_METHODS  # noqa: F401  (re-exported)
-from fmboost.solvers.diffusion import sample_diffusion
-from fmboost.solvers.ode import solve
 
 CONFIG_NAME = "fmboost.json"
 
@@ -79,44 +77,45 @@ class FMBoostPipeline:
     def upsample(self, z_lr: torch.Tensor, tile: bool = False) -> torch.Tensor:
         return upsample_latent(z_lr, self.config["scale"], self.config["upsampling"], self.autoencoder, tile)
 
-    @torch.no_grad()
-    def flow(self, x_cond: torch.Tensor, steps: int = 4, solver: str = "euler", seed: int = 0, disable=True):
-        """Maps x_cond to the high-res latent with the model's objective; returns (x1, NFE)."""
-        if self.model is None:
-            raise ValueError("this model folder has no network (cfm/); only --method x0/bicubic/lanczos work")
-        objective = self.config["objective"]
-        generator = torch.Generator().manual_seed(seed)
-        net = lambda x, t: self.model(x, t, x_cond)
-        if objective.startswith("regression"):
-            return net(x_cond, torch.zeros((), device=x_cond.device)), 1
-        if objective == "diffusion":
-            # "ddim" / "ddpm" in place of an ODE solver name; ODE solvers make no sense for ε-prediction.
-            kind = solver if solver in ("ddim", "ddpm") else "ddim"
-            return sample_diffusion(net, x_cond, steps, kind, generator, disable)
-        if objective == "naive-fm":
-            x0 = randn_like(x_cond, generator)
-        else:
-            x0 = noise_augment(x_cond, self.config["tau"], generator)  # the same augmentation as in training
-        return solve(net, x0, steps, solver, disable=disable)
+    @property
+    def objective(self):
+        """What the network was trained for: it knows its sampler, its solvers and the NFE of a step."""
+        return get_objective(self.config["objective"], self.config["sigma_min"], self.config["tau"])
 
     @torch.no_grad()
-    def __call__(self, image: Image.Image, steps: int = 4, solver: str = "euler", method: str = "cfm",
-                 seed: int = 0, tile: bool = False, disable=True) -> Image.Image:
-        s = self.config["scale"]
-        w, h = image.size
+    def flow(self, x_cond: torch.Tensor, steps: int = 4, solver: str = "euler", seed: int = 0, disable=True,
+             callback=None):
+        """Maps x_cond to the high-res latent with the model's objective; returns (x1, NFE). `callback(nfe)`
+        follows every network evaluation."""
+        if self.model is None:
+            raise ValueError("this model folder has no network (cfm/); only the methods x0, bicubic and lanczos "
+                             "work")
+        net = lambda x, t: self.model(x, t, x_cond)
+        generator = torch.Generator().manual_seed(seed)
+        return self.objective.sample(net, x_cond, steps, solver, generator, callback=callback, disable=disable)
+
+    @torch.no_grad()
+    def upscale(self, image: Image.Image, steps: int = 4, solver: str = "euler", method: str = "cfm",
+                seed: int = 0, tile: bool = False, disable=True, callback=None) -> tuple[Image.Image, int]:
+        """(the image ×scale, the network evaluations it took). `method="model"` runs the folder's objective."""
         if method in ("bicubic", "lanczos"):
-            return resize(image, (w * s, h * s), method)
+            return resize_by(image, self.config["scale"], method), 0
         if method == "model":  # whatever the folder was trained for: lets one eval compare many objectives
             method = self.config["objective"]
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
         if method in MODEL_METHODS and method != self.config["objective"]:
-            raise ValueError(f"this model was trained with objective {self.config['objective']!r}; use "
-                             f"--method {self.config['objective']} (or x0, bicubic, lanczos)")
+            raise ValueError(f"this model was trained with objective {self.config['objective']!r}; choose the "
+                             f"method {self.config['objective']} (or x0, bicubic, lanczos)")
+        s, (w, h) = self.config["scale"], image.size
         x = pad_to_multiple(to_tensor(image)[None].to(self.device), self.pad_multiple)
         x_cond = self.upsample(self.autoencoder.encode(x, tile=tile), tile)
-        z = x_cond if method == "x0" else self.flow(x_cond, steps, solver, seed, disable)[0]
-        return to_pil(self.autoencoder.decode(z, tile=tile)[0, :, : h * s, : w * s])
+        z, nfe = (x_cond, 0) if method == "x0" else self.flow(x_cond, steps, solver, seed, disable, callback)
+        return to_pil(self.autoencoder.decode(z, tile=tile)[0, :, : h * s, : w * s]), nfe
+
+    def __call__(self, image: Image.Image, steps: int = 4, solver: str = "euler", method: str = "cfm",
+                 seed: int = 0, tile: bool = False, disable=True, callback=None) -> Image.Image:
+        return self.upscale(image, steps, solver, method, seed, tile, disable, callback)[0]
 
 
 def pad_to_multiple(x: torch.Tensor, m: int) -> torch.Tensor:

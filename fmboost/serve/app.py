@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from fmboost.cli.generate import slug
+from fmboost.data.files import slug
 from fmboost.data.images import DEFAULT_MAX_PIXELS, to_rgb
 from fmboost.pipelines.upscale import METHODS
 from fmboost.serve.jobs import Job, JobQueue, QueueFull

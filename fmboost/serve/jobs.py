@@ -7,7 +7,6 @@ refused with a clear message instead of piling up decoded images in memory.
 from __future__ import annotations
 
 import io
-import os
 import queue
 import sys
 import threading
@@ -20,8 +19,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from fmboost.models.hooks import on_forward
-from fmboost.solvers.ode import EVALS_PER_STEP
+from fmboost.data.files import write_atomic
+from fmboost.pipelines.methods import MODEL_METHODS
 
 
 class QueueFull(Exception):
@@ -50,23 +49,14 @@ class Job:
     path: Path | None = None
     base_png: bytes | None = None  # text to image: the base's low-res picture, in memory (only results on disk)
 
-    def count(self) -> None:
-        """One more network evaluation done (a forward hook calls it, for the progress bar)."""
+    def count(self, *_) -> None:
+        """One more network evaluation done: the pipelines' callback, for the progress bar."""
         self.nfe_done += 1
 
     def status(self) -> dict:
         return dict(id=self.id, state=self.state, nfe_done=self.nfe_done, nfe_total=self.nfe_total,
                     message=self.message, seconds=self.seconds, width=self.size and self.size[0],
                     height=self.size and self.size[1])
-
-
-def expected_nfe(job: Job) -> int | None:
-    """How many network evaluations the job will take (the base's U-Net once a step, then the flow's); None
-    where the solver decides (dopri5)."""
-    if job.method != "cfm":
-        return 0
-    per_step = EVALS_PER_STEP.get(job.solver)
-    return None if per_step is None else job.base_steps + job.steps * per_step
 
 
 class JobQueue:
@@ -101,7 +91,7 @@ class JobQueue:
         self._thread.join(timeout)
 
     def submit(self, job: Job) -> Job:
-        job.nfe_total = expected_nfe(job)
+        job.nfe_total = self.expected_nfe(job)
         with self._lock:
             try:
                 self._waiting.put_nowait(job)
@@ -111,6 +101,15 @@ class JobQueue:
             self._jobs[job.id] = job
             self._forget_old()
         return job
+
+    def expected_nfe(self, job: Job) -> int | None:
+        """How many network evaluations the job will take (the base's U-Net once a step, then what the model's
+        objective says its flow takes); None where the solver decides (dopri5)."""
+        pipe = self.pipelines.get(job.model)
+        if job.method not in MODEL_METHODS or pipe is None or pipe.model is None:
+            return 0
+        flow = pipe.objective.nfe(job.steps, job.solver)
+        return None if flow is None else job.base_steps + flow
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
@@ -158,14 +157,12 @@ class JobQueue:
     def _upscale(self, job: Job) -> Image.Image:
         pipe = self.pipelines[job.model]
         tile = self.tile_above is not None and job.image.width * job.image.height > self.tile_above
-        with on_forward(job.count, pipe.model):
-            return pipe(job.image, steps=job.steps, solver=job.solver, method=job.method, seed=job.seed, tile=tile)
+        return pipe(job.image, steps=job.steps, solver=job.solver, method=job.method, seed=job.seed, tile=tile,
+                    callback=job.count)
 
     def _generate(self, job: Job) -> Image.Image:
-        text = self.text_to_image
-        with on_forward(job.count, text.net, self.pipelines[job.model].model):
-            low, result = text(job.model, job.prompt, job.negative_prompt, job.base_steps, job.steps, job.solver,
-                               job.seed)
+        low, result = self.text_to_image(job.model, job.prompt, job.negative_prompt, job.base_steps, job.steps,
+                                         job.solver, job.seed, callback=job.count)
         buf = io.BytesIO()
         low.save(buf, format="PNG")
         job.base_png = buf.getvalue()
@@ -176,12 +173,7 @@ class JobQueue:
         if self._stopping.is_set():
             raise RuntimeError("the server is shutting down")
         path = self.out_dir / f"{job_id}.png"
-        tmp = self.out_dir / f".{job_id}.png.tmp"
-        try:
-            image.save(tmp, format="PNG")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))
         return path
 
 

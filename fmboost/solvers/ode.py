@@ -1,7 +1,8 @@
 """ODE solvers for dx/dt = v(x, t) from t = 0 to 1, k-diffusion style: one short flat function each.
 
 `velocity(x, t)` takes a batch and a scalar time tensor. Each fixed-step solver takes the time grid `ts`
-(from `time_grid`) and returns x at ts[-1]; wrap `velocity` in `CountNFE` to read how many evaluations it took.
+(from `time_grid`) and returns x at ts[-1]; wrap `velocity` in `CountNFE` to read how many evaluations it took
+(and to be called back after each one).
 """
 from __future__ import annotations
 
@@ -10,14 +11,17 @@ from tqdm.auto import trange
 
 
 class CountNFE:
-    """Counts the number of function evaluations (NFE) a solver spends."""
+    """Counts the number of function evaluations (NFE) a solver spends; `callback(nfe)` follows each one."""
 
-    def __init__(self, velocity):
-        self.velocity, self.nfe = velocity, 0
+    def __init__(self, velocity, callback=None):
+        self.velocity, self.callback, self.nfe = velocity, callback, 0
 
     def __call__(self, x, t):
+        v = self.velocity(x, t)
         self.nfe += 1
-        return self.velocity(x, t)
+        if self.callback is not None:
+            self.callback(self.nfe)
+        return v
 
 
 def time_grid(steps: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -79,12 +83,13 @@ SOLVERS = {"euler": sample_euler, "midpoint": sample_midpoint, "heun": sample_he
 EVALS_PER_STEP = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}
 
 
-def solve(velocity, x, steps: int = 4, solver: str = "euler", disable=None):
-    """Integrates from t=0 to 1 and returns (x1, NFE). For dopri5 `steps` is ignored: the tolerances decide."""
+def solve(velocity, x, steps: int = 4, solver: str = "euler", disable=None, callback=None):
+    """Integrates from t=0 to 1 and returns (x1, NFE). For dopri5 `steps` is ignored: the tolerances decide.
+    `callback(nfe)` is called after every evaluation of `velocity` (a progress bar's hook)."""
     if solver not in SOLVERS:
         raise ValueError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
-    counted = CountNFE(velocity)
+    counted = CountNFE(velocity, callback)
     x = SOLVERS[solver](counted, x, time_grid(steps, x.device, x.dtype), disable=disable)
     return x, counted.nfe

@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from fmboost.data.stream import first_pairs, pair_batches, read_manifest, seeded
-from fmboost.flow.baselines import loss_for
+from fmboost.flow.objectives import loss_for
 from fmboost.models.presets import build_model
 from fmboost.training.config import TrainConfig
 

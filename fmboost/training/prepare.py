@@ -15,7 +15,6 @@ recomputed from the stored z_lr, so an upsampling ablation changes nothing else.
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from tqdm.auto import tqdm
 
 from fmboost.autoencoders.vae import Autoencoder
 from fmboost.data.degradations import degrade_image, image_rng
+from fmboost.data.files import write_atomic
 from fmboost.data.images import ImageError, list_images, load_image, resize, to_tensor
 from fmboost.data.stream import MANIFEST, read_manifest
 from fmboost.flow.upsampling import upsample_latent
@@ -60,12 +60,6 @@ def encode_pairs(crops, autoencoder: Autoencoder, scale: int, upsampling: str,
     z_lr = autoencoder.encode(lr)
     return {"x1": autoencoder.encode(hr).cpu(), "z_lr": z_lr.cpu(),
             "x_cond": upsample_latent(z_lr, scale, upsampling, autoencoder).cpu()}
-
-
-def write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # per process: two ranks may merge at once
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def write_manifest(path: Path, manifest: dict) -> None:

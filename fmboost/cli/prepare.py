@@ -1,0 +1,70 @@
+"""`fmboost prepare IMAGES_DIR... --out DIR --vae VAE`: photos → training shards of latent pairs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from fmboost.cli.common import UserError, env_int, pick_device
+from fmboost.flow.upsampling import UPSAMPLING
+
+
+def add_parser(subparsers) -> None:
+    pr = subparsers.add_parser("prepare", help="encode photos into training shards of latent pairs",
+                        description="Crop photos, encode high-res crops (x1) and their bicubic downscales (z_lr), "
+                                    "upsample z_lr (x_cond), and write safetensors shards with a manifest. "
+                                    "Resumable: run it again to continue. Under torchrun or srun each process "
+                                    "makes its own share of the shards; the last to finish writes manifest.json.")
+    pr.add_argument("images_dirs", nargs="*", metavar="IMAGES_DIR", help="folder(s) of photos (searched recursively)")
+    pr.add_argument("--out", help="output folder for shards and manifest.json")
+    pr.add_argument("--vae", help="autoencoder: hub id (e.g. stabilityai/sd-vae-ft-mse) or folder")
+    pr.add_argument("--size", type=int, default=256, help="high-res crop size in pixels (default 256)")
+    pr.add_argument("--scale", type=int, default=2, help="upscaling factor (default 2)")
+    pr.add_argument("--upsampling", default="psu", choices=UPSAMPLING)
+    pr.add_argument("--crops-per-image", type=int, default=4)
+    pr.add_argument("--images-per-shard", type=int, default=64,
+                    help="photos per shard (default 64): the unit that processes split and training streams")
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--degradation", default="none", choices=["none", "realesrgan"],
+                    help="low-res crops: bicubic (none) or Real-ESRGAN's random blur, resize, noise and JPEG")
+    pr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    pr.add_argument("--rank", type=int, default=env_int("RANK", "SLURM_PROCID", default=0),
+                    help="this process's share of the shards (default: $RANK or $SLURM_PROCID, else 0)")
+    pr.add_argument("--world-size", type=int, default=env_int("WORLD_SIZE", "SLURM_STEP_NUM_TASKS", default=1),
+                    help="number of processes sharing the work (default: $WORLD_SIZE or srun's "
+                         "$SLURM_STEP_NUM_TASKS, else 1)")
+    pr.add_argument("--merge", metavar="DIR",
+                    help="only write DIR/manifest.json from the per-rank manifests of a finished sharded run")
+    pr.add_argument("--from", dest="source", metavar="SHARDS",
+                    help="derive shards from prepared ones with another --upsampling: same crops and targets, "
+                         "x_cond recomputed from their z_lr (no photos or --vae needed)")
+    pr.set_defaults(func=cmd_prepare)
+
+
+def cmd_prepare(args) -> int:
+    from fmboost.training.prepare import merge, prepare, reupsample
+
+    if args.merge:
+        m = merge(args.merge)
+        print(f"{m['count']} training pairs in {args.merge} ({len(m['shards'])} shards merged)")
+        return 0
+    if args.source:
+        if args.images_dirs or not args.out:
+            raise UserError("--from SHARDS takes --out and --upsampling, not photo folders")
+        m = reupsample(args.source, args.out, args.upsampling, device=pick_device(args.device))
+        print(f"{m['count']} training pairs in {args.out} ({args.upsampling} upsampling of {args.source})")
+        return 0
+    if not args.images_dirs or not args.out or not args.vae:
+        raise UserError("give IMAGES_DIR(s), --out and --vae (or --merge DIR)")
+    for folder in args.images_dirs:
+        if not Path(folder).is_dir():
+            raise UserError(f"{folder}: no such folder")
+    device = pick_device(args.device)
+    if device == "cuda" and args.world_size > 1:  # one GPU per process on a node
+        device = f"cuda:{env_int('LOCAL_RANK', 'SLURM_LOCALID', default=0)}"
+    m = prepare(args.images_dirs, args.out, args.vae, size=args.size, scale=args.scale, upsampling=args.upsampling,
+                crops_per_image=args.crops_per_image, images_per_shard=args.images_per_shard, seed=args.seed,
+                device=device, degradation=args.degradation, rank=args.rank, world_size=args.world_size)
+    share = f" (rank {args.rank} of {args.world_size})" if args.world_size > 1 else ""
+    print(f"{m['count']} training pairs in {args.out}{share}; {len(m['skipped'])} image(s) skipped")
+    for s in m["skipped"]:
+        print(f"  skipped {s}")
+    return 0

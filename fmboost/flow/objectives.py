@@ -1,0 +1,153 @@
+"""The training objectives, one class each: the loss the network learns from, and the sampler that maps x_cond to
+the high-res latent with the trained network, returning (x1, NFE). To add an objective, add a class here and list
+it in OBJECTIVES; the trainer, the pipeline, evaluation and serve ask it what they need.
+
+- cfm: coupling flow matching from the noise-augmented x_cond (its equations: flow/objective.py).
+- naive-fm: flow matching from Gaussian noise, x0 ~ N(0, I), conditioned on the upsampled low-res latent.
+- diffusion: ε-prediction under the cosine schedule over NUM_TRAIN_STEPS steps, sampled with diffusers' DDIM or DDPM.
+- regression-l1 / regression-l2: one forward pass predicts x1 from the upsampled low-res latent.
+
+A sampler's `net(x, t)` is the network with x_cond bound; `callback(nfe)` is called after every evaluation of it.
+"""
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from fmboost.flow.noise import NUM_TRAIN_STEPS, noise_augment, rand, randn_like
+from fmboost.flow.objective import cfm_loss, cfm_path
+from fmboost.solvers.ode import EVALS_PER_STEP, SOLVERS, solve
+
+
+class CFM:
+    """Coupling flow matching: x0 is x_cond itself, noise-augmented at step τ in training and sampling alike."""
+
+    solvers = tuple(SOLVERS)
+    stepped = True  # the sample's cost follows `steps`
+
+    def __init__(self, sigma_min: float = 0.0, tau: float = 400):
+        self.sigma_min, self.tau = sigma_min, tau
+
+    def x0(self, x_cond: torch.Tensor, generator=None) -> torch.Tensor:
+        return noise_augment(x_cond, self.tau, generator)
+
+    def loss(self, model, x1, x_cond, generator=None) -> torch.Tensor:
+        return cfm_loss(model, x1, x_cond, self.sigma_min, self.tau, generator)
+
+    def sample(self, net, x_cond, steps: int = 4, solver: str = "euler", generator=None, callback=None,
+               disable=True):
+        return solve(net, self.x0(x_cond, generator), steps, solver, callback=callback, disable=disable)
+
+    def nfe(self, steps: int, solver: str) -> int | None:
+        """Network evaluations a sample takes; None where the solver decides (adaptive dopri5)."""
+        per_step = EVALS_PER_STEP.get(solver)
+        return None if per_step is None else steps * per_step
+
+
+class NaiveFM(CFM):
+    """Flow matching from Gaussian noise: the same path and ODE solvers, another x0."""
+
+    def x0(self, x_cond: torch.Tensor, generator=None) -> torch.Tensor:
+        return randn_like(x_cond, generator)
+
+    def loss(self, model, x1, x_cond, generator=None) -> torch.Tensor:
+        x0 = randn_like(x1, generator)
+        t = rand(x1.shape[0], x1, generator)
+        x_t, u_t = cfm_path(x0, x1, t, self.sigma_min)
+        return (model(x_t, t, x_cond) - u_t).square().mean()
+
+
+def diffusion_scheduler(kind: str = "ddpm"):
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    cls = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler}[kind]
+    return cls(num_train_timesteps=NUM_TRAIN_STEPS, beta_schedule="squaredcos_cap_v2",
+               prediction_type="epsilon", clip_sample=False)
+
+
+@torch.no_grad()
+def sample_diffusion(eps_model, x_cond, steps: int = 50, kind: str = "ddim", generator=None, disable=None,
+                     callback=None):
+    """Starts from N(0, I) and denoises in `steps` scheduler steps; returns (x, NFE)."""
+    scheduler = diffusion_scheduler(kind)
+    scheduler.set_timesteps(steps)
+    x = randn_like(x_cond, generator) * scheduler.init_noise_sigma
+    for i, t in enumerate(tqdm(scheduler.timesteps, disable=disable, desc=kind)):
+        eps = eps_model(x, (t.float() / NUM_TRAIN_STEPS).to(x.device))
+        if callback is not None:
+            callback(i + 1)
+        x = scheduler.step(eps, t, x, generator=generator).prev_sample
+    return x, len(scheduler.timesteps)
+
+
+class Diffusion:
+    """ε-prediction; the U-Net's time input is in [0, 1], so integer steps are divided by NUM_TRAIN_STEPS."""
+
+    # diffusers' schedulers in place of ODE solvers, which make no sense for ε-prediction: an ODE solver's name
+    # (the default `euler` of every command) runs the deterministic DDIM.
+    solvers = ("ddim", "ddpm")
+    stepped = True
+
+    def __init__(self):
+        self.scheduler = diffusion_scheduler()
+
+    def loss(self, model, x1, x_cond, generator=None) -> torch.Tensor:
+        eps = randn_like(x1, generator)
+        steps = (rand(x1.shape[0], x1, generator) * NUM_TRAIN_STEPS).long().clamp(max=NUM_TRAIN_STEPS - 1)
+        x_noisy = self.scheduler.add_noise(x1, eps, steps.cpu()).to(x1.dtype)
+        return (model(x_noisy, steps.float() / NUM_TRAIN_STEPS, x_cond) - eps).square().mean()
+
+    def sample(self, net, x_cond, steps: int = 50, solver: str = "ddim", generator=None, callback=None,
+               disable=True):
+        kind = solver if solver in self.solvers else "ddim"
+        return sample_diffusion(net, x_cond, steps, kind, generator, disable, callback)
+
+    def nfe(self, steps: int, solver: str) -> int:
+        return steps
+
+
+class Regression:
+    """One forward pass from x_cond (at t = 0) to x1, trained with the L1 (p = 1) or L2 (p = 2) error."""
+
+    solvers = ()  # none: the step count and solver are ignored
+    stepped = False
+
+    def __init__(self, p: int = 2):
+        self.p = p
+
+    def loss(self, model, x1, x_cond, generator=None) -> torch.Tensor:
+        pred = model(x_cond, torch.zeros(x1.shape[0], device=x1.device), x_cond)
+        return (pred - x1).abs().pow(self.p).mean()
+
+    def sample(self, net, x_cond, steps: int = 1, solver: str = "euler", generator=None, callback=None,
+               disable=True):
+        x1 = net(x_cond, torch.zeros((), device=x_cond.device))
+        if callback is not None:
+            callback(1)
+        return x1, 1
+
+    def nfe(self, steps: int, solver: str) -> int:
+        return 1
+
+
+# Every solver name some objective accepts (the choices of `fmboost upscale --solver`).
+SOLVER_CHOICES = tuple(dict.fromkeys((*CFM.solvers, *Diffusion.solvers)))
+OBJECTIVES = {
+    "cfm": lambda sigma_min, tau: CFM(sigma_min, tau),
+    "naive-fm": lambda sigma_min, tau: NaiveFM(sigma_min, tau),
+    "diffusion": lambda sigma_min, tau: Diffusion(),
+    "regression-l1": lambda sigma_min, tau: Regression(p=1),
+    "regression-l2": lambda sigma_min, tau: Regression(p=2),
+}
+
+
+def get_objective(name: str, sigma_min: float = 0.0, tau: float = 400):
+    """The objective called `name` (a model folder's `objective`), with the path's σ_min and CFM's τ."""
+    if name not in OBJECTIVES:
+        raise ValueError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}")
+    return OBJECTIVES[name](sigma_min, tau)
+
+
+def loss_for(name: str, sigma_min: float = 0.0, tau: float = 400):
+    """The training loss of objective `name` as one function (model, x1, x_cond, generator) → scalar."""
+    return get_objective(name, sigma_min, tau).loss

@@ -11,7 +11,9 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 
 from fmboost.models.presets import build_model
-from fmboost.training.train import full_tensors, make_optimizer, restore, update_ema
+from fmboost.training.checkpoints import restore
+from fmboost.training.distributed import full_tensors
+from fmboost.training.train import make_optimizer, update_ema
 from tests.conftest import TINY_MODEL
 
 

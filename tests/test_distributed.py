@@ -21,7 +21,8 @@ from fmboost.training.prepare import load_shards, prepare
 from fmboost.data.stream import epoch_pieces, pair_batches
 from fmboost.models.presets import build_model
 from fmboost.training.config import TrainConfig
-from fmboost.training.train import checkpoint_problem, train
+from fmboost.training.checkpoints import checkpoint_problem
+from fmboost.training.train import train
 from tests.conftest import TINY_MODEL, newest, random_photo
 
 REPO = Path(fmboost.__file__).parents[1]

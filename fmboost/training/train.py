@@ -4,39 +4,33 @@ The same command runs alone or under `accelerate launch` / `torchrun`: every pro
 stream (fmboost/data/stream.py), and `batch_size` is the global batch of an optimiser step. Each step consumes a
 fixed number of pairs per process and draws its noise from a generator seeded by (seed, process, step), so the
 step count alone restores the data position: a checkpoint holds model, EMA, optimizer, scheduler and step, and
-N steps equal N/2 steps + resume + N/2 steps. Rank 0 writes checkpoints to OUT/checkpoints/step_NNNNNNN: into a
-temporary folder, closed by complete.json (sizes and sha256 of its files), then renamed into place.
+N steps equal N/2 steps + resume + N/2 steps. Checkpoints: training/checkpoints.py; OUT/model and sample grids:
+training/export.py; processes and FSDP: training/distributed.py.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
 import csv
-import hashlib
 import json
 import math
-import os
-import re
-import shutil
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
-from accelerate.utils import DistributedType, broadcast_object_list
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from fmboost.data.stream import first_pairs, pair_batches, read_manifest, seeded
+from fmboost.data.stream import pair_batches, read_manifest, seeded
 from fmboost.flow.objectives import loss_for
 from fmboost.models.presets import build_model
+from fmboost.training.checkpoints import checkpoint_folders, restore, resume_folder, save_checkpoint
 from fmboost.training.config import TrainConfig
+from fmboost.training.distributed import agree, make_accelerator, per_process_batch, sharded
+from fmboost.training.export import export_ema
 
-COMPLETE = "complete.json"
-OLD_LAYOUT = ("checkpoint", "checkpoint.old")  # the single checkpoint folder of earlier versions, still read
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 LR_SCALING = {"none": lambda ratio: 1.0, "linear": lambda ratio: ratio, "sqrt": math.sqrt}
 
@@ -73,13 +67,6 @@ def effective_lr(cfg: TrainConfig) -> float:
     return cfg.lr * LR_SCALING[cfg.lr_scaling](cfg.batch_size / cfg.reference_batch)
 
 
-def per_process_batch(cfg: TrainConfig, processes: int) -> int:
-    if cfg.grad_accum < 1 or cfg.batch_size % (processes * cfg.grad_accum):
-        raise ValueError(f"batch_size {cfg.batch_size} is the global batch: it must be a multiple of "
-                         f"{processes} process(es) × grad_accum {cfg.grad_accum}")
-    return cfg.batch_size // (processes * cfg.grad_accum)
-
-
 def initial_model(cfg: TrainConfig, latent_channels: int):
     """The preset's fresh U-Net, or, to fine-tune, the CFM weights of an exported model folder."""
     if not cfg.init:
@@ -97,49 +84,9 @@ def initial_model(cfg: TrainConfig, latent_channels: int):
     return model
 
 
-def make_accelerator(cfg: TrainConfig) -> Accelerator:
-    if cfg.distributed not in ("ddp", "fsdp"):
-        raise ValueError(f"distributed {cfg.distributed!r}: choose ddp or fsdp")
-    fsdp = None
-    if cfg.distributed == "fsdp":
-        from accelerate import FullyShardedDataParallelPlugin
-
-        # FSDP2 (DTensor parameters, which the EMA and checkpoint code below gather and scatter); blocks of 10 M
-        # parameters or more get their own all-gather, so the `general` preset never holds all its weights at once.
-        fsdp = FullyShardedDataParallelPlugin(fsdp_version=2, auto_wrap_policy="size_based_wrap",
-                                              min_num_params=10 ** 7)
-    # Without CUDA, accelerate joins torchrun's processes (gloo) only when told it runs on CPUs.
-    cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", 1)) > 1
-    accelerator = Accelerator(cpu=cpu, mixed_precision="bf16" if cfg.bf16 else "no", fsdp_plugin=fsdp,
-                              dynamo_backend="inductor" if cfg.compile else "no")
-    if sharded(accelerator) and accelerator.state.fsdp_plugin.fsdp_version != 2:
-        raise ValueError("FSDP from the launcher's config (FSDP1) is not supported: leave it out of the accelerate "
-                         "config and set `distributed: fsdp` in the training config (FSDP2)")
-    return accelerator
-
-
 def make_optimizer(params, lr: float, weight_decay: float, fused: bool) -> torch.optim.AdamW:
     # fused: one kernel for all parameters instead of a few per tensor (None lets torch pick foreach).
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True if fused else None)
-
-
-def sharded(accelerator) -> bool:
-    return accelerator.distributed_type == DistributedType.FSDP
-
-
-def full_tensors(tensors: dict) -> dict:
-    """Whole CPU tensors. Under FSDP the DTensor shards are gathered: a collective, every process must call it."""
-    return {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).detach().cpu().contiguous()
-            for k, v in tensors.items()}
-
-
-def like(full: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """`full` laid out as `ref`: this process's shard of it under FSDP, else on ref's device in ref's memory format."""
-    if hasattr(ref, "device_mesh"):
-        from torch.distributed.tensor import distribute_tensor
-
-        return distribute_tensor(full.to(ref.device), ref.device_mesh, ref.placements)
-    return torch.empty_like(ref, dtype=full.dtype).copy_(full)
 
 
 @torch.no_grad()
@@ -149,120 +96,6 @@ def update_ema(ema: dict, model, decay: float) -> None:
 
 
 # ---------------------------------------------------------------- checkpoints
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def checkpoint_folders(out: Path) -> list[Path]:
-    """Checkpoint folders, newest first: OUT/checkpoints/step_N by N, then an earlier version's OUT/checkpoint."""
-    steps = [f for f in (out / "checkpoints").glob("step_*") if re.fullmatch(r"step_\d+", f.name)]
-    return sorted(steps, key=lambda f: int(f.name[5:]), reverse=True) + \
-        [out / name for name in OLD_LAYOUT if (out / name / "state.pt").exists()]
-
-
-def checkpoint_problem(folder: Path) -> str | None:
-    """Why `folder` is not a complete checkpoint (None if it is): its files must match complete.json's record."""
-    if not (folder / COMPLETE).exists():
-        # Earlier versions renamed their single folder into place whole, without a record.
-        return None if folder.name in OLD_LAYOUT else f"incomplete (no {COMPLETE})"
-    try:
-        files = json.loads((folder / COMPLETE).read_text())["files"]
-    except (ValueError, KeyError) as e:
-        return f"unreadable {COMPLETE} ({e})"
-    for name, want in files.items():
-        path = folder / name
-        if not path.exists():
-            return f"{name} is missing"
-        if path.stat().st_size != want["bytes"]:
-            return f"{name} is truncated or altered ({path.stat().st_size} bytes, {want['bytes']} recorded)"
-        if sha256(path) != want["sha256"]:
-            return f"{name} does not match its recorded sha256"
-    return None
-
-
-def newest_checkpoint(out: Path) -> Path | None:
-    for folder in checkpoint_folders(out):
-        problem = checkpoint_problem(folder)
-        if problem is None:
-            return folder
-        print(f"fmboost train: skipping checkpoint {folder}: {problem}", file=sys.stderr, flush=True)
-    return None
-
-
-def resume_folder(accelerator, out: Path, resume) -> Path | None:
-    """The checkpoint to continue from: with --resume the newest complete one, chosen by rank 0 for every rank."""
-    if not resume:
-        if checkpoint_folders(out):
-            raise ValueError(f"{out} already holds checkpoints of a run: add --resume to continue it, or choose "
-                             f"another --out")
-        return None
-    found = [newest_checkpoint(out) if accelerator.is_main_process else None]
-    if accelerator.is_main_process and found[0] is None:
-        print(f"fmboost train: no complete checkpoint in {out}: starting at step 0", file=sys.stderr)
-    return broadcast_object_list(found)[0]
-
-
-def write_checkpoint(out: Path, step: int, tensors: dict, state: dict, cfg: TrainConfig) -> Path:
-    root = out / "checkpoints"
-    final, tmp = root / f"step_{step:07d}", root / f".tmp_step_{step:07d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name, values in tensors.items():
-        save_file(values, str(tmp / f"{name}.safetensors"))
-    torch.save(state, tmp / "state.pt")
-    (tmp / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    files = {f.name: {"bytes": f.stat().st_size, "sha256": sha256(f)} for f in sorted(tmp.iterdir())}
-    # Written last: without it, or with files that no longer match it, the folder is not a checkpoint.
-    (tmp / COMPLETE).write_text(json.dumps({"step": step, "files": files}, indent=2))
-    shutil.rmtree(final, ignore_errors=True)  # a stale folder of this step, from a run not resumed from it
-    os.replace(tmp, final)
-    prune(root, step, cfg.keep_checkpoints)
-    return final
-
-
-def prune(root: Path, newest: int, keep: int) -> None:
-    """Keeps the `keep` newest checkpoints up to step `newest`. Later ones belong to a run that was not continued
-    from them (corrupt, or abandoned); temporary folders are what a crash left."""
-    folders = [f for f in checkpoint_folders(root.parent) if f.parent == root]
-    kept = [f for f in folders if int(f.name[5:]) <= newest][:max(1, keep)]
-    for f in folders + list(root.glob(".tmp_step_*")):
-        if f not in kept:
-            shutil.rmtree(f, ignore_errors=True)
-
-
-def save_checkpoint(accelerator, out: Path, net, ema: dict, opt, sched, step: int, cfg: TrainConfig):
-    """Rank 0 writes the checkpoint; under FSDP every process first hands over its shards."""
-    if not (accelerator.is_main_process or sharded(accelerator)):
-        return None
-    model = full_tensors(net.state_dict())
-    optimizer = opt.state_dict()
-    optimizer["state"] = {i: full_tensors(s) for i, s in optimizer["state"].items()}
-    tensors = {"model": model, "ema": {**model, **full_tensors(ema)}}
-    state = {"optimizer": optimizer, "scheduler": sched.state_dict(), "step": step}
-    return write_checkpoint(out, step, tensors, state, cfg) if accelerator.is_main_process else None
-
-
-def restore(folder: Path, net, ema: dict, opt, sched) -> int:
-    """EMA, optimizer and scheduler from `folder` (the model weights were loaded before accelerate wrapped it)."""
-    full = load_file(str(folder / "ema.safetensors"))
-    for name, p in net.named_parameters():
-        ema[name] = like(full[name].float(), p)
-    state = torch.load(folder / "state.pt", weights_only=True, map_location="cpu")
-    opt.load_state_dict(state["optimizer"])
-    for p, values in opt.optimizer.state.items():
-        for k, v in values.items():
-            if torch.is_tensor(v) and v.dim():
-                values[k] = like(v, p)
-    sched.load_state_dict(state["scheduler"])
-    return int(state["step"])
-
-
-# ---------------------------------------------------------------- the loop
 
 @contextlib.contextmanager
 def stop_signals():
@@ -278,14 +111,6 @@ def stop_signals():
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
-
-
-def agree(accelerator, loss: torch.Tensor, stop: bool) -> tuple[float, bool]:
-    """The mean loss over processes and whether any wants to stop, in one collective: all then decide the same
-    at the same step (one process raising or stopping alone would leave the others waiting forever)."""
-    both = torch.stack([loss.detach().float(), torch.tensor(float(stop), device=loss.device)])
-    both = accelerator.reduce(both, "sum")
-    return both[0].item() / accelerator.num_processes, bool(both[1].item())
 
 
 def to_device(x: torch.Tensor, device, channels_last: bool) -> torch.Tensor:
@@ -315,54 +140,6 @@ def open_log(path: Path, step: int):
     log = csv.writer(f)
     log.writerows(rows)
     return f, log
-
-
-def export_pipeline(out: Path, ema, manifest: dict, cfg: TrainConfig, step: int):
-    """Writes out/model, a folder `FMBoostPipeline.from_pretrained` (and `fmboost upscale --model`) reads."""
-    from fmboost.autoencoders.vae import Autoencoder
-    from fmboost.pipelines.upscale import FMBoostPipeline
-
-    pipe = FMBoostPipeline(Autoencoder.from_pretrained(manifest["vae"]), ema, scale=manifest["scale"],
-                           upsampling=manifest["upsampling"], sigma_min=cfg.sigma_min,
-                           tau=cfg.tau if cfg.sample_tau is None else cfg.sample_tau,
-                           objective=cfg.objective)
-    tmp = out / "model.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    pipe.save_pretrained(tmp)
-    # How the weights were made travels with them: settings, steps reached, data.
-    data = {k: manifest[k] for k in ("vae", "size", "scale", "upsampling", "count", "images_dirs") if k in manifest}
-    (tmp / "training.json").write_text(json.dumps({"steps": step, "config": cfg.to_dict(), "data": data}, indent=2))
-    shutil.rmtree(out / "model", ignore_errors=True)
-    os.replace(tmp, out / "model")
-    return pipe
-
-
-def export_ema(accelerator, out: Path, template, ema: dict, manifest: dict, cfg: TrainConfig, step: int,
-               grid: Path | None = None) -> None:
-    """The EMA weights as OUT/model, and a sample grid if asked: rank 0, in `template`, which waits on the CPU in
-    between (under FSDP every process first hands over its shards)."""
-    if not (accelerator.is_main_process or sharded(accelerator)):
-        return
-    weights = full_tensors(ema)
-    if not accelerator.is_main_process:
-        return
-    template.load_state_dict({**template.state_dict(), **weights})
-    pipe = export_pipeline(out, template, manifest, cfg, step)
-    if grid:  # on the training device, autoencoder and all, then back
-        save_sample_grid(grid, pipe.to(accelerator.device), first_pairs(cfg.data, 4))
-        pipe.to("cpu")
-
-
-@torch.no_grad()
-def save_sample_grid(path: Path, pipe, data: dict, n: int = 4) -> None:
-    """Rows: x0 decoded (the starting point), the CFM result at 4 Euler steps, the ground truth x1."""
-    from fmboost.data.images import save_image_atomic, to_pil
-
-    x_cond, x1 = data["x_cond"][:n].to(pipe.device), data["x1"][:n].to(pipe.device)
-    pred, _ = pipe.flow(x_cond, steps=4)
-    rows = [pipe.autoencoder.decode(z) for z in (x_cond, pred, x1)]
-    grid = torch.cat([torch.cat(list(r), dim=2) for r in rows], dim=1)
-    save_image_atomic(to_pil(grid), path)
 
 
 def announce(accelerator, out: Path, cfg: TrainConfig, per_process: int, lr: float, step: int) -> None:

@@ -1,0 +1,61 @@
+"""What a run hands over: OUT/model (the EMA weights as a model folder for `--model`) and sample grids."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from fmboost.data.files import write_atomic
+from fmboost.data.stream import first_pairs
+from fmboost.training.config import TrainConfig
+from fmboost.training.distributed import full_tensors, sharded
+
+
+def export_pipeline(out: Path, ema, manifest: dict, cfg: TrainConfig, step: int):
+    """Writes out/model, a folder `FMBoostPipeline.from_pretrained` (and `fmboost upscale --model`) reads."""
+    from fmboost.autoencoders.vae import Autoencoder
+    from fmboost.pipelines.upscale import FMBoostPipeline
+
+    pipe = FMBoostPipeline(Autoencoder.from_pretrained(manifest["vae"]), ema, scale=manifest["scale"],
+                           upsampling=manifest["upsampling"], sigma_min=cfg.sigma_min,
+                           tau=cfg.tau if cfg.sample_tau is None else cfg.sample_tau,
+                           objective=cfg.objective)
+    # How the weights were made travels with them: settings, steps reached, data.
+    data = {k: manifest[k] for k in ("vae", "size", "scale", "upsampling", "count", "images_dirs") if k in manifest}
+    made = {"steps": step, "config": cfg.to_dict(), "data": data}
+
+    def write(tmp: Path) -> None:
+        pipe.save_pretrained(tmp)
+        (tmp / "training.json").write_text(json.dumps(made, indent=2))
+
+    write_atomic(out / "model", write, tmp=out / "model.tmp")
+    return pipe
+
+
+def export_ema(accelerator, out: Path, template, ema: dict, manifest: dict, cfg: TrainConfig, step: int,
+               grid: Path | None = None) -> None:
+    """The EMA weights as OUT/model, and a sample grid if asked: rank 0, in `template`, which waits on the CPU in
+    between (under FSDP every process first hands over its shards)."""
+    if not (accelerator.is_main_process or sharded(accelerator)):
+        return
+    weights = full_tensors(ema)
+    if not accelerator.is_main_process:
+        return
+    template.load_state_dict({**template.state_dict(), **weights})
+    pipe = export_pipeline(out, template, manifest, cfg, step)
+    if grid:  # on the training device, autoencoder and all, then back
+        save_sample_grid(grid, pipe.to(accelerator.device), first_pairs(cfg.data, 4))
+        pipe.to("cpu")
+
+
+@torch.no_grad()
+def save_sample_grid(path: Path, pipe, data: dict, n: int = 4) -> None:
+    """Rows: x0 decoded (the starting point), the CFM result at 4 Euler steps, the ground truth x1."""
+    from fmboost.data.images import save_image_atomic, to_pil
+
+    x_cond, x1 = data["x_cond"][:n].to(pipe.device), data["x1"][:n].to(pipe.device)
+    pred, _ = pipe.flow(x_cond, steps=4)
+    rows = [pipe.autoencoder.decode(z) for z in (x_cond, pred, x1)]
+    grid = torch.cat([torch.cat(list(r), dim=2) for r in rows], dim=1)
+    save_image_atomic(to_pil(grid), path)

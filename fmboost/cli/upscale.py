@@ -7,6 +7,7 @@ from pathlib import Path
 from fmboost import DEFAULT_MODEL
 from fmboost.cli.common import UserError, load_pipeline, pick_device, resolve_model
 from fmboost.flow.objectives import SOLVER_CHOICES
+from fmboost.pipelines.colorfix import COLOR_FIXES
 from fmboost.pipelines.methods import METHODS
 
 
@@ -27,6 +28,10 @@ def add_parser(subparsers) -> None:
                     help="cfm: the flow; x0: decode the upsampled latent without the flow; bicubic/lanczos: "
                          "resize in pixel space; naive-fm, diffusion, regression-l1/l2: baselines trained with "
                          "`objective:` in the training config (the model's objective must match)")
+    up.add_argument("--color-fix", choices=COLOR_FIXES,
+                    help="take the colours from the input: wavelet (keep the output's fine detail, the input's "
+                         "coarser bands) or adain (match each channel's mean and spread), as diffusion upscalers "
+                         "do; default: the model's own setting (fmboost info shows it)")
     up.add_argument("--seed", type=int, default=0, help="seed of the noise augmentation of x0 (default 0)")
     up.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     up.add_argument("--tile", action="store_true", help="tiled encode/decode: needed above the pixel limit")
@@ -76,7 +81,7 @@ def cmd_upscale(args) -> int:
             result = resize_by(im, scale, args.method)
         else:
             result = pipe(im, steps=args.steps, solver=args.solver, method=args.method, seed=args.seed,
-                          tile=args.tile)
+                          tile=args.tile, color_fix=args.color_fix)
         save_image_atomic(result, out)
         print(f"{path} -> {out} ({result.width}×{result.height}, {time.time() - t0:.1f} s)")
     return 0

@@ -4,14 +4,22 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-UPSAMPLING = ("psu", "bilinear", "nearest")
+UPSAMPLING = ("pixel", "psu", "bilinear", "nearest")
+
+
+def upsample_image(x_lr: torch.Tensor, scale: int, autoencoder, tile: bool = False) -> torch.Tensor:
+    """`pixel` conditioning, for photos: x0 = E(bicubic×s(x_lr)) from the real low-res pixels, which spares the
+    lossy D(E(·)) round trip that PSU of z_lr pays."""
+    image = F.interpolate(x_lr, scale_factor=scale, mode="bicubic", align_corners=False).clamp(-1, 1)
+    return autoencoder.encode(image, tile=tile)
 
 
 def upsample_latent(z_lr: torch.Tensor, scale: int, method: str = "psu", autoencoder=None,
                     tile: bool = False) -> torch.Tensor:
     """`psu` (pixel-space upsampling): E(bicubic×s(D(z_lr))), which the paper found best; or latent-space
-    `bilinear` / `nearest` interpolation."""
-    if method == "psu":
+    `bilinear` / `nearest` interpolation. A `pixel` model given only a latent (text to image) gets PSU: the same
+    map, with D(z_lr) standing in for the low-res pixels."""
+    if method in ("psu", "pixel"):
         if autoencoder is None:
             raise ValueError("psu upsampling needs the autoencoder")
         image = autoencoder.decode(z_lr, tile=tile)

@@ -13,7 +13,8 @@ from PIL import Image
 from fmboost.autoencoders.vae import Autoencoder
 from fmboost.data.images import resize_by, to_pil, to_tensor
 from fmboost.flow.objectives import get_objective
-from fmboost.flow.upsampling import upsample_latent
+from fmboost.flow.upsampling import upsample_image, upsample_latent
+from fmboost.pipelines.colorfix import color_fix as fix_colors
 from fmboost.models.unet import CFMUNet
 from fmboost.pipelines.methods import METHODS, MODEL_METHODS  # noqa: F401  (re-exported)
 
@@ -77,6 +78,13 @@ class FMBoostPipeline:
     def upsample(self, z_lr: torch.Tensor, tile: bool = False) -> torch.Tensor:
         return upsample_latent(z_lr, self.config["scale"], self.config["upsampling"], self.autoencoder, tile)
 
+    @torch.no_grad()
+    def condition(self, x_lr: torch.Tensor, tile: bool = False) -> torch.Tensor:
+        """x0 (and the flow's condition) for low-res pixels, made as the model was trained to see it."""
+        if self.config["upsampling"] == "pixel":
+            return upsample_image(x_lr, self.config["scale"], self.autoencoder, tile)
+        return self.upsample(self.autoencoder.encode(x_lr, tile=tile), tile)
+
     @property
     def objective(self):
         """What the network was trained for: it knows its sampler, its solvers and the NFE of a step."""
@@ -96,8 +104,10 @@ class FMBoostPipeline:
 
     @torch.no_grad()
     def upscale(self, image: Image.Image, steps: int = 4, solver: str = "euler", method: str = "cfm",
-                seed: int = 0, tile: bool = False, disable=True, callback=None) -> tuple[Image.Image, int]:
-        """(the image ×scale, the network evaluations it took). `method="model"` runs the folder's objective."""
+                seed: int = 0, tile: bool = False, disable=True, callback=None,
+                color_fix: str | None = None) -> tuple[Image.Image, int]:
+        """(the image ×scale, the network evaluations it took). `method="model"` runs the folder's objective;
+        `color_fix` (none | wavelet | adain; default: the model's own setting) takes colours from the input."""
         if method in ("bicubic", "lanczos"):
             return resize_by(image, self.config["scale"], method), 0
         if method == "model":  # whatever the folder was trained for: lets one eval compare many objectives
@@ -109,13 +119,15 @@ class FMBoostPipeline:
                              f"method {self.config['objective']} (or x0, bicubic, lanczos)")
         s, (w, h) = self.config["scale"], image.size
         x = pad_to_multiple(to_tensor(image)[None].to(self.device), self.pad_multiple)
-        x_cond = self.upsample(self.autoencoder.encode(x, tile=tile), tile)
+        x_cond = self.condition(x, tile)
         z, nfe = (x_cond, 0) if method == "x0" else self.flow(x_cond, steps, solver, seed, disable, callback)
-        return to_pil(self.autoencoder.decode(z, tile=tile)[0, :, : h * s, : w * s]), nfe
+        out = fix_colors(self.autoencoder.decode(z, tile=tile), x, color_fix or self.config.get("color_fix", "none"))
+        return to_pil(out[0, :, : h * s, : w * s]), nfe
 
     def __call__(self, image: Image.Image, steps: int = 4, solver: str = "euler", method: str = "cfm",
-                 seed: int = 0, tile: bool = False, disable=True, callback=None) -> Image.Image:
-        return self.upscale(image, steps, solver, method, seed, tile, disable, callback)[0]
+                 seed: int = 0, tile: bool = False, disable=True, callback=None,
+                 color_fix: str | None = None) -> Image.Image:
+        return self.upscale(image, steps, solver, method, seed, tile, disable, callback, color_fix)[0]
 
 
 def pad_to_multiple(x: torch.Tensor, m: int) -> torch.Tensor:

@@ -20,6 +20,7 @@ class TrainConfig:
     sigma_min: float = 0.0
     tau: float = 400                   # noise-augmentation step of x0 (of 1000); 0 turns it off
     sample_tau: float | None = None    # τ the exported model samples with (default: tau)
+    color_fix: str = "none"            # none | wavelet | adain: the exported model's default colour correction
     batch_size: int = 16               # the GLOBAL batch of one optimiser step: processes × grad_accum × per process
     grad_accum: int = 1                # micro-batches per step and process (their gradients are averaged)
     lr: float = 2e-4

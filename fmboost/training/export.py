@@ -20,7 +20,7 @@ def export_pipeline(out: Path, ema, manifest: dict, cfg: TrainConfig, step: int)
     pipe = FMBoostPipeline(Autoencoder.from_pretrained(manifest["vae"]), ema, scale=manifest["scale"],
                            upsampling=manifest["upsampling"], sigma_min=cfg.sigma_min,
                            tau=cfg.tau if cfg.sample_tau is None else cfg.sample_tau,
-                           objective=cfg.objective)
+                           objective=cfg.objective, color_fix=cfg.color_fix)
     # How the weights were made travels with them: settings, steps reached, data.
     data = {k: manifest[k] for k in ("vae", "size", "scale", "upsampling", "count", "images_dirs") if k in manifest}
     made = {"steps": step, "config": cfg.to_dict(), "data": data}

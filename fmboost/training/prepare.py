@@ -28,7 +28,7 @@ from fmboost.data.degradations import degrade_image, image_rng
 from fmboost.data.files import write_atomic
 from fmboost.data.images import ImageError, list_images, load_image, resize, to_tensor
 from fmboost.data.stream import MANIFEST, read_manifest
-from fmboost.flow.upsampling import upsample_latent
+from fmboost.flow.upsampling import upsample_image, upsample_latent
 
 DEGRADATIONS = ("none", "realesrgan")
 
@@ -58,8 +58,9 @@ def encode_pairs(crops, autoencoder: Autoencoder, scale: int, upsampling: str,
     lows = lows if lows is not None else low_res_crops(crops, scale, "none", 0, 0)
     lr = torch.stack([to_tensor(c) for c in lows]).to(autoencoder.device)
     z_lr = autoencoder.encode(lr)
-    return {"x1": autoencoder.encode(hr).cpu(), "z_lr": z_lr.cpu(),
-            "x_cond": upsample_latent(z_lr, scale, upsampling, autoencoder).cpu()}
+    x_cond = (upsample_image(lr, scale, autoencoder) if upsampling == "pixel"
+              else upsample_latent(z_lr, scale, upsampling, autoencoder))
+    return {"x1": autoencoder.encode(hr).cpu(), "z_lr": z_lr.cpu(), "x_cond": x_cond.cpu()}
 
 
 def write_manifest(path: Path, manifest: dict) -> None:
@@ -170,6 +171,9 @@ def merge(out) -> dict:
 def reupsample(src, out, upsampling: str, device: str = "cpu") -> dict:
     """Shards like `src`'s with x_cond = upsample(z_lr) by `upsampling`; x1 and z_lr are copied unchanged."""
     src, out = Path(src), Path(out)
+    if upsampling == "pixel":
+        raise ValueError("pixel upsampling starts from the low-res pixels, which shards do not keep: prepare the "
+                         "photos again with it")
     manifest = read_manifest(src)
     shards = [s for s in manifest["shards"] if s]
     if not shards:

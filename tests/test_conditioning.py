@@ -82,3 +82,16 @@ def test_upscale_takes_a_colour_fix_and_refuses_an_unknown_one(tmp_path, capsys)
     with pytest.raises(SystemExit):
         main(["upscale", str(src), "--color-fix", "histogram", "--overwrite"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_prepare_and_the_autoencoder_trainer_hold_back_the_same_photos(tmp_path, tiny_vae_dir):
+    from fmboost.training.autoencoder import split_photos
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(6):
+        random_photo(40, 40, seed=i).save(photos / f"p{i}.png")
+    _, held = split_photos([str(photos)], 3)
+    assert [p.name for p in held] == ["p2.png", "p5.png"]
+    m = prepare([photos], tmp_path / "shards", str(tiny_vae_dir), size=32, crops_per_image=1, holdout_every=3)
+    assert m["count"] == 4 and m["holdout_every"] == 3

@@ -23,6 +23,9 @@ def add_parser(subparsers) -> None:
     pr.add_argument("--images-per-shard", type=int, default=64,
                     help="photos per shard (default 64): the unit that processes split and training streams")
     pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--holdout-every", type=int, default=0, metavar="N",
+                    help="leave every N-th photo of each folder out (0, the default: none), to tune on photos the "
+                         "model never trained on; `fmboost train-autoencoder` holds back the same ones")
     pr.add_argument("--degradation", default="none", choices=["none", "realesrgan"],
                     help="low-res crops: bicubic (none) or Real-ESRGAN's random blur, resize, noise and JPEG")
     pr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -62,7 +65,8 @@ def cmd_prepare(args) -> int:
         device = f"cuda:{env_int('LOCAL_RANK', 'SLURM_LOCALID', default=0)}"
     m = prepare(args.images_dirs, args.out, args.vae, size=args.size, scale=args.scale, upsampling=args.upsampling,
                 crops_per_image=args.crops_per_image, images_per_shard=args.images_per_shard, seed=args.seed,
-                device=device, degradation=args.degradation, rank=args.rank, world_size=args.world_size)
+                device=device, degradation=args.degradation, rank=args.rank, world_size=args.world_size,
+                holdout_every=args.holdout_every)
     share = f" (rank {args.rank} of {args.world_size})" if args.world_size > 1 else ""
     print(f"{m['count']} training pairs in {args.out}{share}; {len(m['skipped'])} image(s) skipped")
     for s in m["skipped"]:

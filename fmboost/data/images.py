@@ -26,6 +26,15 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+def holdout(paths: list[Path], every: int) -> tuple[list[Path], list[Path]]:
+    """(kept, held back): every `every`-th path (the every-th, 2·every-th, ...) is held back for tuning; 0 keeps all.
+    The autoencoder trainer and `prepare` split a folder alike, so both leave out the same photos."""
+    if not every:
+        return list(paths), []
+    return ([p for i, p in enumerate(paths) if i % every != every - 1],
+            [p for i, p in enumerate(paths) if i % every == every - 1])
+
+
 def load_image(path: str | os.PathLike) -> Image.Image:
     """Open any image as 8-bit RGB. Grayscale, alpha and 16-bit images are converted, broken ones refused."""
     path = Path(path)

@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from fmboost.autoencoders.vae import Autoencoder, small_autoencoder_config
-from fmboost.data.images import ImageError, list_images, load_image, resize
+from fmboost.data.images import ImageError, holdout, list_images, load_image, resize
 from fmboost.training.config import read_settings
 from fmboost.training.precision import resolve_bf16
 
@@ -83,8 +83,8 @@ def split_photos(folders: list[str], holdout_every: int) -> tuple[list[Path], li
     for folder in folders:
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"{folder}: no such folder of photos")
-        for i, path in enumerate(list_images(folder)):
-            (held if holdout_every and i % holdout_every == holdout_every - 1 else train).append(path)
+        kept, back = holdout(list_images(folder), holdout_every)
+        train, held = train + kept, held + back
     return train, held
 
 

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from fmboost.autoencoders.vae import Autoencoder
 from fmboost.data.degradations import degrade_image, image_rng
 from fmboost.data.files import write_atomic
-from fmboost.data.images import ImageError, list_images, load_image, resize, to_tensor
+from fmboost.data.images import ImageError, holdout, list_images, load_image, resize, to_tensor
 from fmboost.data.stream import MANIFEST, read_manifest
 from fmboost.flow.upsampling import upsample_image, upsample_latent
 
@@ -73,10 +73,12 @@ def rank_manifest(rank: int, world_size: int) -> str:
 
 def prepare(images_dirs, out, vae, size: int = 256, scale: int = 2, upsampling: str = "psu",
             crops_per_image: int = 4, images_per_shard: int = 64, batch_size: int = 16, seed: int = 0,
-            device: str = "cpu", degradation: str = "none", rank: int = 0, world_size: int = 1) -> dict:
+            device: str = "cpu", degradation: str = "none", rank: int = 0, world_size: int = 1,
+            holdout_every: int = 0) -> dict:
+    """`holdout_every` = n leaves every n-th photo of each folder out, for tuning on photos training never saw."""
     out = Path(out)
     images_dirs = [str(d) for d in (images_dirs if isinstance(images_dirs, (list, tuple)) else [images_dirs])]
-    paths = [p for d in images_dirs for p in list_images(d)]
+    paths = [p for d in images_dirs for p in holdout(list_images(d), holdout_every)[0]]
     if not paths:
         raise FileNotFoundError(f"no images (png, jpg, webp, ...) found in {', '.join(images_dirs)}")
     if degradation not in DEGRADATIONS:
@@ -90,12 +92,12 @@ def prepare(images_dirs, out, vae, size: int = 256, scale: int = 2, upsampling: 
     vae = str(Path(vae).resolve()) if Path(vae).is_dir() else str(vae)  # hub ids stay as they are
     settings = dict(vae=vae, size=size, scale=scale, upsampling=upsampling, crops_per_image=crops_per_image,
                     images_per_shard=images_per_shard, seed=seed, images_dirs=images_dirs,
-                    degradation=degradation)
+                    degradation=degradation, holdout_every=holdout_every)
     manifest = {**settings, "latent_channels": autoencoder.latent_channels, "downsample_factor": f,
                 "shards": [], "skipped": [], "count": 0}
     name = rank_manifest(rank, world_size)
     if (out / name).exists():
-        old = {"degradation": "none", **json.loads((out / name).read_text())}  # older manifests lack it
+        old = {"degradation": "none", "holdout_every": 0, **json.loads((out / name).read_text())}  # older lack them
         if {k: old.get(k) for k in settings} != settings:
             raise ValueError(f"{out} holds shards made with other settings; choose another --out")
         manifest = old

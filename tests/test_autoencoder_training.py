@@ -15,6 +15,7 @@ import fmboost.training.autoencoder as T
 import fmboost.training.precision as P
 from fmboost.autoencoders.vae import Autoencoder, small_autoencoder_config
 from fmboost.cli.main import main
+from fmboost.data.photos import color_augment, hue_rotation, split_photos
 from fmboost.training.autoencoder import AutoencoderConfig, train
 
 
@@ -90,7 +91,7 @@ def test_init_starts_from_another_runs_weights(tmp_path, photos_dir, capsys):
 def test_holds_photos_back_and_logs_their_psnr(tmp_path, photos_dir):
     for i in range(3, 6):  # six photos: every third (the 3rd and the 6th) is held back
         (photos_dir / f"q{i}.png").write_bytes((photos_dir / f"p{i - 3}.png").read_bytes())
-    train_files, held = T.split_photos([str(photos_dir)], 3)
+    train_files, held = split_photos([str(photos_dir)], 3)
     assert len(held) == 2 and not set(held) & set(train_files) and len(train_files) == 4
     train(config(photos_dir, tmp_path / "val", 2, holdout_every=3, val_every=1, val_crop=64))
     rows = [line.split(",") for line in (tmp_path / "val" / "log.csv").read_text().splitlines()]
@@ -99,13 +100,13 @@ def test_holds_photos_back_and_logs_their_psnr(tmp_path, photos_dir):
 
 
 def test_color_augmentation_turns_hues_and_keeps_grey():
-    red_to_green = T.hue_rotation(2 * math.pi / 3) @ torch.tensor([1.0, 0.0, 0.0])
+    red_to_green = hue_rotation(2 * math.pi / 3) @ torch.tensor([1.0, 0.0, 0.0])
     assert torch.allclose(red_to_green, torch.tensor([0.0, 1.0, 0.0]), atol=1e-6)
     grey = torch.full((3, 8, 8), 0.2)
-    out = T.color_augment(grey, random.Random(0))
+    out = color_augment(grey, random.Random(0))
     assert torch.allclose(out[0], out[1]) and torch.allclose(out[1], out[2])  # still grey
     coloured = torch.stack([torch.full((8, 8), 0.8), torch.full((8, 8), -0.5), torch.full((8, 8), 0.6)])
-    outs = [T.color_augment(coloured, random.Random(s)) for s in range(8)]
+    outs = [color_augment(coloured, random.Random(s)) for s in range(8)]
     assert len({tuple(o[:, 0, 0].round(decimals=3).tolist()) for o in outs}) == 8
     assert all(o.min() >= -1 and o.max() <= 1 for o in outs)
 

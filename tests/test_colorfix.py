@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fmboost.pipelines.colorfix import color_fix, wavelet_split
-from fmboost.training.autoencoder import hue_rotation
+from fmboost.data.photos import hue_rotation
 
 
 def patch_image(rgb, size=64, seed=0):

@@ -85,7 +85,7 @@ def test_upscale_takes_a_colour_fix_and_refuses_an_unknown_one(tmp_path, capsys)
 
 
 def test_prepare_and_the_autoencoder_trainer_hold_back_the_same_photos(tmp_path, tiny_vae_dir):
-    from fmboost.training.autoencoder import split_photos
+    from fmboost.data.photos import split_photos
 
     photos = tmp_path / "photos"
     photos.mkdir()

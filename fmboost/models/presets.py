@@ -8,6 +8,11 @@ PRESETS = {
     # Paper, landscapes / general: multipliers (1,2,4,8): ≈306 M parameters.
     "general": dict(channels=128, channel_mult=(1, 2, 4, 8), num_res_blocks=3, attention_levels=(3,),
                     head_channels=64, norm_groups=32),
+    # CPU-trainable at high latent resolution (≈4.3 M): 32 channels at the latent's own size, four levels, attention
+    # only at 1/8. For factor-2 latents (512² for a 1024² image) `tiny`'s attention at 1/4 is quadratic in 128²
+    # tokens; `python benchmarks/unet_cost.py` measures both (results/bench/unet_cost_cpu.json).
+    "small": dict(channels=32, channel_mult=(1, 2, 4, 4), num_res_blocks=1, attention_levels=(3,),
+                  head_channels=32, norm_groups=16),
     # CPU-trainable (≈4.4 M): three levels, one res-block each, attention only at the coarsest level.
     "tiny": dict(channels=64, channel_mult=(1, 2, 2), num_res_blocks=1, attention_levels=(2,),
                  head_channels=32, norm_groups=32),

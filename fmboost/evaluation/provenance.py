@@ -37,6 +37,8 @@ def machine(device: str = "cpu") -> dict:
     """The hardware and software a timing depends on."""
     info = {"cpu": cpu_model(), "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "os": platform.platform(terse=True), "python": platform.python_version(), "torch": torch.__version__}
+    if hasattr(os, "getloadavg"):  # other jobs on the machine: wall-clock timings rise with this
+        info["load_average_1min"] = round(os.getloadavg()[0], 2)
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info

@@ -207,11 +207,10 @@ def speed_reading(raw) -> list[str]:
     extra = {n: c["psu"] + c[f"cfm_nfe{n}"] for n in (1, 4, 8)}
     cheaper = [n for n in extra if extra[n] < c["unet_hi"]]
     costlier = [n for n in extra if n not in cheaper]
-    said = []
-    if cheaper:
-        said.append(f"less than one {hi}² UNet step ({c['unet_hi']:.0f} s) at NFE {', '.join(map(str, cheaper))}")
+    step = f"one {hi}² UNet step ({c['unet_hi']:.3g} s)"
+    said = [f"less than {step} at NFE {', '.join(map(str, cheaper))}"] if cheaper else []
     if costlier:
-        said.append(f"more than one at NFE {', '.join(map(str, costlier))}")
+        said.append(f"more than {'one' if cheaper else step} at NFE {', '.join(map(str, costlier))}")
     return [
         f"- A UNet step costs {c['unet_hi'] / c['unet_lo']:.1f}× more at {hi}² than at {lo}².",
         f"- The boosted pipeline's extra work, PSU ({c['psu']:.3g} s) plus CFM ({c['cfm_nfe1']:.3g}–"

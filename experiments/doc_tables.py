@@ -71,14 +71,21 @@ def presets(results: Path) -> str:
 METHOD_LABELS = {"cfm": "`cfm` (Euler)", "x0": "`x0` (PSU, no flow)", "bicubic": "`bicubic`"}
 
 
+def available(results: Path, folder: str) -> tuple[dict, list[str]]:
+    """({set: raw results} of the sets measured, [sets not measured yet])."""
+    runs = {s: load(results, f"{folder}/{s}.json") for s in SETS}
+    return {s: r for s, r in runs.items() if r}, [s for s in SETS if not runs[s]]
+
+
 def default_model(results: Path) -> str:
-    runs = {s: load(results, f"default_model/{s}.json") for s in SETS}
-    if not all(runs.values()):
-        return pending("default_model/{bsd68,set14}.json", "python recipes/default/evaluate.py")
-    meta = runs[SETS[0]]["meta"]
-    counts = " and ".join(f"the first {len(runs[s]['images'])} photos of {SET_NAMES[s]}" for s in SETS)
+    runs, missing = available(results, "default_model")
+    command = "python recipes/default/evaluate.py"
+    if not runs:
+        return pending("default_model/{bsd68,set14}.json", command)
+    meta = next(iter(runs.values()))["meta"]
+    counts = " and ".join(f"the first {len(runs[s]['images'])} photos of {SET_NAMES[s]}" for s in runs)
     rows = []
-    for s in SETS:
+    for s in runs:
         res = runs[s]
         for r in res["results"]:
             rows.append([SET_NAMES[s], METHOD_LABELS.get(r["method"], r["method"]), num(r["nfe"], "g"),
@@ -98,6 +105,8 @@ def default_model(results: Path) -> str:
             f"Raw results: `results/default_model/`.",
             table(["set", "method", "NFE", "PSNR (dB)", "SSIM", "sharpness", "NIQE ↓", "s / image"], rows),
             "\n".join(default_reading(runs))]
+    text += [pending(f"default_model/{s}.json", command).replace("No raw results yet", f"{SET_NAMES[s]}: no raw "
+                                                                 "results yet") for s in missing]
     return "\n\n".join(text)
 
 
@@ -110,7 +119,7 @@ def pick(rows, method, steps=None, model=None):
 def default_reading(runs) -> list[str]:
     """What the table says, worked out from it: cfm at its most steps against x0 and bicubic, and the ceiling."""
     out = []
-    for s in SETS:
+    for s in runs:
         rows = runs[s]["results"]
         steps = max(r["steps"] for r in rows if r["method"] == "cfm")
         cfm, x0, bic = pick(rows, "cfm", steps), pick(rows, "x0"), pick(rows, "bicubic")
@@ -129,14 +138,14 @@ def default_reading(runs) -> list[str]:
 # ---------------------------------------------------------------------------------------------- real-world
 
 def real_world(results: Path) -> str:
-    runs = {s: load(results, f"real/{s}.json") for s in SETS}
-    if not all(runs.values()):
-        return "## Real-world ×2: degraded inputs\n\n" + pending("real/{bsd68,set14}.json",
-                                                                 "python recipes/real/evaluate.py")
-    meta = runs[SETS[0]]["meta"]
-    counts = ", ".join(f"{len(runs[s]['images'])} of {SET_NAMES[s]}" for s in SETS)
+    runs, missing = available(results, "real")
+    command = "python recipes/real/evaluate.py"
+    if not runs:
+        return "## Real-world ×2: degraded inputs\n\n" + pending("real/{bsd68,set14}.json", command)
+    meta = next(iter(runs.values()))["meta"]
+    counts = ", ".join(f"{len(runs[s]['images'])} of {SET_NAMES[s]}" for s in runs)
     rows = []
-    for s in SETS:
+    for s in runs:
         for r in runs[s]["results"]:
             rows.append([SET_NAMES[s], r["model"], r["method"], num(r["nfe"], "g"), num(r["psnr"], ".2f"),
                          num(r["ssim"], ".4f"), num(r.get("sharpness"), ".3f"), num(r.get("niqe"), ".3f"),
@@ -149,24 +158,28 @@ def real_world(results: Path) -> str:
         f"`results/real/`.",
         table(["set", "model", "method", "NFE", "PSNR (dB)", "SSIM", "sharpness", "NIQE ↓", "s / image"], rows),
         "\n".join(real_reading(runs)),
-        "![BSD68 grid](real_bsd68_grid.png)\n![Set14 grid](real_set14_grid.png)"])
+        *[pending(f"real/{s}.json", command).replace("No raw results yet", f"{SET_NAMES[s]}: no raw results yet")
+          for s in missing],
+        "\n".join(f"![{SET_NAMES[s]} grid](real_{s}_grid.png)" for s in runs)])
 
 
 def compare(a: dict, b: dict, name_a: str, name_b: str) -> str:
-    """`a` against `b` in PSNR, SSIM and NIQE, saying which is ahead in each."""
+    """`a` against `b` in PSNR, SSIM (higher is better) and NIQE (lower is better): who is ahead in which."""
+    keys = ["psnr", "ssim"] + (["niqe"] if a.get("niqe") is not None and b.get("niqe") is not None else [])
+    better = lambda k, x, y: x[k] < y[k] if k == "niqe" else x[k] > y[k]
+    wins_a = [k.upper() for k in keys if better(k, a, b)]
+    wins_b = [k.upper() for k in keys if better(k, b, a)]
+    said = [f"{name} ahead in {', '.join(w)}" for name, w in ((name_a, wins_a), (name_b, wins_b)) if w]
     parts = [f"PSNR {a['psnr']:.2f} vs {b['psnr']:.2f} dB", f"SSIM {a['ssim']:.4f} vs {b['ssim']:.4f}"]
-    if a.get("niqe") is not None and b.get("niqe") is not None:
+    if "niqe" in keys:
         parts.append(f"NIQE {a['niqe']:.2f} vs {b['niqe']:.2f}")
-    ahead = [k for k in ("psnr", "ssim") if a[k] > b[k]] + (
-        ["niqe"] if a.get("niqe") is not None and b.get("niqe") is not None and a["niqe"] < b["niqe"] else [])
-    verdict = f"{name_a} ahead in {', '.join(k.upper() for k in ahead)}" if ahead else f"{name_b} ahead in all"
-    return f"{verdict} ({'; '.join(parts)})"
+    return f"{'; '.join(said) or 'tied'} ({', '.join(parts)})"
 
 
 def real_reading(runs) -> list[str]:
     """For each set and NFE: `real` against the clean `default` and against bicubic, as the numbers fall."""
     out = []
-    for s in SETS:
+    for s in runs:
         rows = runs[s]["results"]
         bic = pick(rows, "bicubic")
         for r in sorted((r for r in rows if r["model"] == "real" and r["method"] == "cfm"), key=lambda r: r["nfe"]):

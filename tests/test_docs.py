@@ -149,3 +149,36 @@ def test_one_seed_shows_no_spread_and_missing_runs_leave_a_note(tmp_path):
         path.write_text(json.dumps(data))
     text = ablations.section(tmp_path)
     assert "one seed (no spread)" in text and "±" not in text
+
+
+def eval_file(rows, **extra):
+    meta = {"date": "2026-01-01T00:00:00Z", "command": "python recipes/x/evaluate.py", "git_commit": "1" * 40,
+            "git_dirty": True, "machine": {"cpu": "Test CPU", "cpu_cores": 2, "torch_threads": 1,
+                                           "load_average_1min": 3.5}, "tuned_on": "16 BSD68 photos"}
+    return {"meta": meta, "images": ["a", "b", "c"], "results": rows, **extra}
+
+
+def test_default_and_real_sections_say_what_the_numbers_say(tmp_path):
+    from doc_tables import default_model, real_world
+
+    assert "No raw results yet" in default_model(tmp_path) and "No raw results yet" in real_world(tmp_path)
+    rows = [row("-", "bicubic", None, 28.0, 0.84, 0.36, 5.0), row("default", "cfm", 4, 23.5, 0.61, 0.3, 7.0),
+            row("default", "x0", None, 23.25, 0.60, 0.2, 8.0)]
+    (tmp_path / "default_model").mkdir()
+    (tmp_path / "default_model" / "bsd68.json").write_text(json.dumps(eval_file(
+        rows, reconstruction={"psnr": 26.5, "ssim": 0.79, "niqe": 6.5}, hr_niqe=4.5)))
+    text = default_model(tmp_path)
+    assert "| BSD68 | `cfm` (Euler) | 4 | 23.50 | 0.6100 | 0.300 | 7.000 | 1 |" in text
+    assert "| BSD68 | autoencoder D(E(HR)), the ceiling | – | 26.50 | 0.7900 | – | 6.500 | – |" in text
+    assert "+0.25 dB and +0.0100 SSIM against `x0`, -4.50 dB and -0.2300 SSIM against bicubic" in text
+    assert "Set14: no raw results yet" in text and "16 BSD68 photos" in text and "with uncommitted changes" in text
+    # Degraded inputs: bicubic ahead of `real` in PSNR at NFE 4 must be said, not left out.
+    real = [row("-", "bicubic", None, 21.6, 0.47, 0.3, 9.0), row("real", "cfm", 1, 21.7, 0.54, 0.2, 7.0),
+            row("real", "cfm", 4, 21.5, 0.53, 0.2, 7.5), row("default", "cfm", 4, 21.4, 0.51, 0.2, 8.0)]
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "bsd68.json").write_text(json.dumps(eval_file(real)))
+    lines = real_world(tmp_path).splitlines()
+    nfe4 = next(x for x in lines if x.startswith("- BSD68, NFE 4"))
+    assert "`real` against bicubic: `real` ahead in SSIM, NIQE; bicubic ahead in PSNR" in nfe4
+    assert "against `default`: `real` ahead in PSNR, SSIM, NIQE" in nfe4
+    assert "`real` ahead in PSNR, SSIM, NIQE" in next(x for x in lines if x.startswith("- BSD68, NFE 1"))

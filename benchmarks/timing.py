@@ -10,6 +10,8 @@ import torch
 from fmboost.evaluation.provenance import run_meta, write_json
 
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "bench"
+# Taken when a benchmark starts (it imports this first): the code and load it ran with, not those at its end.
+STARTED = run_meta("cuda" if torch.cuda.is_available() else "cpu", tuned_on="nothing: timing of random weights")
 
 
 def seconds(fn, repeats: int, warmup: int = 1, clock=time.perf_counter) -> float:
@@ -44,7 +46,7 @@ def print_ratios(times: dict[str, float], base: str) -> None:
 
 def save_results(path, device: str, **payload) -> Path:
     """results/bench/NAME.json: `meta` (machine, date, command, git commit) and what the benchmark measured."""
-    return write_json(path, {"meta": run_meta(device, tuned_on="nothing: timing of random weights"), **payload})
+    return write_json(path, {"meta": STARTED, **payload})
 
 
 def save_ratios(name: str, times: dict[str, float], base: str, device: str, **settings) -> Path:

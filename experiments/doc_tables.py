@@ -234,7 +234,13 @@ def speed_reading(raw) -> list[str]:
 
 
 def speed_line(results: Path) -> str:
-    raw = load(results, "bench/ldm_speed_cpu.json")
+    """From the real-size run; until it exists, from the quick run, saying so."""
+    raw, note = load(results, "bench/ldm_speed_cpu.json"), ""
+    if raw is None:
+        raw = load(results, "bench/ldm_speed_cpu_quick.json")
+        note = (" These are the benchmark's half sizes (`--quick`); the real sizes (512² against 1024²) are "
+                + pending("bench/ldm_speed_cpu.json", "OMP_NUM_THREADS=1 python benchmarks/ldm_speed.py")
+                .strip("*").replace("No raw results yet: to", "still to"))
     if raw is None:
         return "Speed with SD1.5's architectures: " + pending("bench/ldm_speed_cpu.json",
                                                             "OMP_NUM_THREADS=1 python benchmarks/ldm_speed.py")
@@ -245,7 +251,7 @@ def speed_line(results: Path) -> str:
             f"({m['torch_threads']} thread), {st['base_steps']} base steps at {st['base_size']}² + CFM `general` ×2 "
             f"(NFE 4) + decode take {boosted['seconds']:,.0f} s of {clock} against {direct['seconds']:,.0f} s for "
             f"{st['base_steps']} steps at {st['output_size']}² + decode, {boosted['speedup']:.1f}× faster; details "
-            f"in [docs/speed.md](docs/speed.md).")
+            f"in [docs/speed.md](docs/speed.md).{note}")
 
 
 # ---------------------------------------------------------------------------------------------- training

@@ -53,6 +53,7 @@ def evaluate(hr_dir, model_dirs=(), scale: int = 2, methods=DEFAULT_METHODS, ste
     if solver == "dopri5":  # adaptive: its tolerances, not `steps`, set the NFE, so one run says it all
         steps = list(steps)[:1]
     device = resolve_device(device)
+    meta = run_meta(device, tuned_on)  # at the start: the code and the load the measurement ran with
     check_metrics(metrics)
     pairs = load_pairs(hr_dir, scale, lr_dir, max_images)
     runs = plan_runs(model_dirs, methods, steps)
@@ -80,7 +81,7 @@ def evaluate(hr_dir, model_dirs=(), scale: int = 2, methods=DEFAULT_METHODS, ste
                      "seconds": seconds, "per_image": per_image})
         grid[run_name(run)] = outputs[0]
 
-    results = {"meta": run_meta(device, tuned_on), "device": device_name(device), "scale": scale,
+    results = {"meta": meta, "device": device_name(device), "scale": scale,
                "images": [p["name"] for p in pairs],
                "hr_dir": str(hr_dir), "lr_dir": str(lr_dir) if lr_dir else None, "solver": solver,
                "crop_border": scale, "patch_size": patch, "patches_per_image": patches_per_image,

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from timing import device_label, pick_clock, seconds  # noqa: E402
+from timing import RESULTS, device_label, pick_clock, save_results, seconds  # noqa: E402
 
 # stable-diffusion-v1-5 unet/config.json (860 M parameters)
 SD15_UNET = dict(
@@ -75,6 +75,7 @@ def main():
     p.add_argument("--clock", choices=["wall", "cpu"], default=None,
                    help="cpu: CPU time of this process, which other jobs on a shared machine do not inflate "
                         "(default on a CPU with one thread); wall: elapsed time (default otherwise)")
+    p.add_argument("--json", type=Path, help="raw results file (default: results/bench/ldm_speed_DEVICE[_quick].json)")
     args = p.parse_args()
     cuda = args.device.startswith("cuda")
     lo = 256 if args.quick else args.size
@@ -99,33 +100,53 @@ def main():
     z_lo, z_hi = rand(2, 4, lo // 8, lo // 8), rand(2, 4, hi // 8, hi // 8)
     step_t = torch.tensor(500, device=dev)
     x_cond = rand(1, 4, hi // 8, hi // 8)
-    rows = {}
+    components = {}  # key: {label, seconds, extrapolated}
 
-    def row(name, fn):  # printed as measured: a long CPU run that is cut short still leaves its figures
-        rows[name] = fn() if callable(fn) else fn
-        print(f"| {name} | {rows[name]:.3f} |", flush=True)
+    def row(key, label, fn, extrapolated=False):  # printed as measured: a run cut short still leaves its figures
+        components[key] = {"label": label, "seconds": fn() if callable(fn) else fn, "extrapolated": extrapolated}
+        print(f"| {label}{' *' if extrapolated else ''} | {components[key]['seconds']:.3f} |", flush=True)
 
     time_it = lambda fn: lambda: seconds(torch.no_grad()(fn), repeats, warmup, clock)
     print("\n| component | seconds |\n|---|---:|")
-    row("text encoder (batch 2)", time_it(lambda: text(tokens)))
-    row(f"UNet step {lo}² (batch 2)", time_it(lambda: unet(z_lo, step_t, context)))
+    row("text", "text encoder (batch 2)", time_it(lambda: text(tokens)))
+    row("unet_lo", f"UNet step {lo}² (batch 2)", time_it(lambda: unet(z_lo, step_t, context)))
     measured = {n: time_it(lambda n=n: cfm.flow(x_cond, steps=n))() for n in nfes}
     per_nfe = min(t / n for n, t in measured.items())
     for n in sorted({1, 4, 8} | set(nfes)):
-        row(f"CFM general, NFE {n} ({lo // 8}² → {hi // 8}² latent)" + ("" if n in measured else " *"),
-            measured.get(n, n * per_nfe))
-    row(f"UNet step {hi}² (batch 2)", time_it(lambda: unet(z_hi, step_t, context)))
-    row(f"PSU ×2: decode {lo}² + encode {hi}²", time_it(lambda: cfm.upsample(z_lo[:1])))
-    row(f"VAE decode {hi}²", time_it(lambda: vae.decode(x_cond)))
-    s = args.base_steps
-    get = lambda prefix: next(t for name, t in rows.items() if name.startswith(prefix))
-    text_s, psu, dec = get("text"), get("PSU"), get("VAE decode")
-    direct = text_s + s * get(f"UNet step {hi}²") + dec
-    print(f"\n| pipeline, {s} base steps | seconds | speed-up vs base at {hi}² |\n|---|---:|---:|")
-    print(f"| base {hi}² + decode | {direct:.1f} | 1.00 |")
+        row(f"cfm_nfe{n}", f"CFM general, NFE {n} ({lo // 8}² → {hi // 8}² latent)", measured.get(n, n * per_nfe),
+            extrapolated=n not in measured)
+    row("unet_hi", f"UNet step {hi}² (batch 2)", time_it(lambda: unet(z_hi, step_t, context)))
+    row("psu", f"PSU ×2: decode {lo}², bicubic ×2, encode {hi}²", time_it(lambda: cfm.upsample(z_lo[:1])))
+    row("vae_decode", f"VAE decode {hi}²", time_it(lambda: vae.decode(x_cond)))
+    pipelines = totals(components, args.base_steps, lo, hi)
+    print(f"\n| pipeline, {args.base_steps} base steps | seconds | speed-up vs base at {hi}² |\n|---|---:|---:|")
+    for p in pipelines:
+        print(f"| {p['label']} | {p['seconds']:.1f} | {p['speedup']:.2f} |")
+    settings = {"base_size": lo, "output_size": hi, "base_steps": args.base_steps, "dtype": args.dtype,
+                "compile": args.compile, "clock": clock_name, "repeats": repeats, "warmup": warmup,
+                "nfe_measured": nfes, "quick": args.quick}
+    params = {"sd15_unet": count(unet), "sd15_vae": count(vae.vae), "clip_text": count(text),
+              "cfm_general": count(cfm.model)}
+    out = args.json or default_json(args, cuda)
+    save_results(out, dev, settings=settings, parameters_m=params, components=components, pipelines=pipelines)
+    print(f"raw results: {out}")
+
+
+def totals(components: dict, base_steps: int, lo: int, hi: int) -> list[dict]:
+    """The two pipelines as sums of their parts (one formula, here; the docs render what it wrote)."""
+    c = {k: v["seconds"] for k, v in components.items()}
+    direct = c["text"] + base_steps * c["unet_hi"] + c["vae_decode"]
+    rows = [{"label": f"base {hi}² + decode", "nfe": None, "seconds": direct, "speedup": 1.0}]
     for n in (1, 4, 8):
-        boosted = text_s + s * get(f"UNet step {lo}²") + psu + get(f"CFM general, NFE {n} ") + dec
-        print(f"| base {lo}² + CFM ×2 (NFE {n}) + decode | {boosted:.1f} | {direct / boosted:.2f} |")
+        boosted = c["text"] + base_steps * c["unet_lo"] + c["psu"] + c[f"cfm_nfe{n}"] + c["vae_decode"]
+        rows.append({"label": f"base {lo}² + CFM ×2 (NFE {n}) + decode", "nfe": n, "seconds": boosted,
+                     "speedup": direct / boosted})
+    return rows
+
+
+def default_json(args, cuda: bool) -> Path:
+    kind = "cuda" if cuda else "cpu"
+    return RESULTS / f"ldm_speed_{kind}{'_quick' if args.quick else ''}.json"
 
 
 if __name__ == "__main__":

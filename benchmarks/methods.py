@@ -24,7 +24,7 @@ RUNS = [("cfm", 4, "euler"), ("cfm", 1, "euler"), ("cfm", 8, "euler"), ("naive-f
 
 
 sys.path.insert(0, str(Path(__file__).parent))
-from timing import device_label, print_ratios, seconds  # noqa: E402
+from timing import device_label, print_ratios, save_ratios, seconds  # noqa: E402
 
 
 def main():
@@ -49,6 +49,7 @@ def main():
     print(f"{args.size}² → {2 * args.size}², U-Net preset {args.preset}, {device_label(args.device)}; "
           f"mean of {args.repeats} after a warm-up")
     print_ratios(times, "cfm NFE 4")
+    save_ratios("methods", times, "cfm NFE 4", args.device, **vars(args))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import argparse
 import io
 import json
 import statistics
+import sys
 import tempfile
 import time
 import urllib.request
@@ -22,6 +23,8 @@ from pathlib import Path
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).parent))
+from timing import RESULTS, save_results  # noqa: E402
 
 
 def random_default_architecture(folder: Path) -> Path:
@@ -94,6 +97,9 @@ def main() -> None:
     print(f"  through the server (upload, queue, upscale, PNG write, download): median {statistics.median(served):.2f} s"
           f", min {min(served):.2f} s")
     print(f"  pipeline alone: median {statistics.median(direct):.2f} s, min {min(direct):.2f} s")
+    out = save_results(RESULTS / "serve_latency_cpu.json", "cpu", model=str(what), size=args.size, steps=args.steps,
+                       repeats=args.repeats, served_seconds=served, direct_seconds=direct)
+    print(f"raw results: {out}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from fmboost.models.presets import build_model
 from fmboost.training.train import make_optimizer, to_device, update_ema
 
 sys.path.insert(0, str(Path(__file__).parent))
-from timing import device_label, pick_clock, seconds  # noqa: E402
+from timing import RESULTS, device_label, pick_clock, save_results, seconds  # noqa: E402
 
 # name: the config keys it turns on (bf16, channels_last, compile; fused is fused_adamw)
 OPTIONS = {
@@ -73,6 +73,9 @@ def main():
     p.add_argument("--clock", choices=["wall", "cpu"],
                    help="cpu: this process's CPU time, which other jobs on a shared machine do not inflate "
                         "(default with one CPU thread); wall otherwise")
+    p.add_argument("--json", type=Path,
+                   help="raw results file (default: results/bench/train_throughput_DEVICE.json; with --preset other "
+                        "than tiny, train_throughput_DEVICE_PRESET.json)")
     args = p.parse_args()
     warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")  # diffusers'
     cuda = args.device.startswith("cuda")
@@ -87,17 +90,26 @@ def main():
     print(f"{args.preset} preset, batch {batch} of 4×{latent}×{latent} latents, {device_label(args.device)}, "
           f"{clock_name} clock, mean of {repeats} steps after 2 warm-up steps")
     print(f"{'option':22s} {'samples/s':>10s} {'× ' + names[0]:>{len(names[0]) + 4}s}", flush=True)
-    rates, params = {}, 0
+    rates, params, options = {}, 0, []
     for name in names:  # each row printed as measured: a run cut short still leaves its figures
         try:
             step, params = training_step(args.preset, latent, batch, args.device, **OPTIONS[name])
             rates[name] = batch / seconds(step, repeats, warmup=2, clock=clock)
         except Exception as e:  # e.g. torch.compile without a C++ compiler: report it, measure the rest
-            print(f"{name:22s} failed: {type(e).__name__}: {str(e).splitlines()[0][:80]}", flush=True)
+            error = f"{type(e).__name__}: {str(e).splitlines()[0][:80]}"
+            options.append({"name": name, "samples_per_s": None, "error": error})
+            print(f"{name:22s} failed: {error}", flush=True)
             continue
+        options.append({"name": name, "samples_per_s": rates[name]})
         ratio = rates[name] / rates[names[0]] if names[0] in rates else float("nan")
         print(f"{name:22s} {rates[name]:10.2f} {ratio:{len(names[0]) + 4}.2f}", flush=True)
     print(f"U-Net: {params / 1e6:.1f} M parameters")
+    kind = "cuda" if cuda else "cpu"
+    out = args.json or RESULTS / f"train_throughput_{kind}{'' if args.preset == 'tiny' else '_' + args.preset}.json"
+    settings = {"preset": args.preset, "batch": batch, "latent": latent, "latent_channels": 4, "repeats": repeats,
+                "clock": clock_name, "device": args.device}
+    save_results(out, args.device, settings=settings, parameters_m=params / 1e6, options=options)
+    print(f"raw results: {out}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from fmboost.pipelines.upscale import FMBoostPipeline, pad_to_multiple
 
 
 sys.path.insert(0, str(Path(__file__).parent))
-from timing import device_label, print_ratios, seconds  # noqa: E402
+from timing import device_label, print_ratios, save_ratios, seconds  # noqa: E402
 
 
 def main():
@@ -42,6 +42,7 @@ def main():
     times = {name: seconds(fn, args.repeats) for name, fn in rows}
     print(f"{args.size}² → {args.size * s}², {device_label(args.device)}, mean of {args.repeats} after a warm-up")
     print_ratios(times, "decode (autoencoder alone)")
+    save_ratios("upscale", times, "decode (autoencoder alone)", args.device, **vars(args))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 import argparse
 import csv
 import json
+import sys
 
 import pytest
 from PIL import Image
@@ -65,8 +66,10 @@ def test_missing_metric_weights_are_skipped_with_one_line_each(tmp_path, hr_dir,
     for metric in ("LPIPS", "FID", "p-FID"):
         lines = [line for line in out.splitlines() if line.startswith(f"skipped {metric}: ")]
         assert len(lines) == 1 and f"weights not found at {empty}" in lines[0]
+    # NIQE needs no weights, but two 96×96 blocks: these 40×52 photos are too small for it.
+    assert sum(line.startswith("skipped NIQE: needs two 96×96 blocks") for line in out.splitlines()) == 1
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
-    assert set(results["skipped"]) == {"lpips", "fid", "pfid"}
+    assert set(results["skipped"]) == {"lpips", "fid", "pfid", "niqe"}
     (row,) = results["results"]
     assert row["psnr"] > 25 and row["lpips"] is None and row["fid"] is None and row["pfid"] is None
     assert "skipped LPIPS: weights not found" in (tmp_path / "eval" / "results.md").read_text()
@@ -147,3 +150,29 @@ def test_replace_section_rewrites_only_its_own_part(tmp_path):
     text = doc.read_text()
     assert text.startswith("# Results\n\nintro\n") and "first" not in text
     assert text.count("<!-- a:begin -->\nsecond\n<!-- a:end -->") == 1 and "other" in text
+
+
+def test_raw_results_keep_meta_per_image_values_and_niqe(tmp_path, monkeypatch):
+    hr = tmp_path / "big"
+    hr.mkdir()
+    for i in range(2):  # 196×200: two 96×96 NIQE blocks a side inside the 2-pixel border
+        random_photo(196, 200, seed=i).save(hr / f"p{i}.png")
+    raw = tmp_path / "results" / "set.json"
+    argv = [hr, "--methods", "bicubic,lanczos", "--metrics", "psnr,ssim,niqe", "--out", tmp_path / "e",
+            "--results-out", raw, "--tuned-on", "nothing (pixel filters)"]
+    monkeypatch.setattr(sys, "argv", ["/usr/local/bin/fmboost", "eval", *map(str, argv)])
+    assert eval_cli(*argv) == 0
+    results = json.loads(raw.read_text())
+    assert results == json.loads((tmp_path / "e" / "results.json").read_text())
+    meta = results["meta"]
+    assert meta["tuned_on"] == "nothing (pixel filters)"
+    assert meta["command"].startswith(f"fmboost eval {hr} --methods") and "'nothing (pixel filters)'" in meta["command"]
+    assert meta["machine"]["cpu_cores"] >= 1 and meta["machine"]["torch"] and meta["date"].endswith("Z")
+    assert meta["git_commit"] is None or len(meta["git_commit"]) == 40
+    assert results["hr_niqe"] > 0 and not results["skipped"]
+    for row in results["results"]:
+        per = row["per_image"]
+        assert set(per) == {"psnr", "psnr_y", "ssim", "ssim_y", "niqe"}
+        assert all(len(v) == 2 for v in per.values())
+        assert row["niqe"] == pytest.approx(sum(per["niqe"]) / 2) and row["psnr"] == pytest.approx(sum(per["psnr"]) / 2)
+    assert "NIQE ↓" in (tmp_path / "e" / "results.md").read_text()

@@ -26,8 +26,10 @@ def add_parser(subparsers) -> None:
         "eval", help="compare methods and step counts: tables, plots, image grids",
         description="Downscale high-res photos (PIL bicubic, antialiased; or take --lr-dir), upscale them with "
                     "every method and step count, and write results.csv, results.json, results.md, plots against "
-                    "NFE and an image grid. PSNR/SSIM on RGB and Y; LPIPS, FID and p-FID when their packages "
-                    "and weights are present (never downloaded; otherwise skipped with one line).")
+                    "NFE and an image grid. PSNR/SSIM on RGB and Y, sharpness and NIQE (no weights needed); "
+                    "LPIPS, FID and p-FID when their packages and weights are present (never downloaded; otherwise "
+                    "skipped with one line). results.json keeps per-image values and a meta block (machine, date, "
+                    "command, git commit): the raw-results file of results/.")
     ev.add_argument("hr_dir", metavar="HR_DIR", help="folder of high-res photos (the references)")
     ev.add_argument("--model", nargs="+", default=["default"], metavar="DIR",
                     help="one or more model folders or embedded models (default, real); default: default")
@@ -38,14 +40,19 @@ def add_parser(subparsers) -> None:
     ev.add_argument("--lr-dir", help="low-res inputs, matched to HR_DIR by file stem (default: downscale HR)")
     ev.add_argument("--out", default="runs/eval", help="output folder (default: %(default)s)")
     ev.add_argument("--max-images", type=int, help="only the first N photos (sorted by path)")
-    ev.add_argument("--metrics", default="psnr,ssim,sharpness,lpips,fid,pfid",
+    ev.add_argument("--metrics", default="psnr,ssim,sharpness,niqe,lpips,fid,pfid",
                     help="comma-separated (default: %(default)s); sharpness is the output's luma gradient energy "
-                         "over the reference's (below 1 = blurrier)")
+                         "over the reference's (below 1 = blurrier); niqe is no-reference (Mittal et al. 2013, "
+                         "LIVE pristine model; lower is better)")
     ev.add_argument("--metric-weights", metavar="DIR",
                     help="torch hub folder whose checkpoints/ holds the LPIPS / Inception weights "
                          "(default: torch.hub.get_dir())")
     ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     ev.add_argument("--seed", type=int, default=0, help="seed of the noise augmentation and of p-FID patches")
+    ev.add_argument("--results-out", metavar="FILE",
+                    help="also write results.json to FILE (e.g. results/NAME.json, to commit: see results/README.md)")
+    ev.add_argument("--tuned-on", metavar="TEXT",
+                    help="recorded in the results' meta: which photos the models' settings were chosen on")
     ev.set_defaults(func=cmd_eval)
 
 
@@ -60,7 +67,8 @@ def cmd_eval(args) -> int:
     results = evaluate(args.hr_dir, models, scale=args.scale, methods=name_list(args.methods),
                        steps=int_list(args.steps), solver=args.solver, out_dir=args.out, lr_dir=args.lr_dir,
                        device=pick_device(args.device), max_images=args.max_images, metrics=name_list(args.metrics),
-                       hub_dir=args.metric_weights, seed=args.seed)
+                       hub_dir=args.metric_weights, seed=args.seed, tuned_on=args.tuned_on,
+                       results_out=args.results_out)
     print(f"{len(results['results'])} runs on {len(results['images'])} image(s), {results['device']}: "
           f"{Path(args.out) / 'results.md'}")
     return 0

@@ -4,14 +4,16 @@ The protocol is the usual one for ×s super-resolution:
 1. each HR photo is cropped (bottom/right) to a multiple of the scale; its LR input is the PIL bicubic
    downscale (antialiased: PIL widens the kernel by the factor), or the image of the same stem in `lr_dir`;
 2. every method upscales every LR image; seconds per image are measured after one warm-up call;
-3. PSNR and SSIM (RGB and Y, `scale` border pixels shaved) and LPIPS are averaged over images; FID compares
-   the whole upscaled images with the HR ones, p-FID random patches of both at native resolution
-   (the same boxes in both, which lowers the variance of a small test set).
+3. PSNR and SSIM (RGB and Y, `scale` border pixels shaved), sharpness, NIQE (no reference) and LPIPS are
+   averaged over images, and kept per image too; FID compares the whole upscaled images with the HR ones, p-FID
+   random patches of both at native resolution (the same boxes in both, which lowers the variance of a small
+   test set);
+4. results.json holds all of it with a `meta` block (machine, date, command, git commit, what the settings were
+   tuned on): the raw-results file that `results/` keeps and `experiments/report.py` renders into the docs.
 """
 from __future__ import annotations
 
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -22,6 +24,8 @@ from tqdm.auto import tqdm
 
 from fmboost.data.images import list_images, load_image, resize, resize_by
 from fmboost.evaluation import metrics as M
+from fmboost.evaluation.niqe import niqe, niqe_fits
+from fmboost.evaluation.provenance import cpu_model, run_meta, write_json
 from fmboost.flow.objectives import get_objective
 from fmboost.models.device import resolve_device
 from fmboost.pipelines.methods import MODEL_METHODS
@@ -29,17 +33,19 @@ from fmboost.solvers.ode import SOLVERS
 
 DEFAULT_METHODS = ("cfm", "x0", "bicubic", "lanczos")
 PIXEL = {"bicubic", "lanczos"}  # need no model: run once, not once per model
-METRICS = ("psnr", "ssim", "sharpness", "lpips", "fid", "pfid")
+METRICS = ("psnr", "ssim", "sharpness", "niqe", "lpips", "fid", "pfid")
 MIN_SIDE = 11  # SSIM's window
 
 
 def evaluate(hr_dir, model_dirs=(), scale: int = 2, methods=DEFAULT_METHODS, steps=(1, 2, 4, 8),
              solver: str = "euler", out_dir="runs/eval", lr_dir=None, device: str = "cpu",
              max_images: int | None = None, metrics=METRICS, hub_dir=None, patch_size: int = 299,
-             patches_per_image: int = 10, seed: int = 0) -> dict:
+             patches_per_image: int = 10, seed: int = 0, tuned_on: str | None = None,
+             results_out=None) -> dict:
     """Runs every (model, method, steps) on the photos in `hr_dir`; writes results.csv/json/md, plots and a
-    grid to `out_dir` and returns what results.json holds."""
-    from fmboost.evaluation.report import write_report
+    grid to `out_dir` (and results.json also to `results_out`) and returns what results.json holds.
+    `tuned_on` says, for the record, which photos the models' settings were chosen on."""
+    from fmboost.evaluation.report import finite, write_report
 
     if isinstance(model_dirs, (str, Path)):
         model_dirs = [model_dirs]
@@ -48,12 +54,17 @@ def evaluate(hr_dir, model_dirs=(), scale: int = 2, methods=DEFAULT_METHODS, ste
     if solver == "dopri5":  # adaptive: its tolerances, not `steps`, set the NFE, so one run says it all
         steps = list(steps)[:1]
     device = resolve_device(device)
+    meta = run_meta(device, tuned_on)  # at the start: the code and the load the measurement ran with
     check_metrics(metrics)
     pairs = load_pairs(hr_dir, scale, lr_dir, max_images)
     runs = plan_runs(model_dirs, methods, steps)
     pipes = load_models({r["model_dir"] for r in runs if r["model_dir"]}, scale, device)
     nets, skipped, active = load_metric_nets(metrics, hub_dir, device, len(pairs))
     hr = [p["hr"] for p in pairs]
+    if "niqe" in active and not all(niqe_fits(im.size, scale) for im in hr):
+        skipped["niqe"] = f"needs two 96×96 blocks inside the {scale}-pixel border of every photo"
+        active.discard("niqe")
+        tqdm.write(f"skipped NIQE: {skipped['niqe']}")
     patch = min(patch_size, *(min(im.size) for im in hr))  # native resolution: patches are never resized up
     # The HR set's Inception features, computed once for every run's FID and p-FID.
     reference = {"fid": inception_features(nets["inception"], hr) if "fid" in active else None,
@@ -65,17 +76,22 @@ def evaluate(hr_dir, model_dirs=(), scale: int = 2, methods=DEFAULT_METHODS, ste
         pipe = pipes.get(run["model_dir"])
         upscale = make_upscaler(pipe, run["method"], run["steps"], solver, seed, scale)
         outputs, seconds, nfe = time_method(upscale, [p["lr"] for p in pairs], pipe, device, run_name(run))
-        scores = score(outputs, hr, scale, active, nets, reference, patch, patches_per_image, seed)
+        scores, per_image = score(outputs, hr, scale, active, nets, reference, patch, patches_per_image, seed)
         rows.append({"model": run["model"], "method": run["method"], "steps": run["steps"],
                      "solver": solver if stepped(run["method"]) else None, "nfe": nfe, **scores,
-                     "seconds": seconds})
+                     "seconds": seconds, "per_image": per_image})
         grid[run_name(run)] = outputs[0]
 
-    results = {"device": device_name(device), "scale": scale, "images": [p["name"] for p in pairs],
+    results = {"meta": meta, "device": device_name(device), "scale": scale,
+               "images": [p["name"] for p in pairs],
                "hr_dir": str(hr_dir), "lr_dir": str(lr_dir) if lr_dir else None, "solver": solver,
                "crop_border": scale, "patch_size": patch, "patches_per_image": patches_per_image,
                "skipped": skipped, "results": rows}
+    if "niqe" in active:  # the photos' own NIQE: the level a detailed, natural output would reach
+        results["hr_niqe"] = float(np.mean([niqe(im, scale) for im in hr]))
     write_report(results, pairs[0], grid, out_dir)
+    if results_out:
+        write_json(results_out, finite(results))
     return results
 
 
@@ -93,16 +109,6 @@ def device_name(device: str) -> str:
         return f"{torch.cuda.get_device_name(torch.device(device))} ({device})"
     n = torch.get_num_threads()
     return f"CPU {cpu_model()}, {n} thread{'s' if n > 1 else ''}"
-
-
-def cpu_model() -> str:
-    try:  # Linux names the model here; platform.processor() is often empty
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def downscale(hr: Image.Image, scale: int) -> tuple[Image.Image, Image.Image]:
@@ -277,22 +283,26 @@ def time_method(upscale, lrs, pipe, device: str, name: str) -> tuple[list, float
 
 
 def score(outputs, hr, scale: int, active: set, nets: dict, reference: dict, patch: int, per_image: int,
-          seed: int) -> dict:
-    mean = lambda f: float(np.mean([f(o, h) for o, h in zip(outputs, hr)]))
-    s = dict.fromkeys(("psnr", "psnr_y", "ssim", "ssim_y", "sharpness", "lpips", "fid", "pfid"))
-    if "psnr" in active:
-        s["psnr"] = mean(lambda o, h: M.psnr(o, h, "rgb", scale))
-        s["psnr_y"] = mean(lambda o, h: M.psnr(o, h, "y", scale))
-    if "ssim" in active:
-        s["ssim"] = mean(lambda o, h: M.ssim(o, h, "rgb", scale))
-        s["ssim_y"] = mean(lambda o, h: M.ssim(o, h, "y", scale))
-    if "sharpness" in active:
-        s["sharpness"] = mean(lambda o, h: M.sharpness(o, h, scale))
-    if "lpips" in active:
-        s["lpips"] = mean(nets["lpips"])
+          seed: int) -> tuple[dict, dict]:
+    """(means over the images, {metric: [value of each image]}) for the per-image metrics; FID and p-FID
+    are distances between whole sets, so they have means only."""
+    per_image = {}
+
+    def mean(f):
+        values = [float(f(o, h)) for o, h in zip(outputs, hr)]
+        return float(np.mean(values)), values
+
+    s = dict.fromkeys(("psnr", "psnr_y", "ssim", "ssim_y", "sharpness", "niqe", "lpips", "fid", "pfid"))
+    measures = {"psnr": lambda o, h: M.psnr(o, h, "rgb", scale), "psnr_y": lambda o, h: M.psnr(o, h, "y", scale),
+                "ssim": lambda o, h: M.ssim(o, h, "rgb", scale), "ssim_y": lambda o, h: M.ssim(o, h, "y", scale),
+                "sharpness": lambda o, h: M.sharpness(o, h, scale), "niqe": lambda o, h: niqe(o, scale),
+                "lpips": nets.get("lpips")}
+    for key, f in measures.items():
+        if key.removesuffix("_y") in active:
+            s[key], per_image[key] = mean(f)
     if "fid" in active:
         s["fid"] = M.frechet_distance_features(inception_features(nets["inception"], outputs), reference["fid"])
     if "pfid" in active:
         feats = inception_features(nets["inception"], outputs, patch, per_image, seed)
         s["pfid"] = M.frechet_distance_features(feats, reference["pfid"])
-    return s
+    return s, per_image

@@ -34,8 +34,8 @@ import torch.nn.functional as F
 # File names under <torch hub dir>/checkpoints, as the libraries' own downloads name them.
 INCEPTION_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's TF-ported InceptionV3
 LPIPS_BACKBONE_WEIGHTS = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}  # torchvision's
-METRIC_NAMES = {"psnr": "PSNR", "ssim": "SSIM", "sharpness": "sharpness", "lpips": "LPIPS", "fid": "FID",
-                "pfid": "p-FID"}
+METRIC_NAMES = {"psnr": "PSNR", "ssim": "SSIM", "sharpness": "sharpness", "niqe": "NIQE", "lpips": "LPIPS",
+                "fid": "FID", "pfid": "p-FID"}
 
 
 class MetricUnavailable(RuntimeError):

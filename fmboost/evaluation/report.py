@@ -11,14 +11,15 @@ from PIL import Image, ImageDraw, ImageFont
 
 from fmboost.evaluation.metrics import METRIC_NAMES, patch_boxes
 
-COLUMNS = ("model", "method", "steps", "solver", "nfe", "psnr", "psnr_y", "ssim", "ssim_y", "sharpness", "lpips",
-           "fid", "pfid", "seconds")
+COLUMNS = ("model", "method", "steps", "solver", "nfe", "psnr", "psnr_y", "ssim", "ssim_y", "sharpness", "niqe",
+           "lpips", "fid", "pfid", "seconds")
 # Markdown header and number format of each measured column.
 FORMATS = {"psnr": ("PSNR", ".2f"), "psnr_y": ("PSNR-Y", ".2f"), "ssim": ("SSIM", ".4f"),
-           "ssim_y": ("SSIM-Y", ".4f"), "sharpness": ("sharpness (1 = HR)", ".3f"), "lpips": ("LPIPS ↓", ".4f"),
-           "fid": ("FID ↓", ".2f"), "pfid": ("p-FID ↓", ".2f"), "seconds": ("s / image", ".3g")}
-PLOTS = {"psnr": "PSNR (dB, RGB)", "ssim": "SSIM (RGB)", "lpips": "LPIPS", "pfid": "p-FID",
-         "seconds": "seconds per image"}
+           "ssim_y": ("SSIM-Y", ".4f"), "sharpness": ("sharpness (1 = HR)", ".3f"), "niqe": ("NIQE ↓", ".3f"),
+           "lpips": ("LPIPS ↓", ".4f"), "fid": ("FID ↓", ".2f"), "pfid": ("p-FID ↓", ".2f"),
+           "seconds": ("s / image", ".3g")}
+PLOTS = {"psnr": "PSNR (dB, RGB)", "ssim": "SSIM (RGB)", "niqe": "NIQE (lower is better)", "lpips": "LPIPS",
+         "pfid": "p-FID", "seconds": "seconds per image"}
 
 
 def write_report(results: dict, pair: dict, grid: dict, out_dir) -> Path:
@@ -65,6 +66,8 @@ def markdown(results: dict, plots: list[str]) -> str:
              f"- LR: {results['lr_dir'] or 'PIL bicubic (antialiased) downscale of the HR crop'}",
              f"- PSNR / SSIM on RGB and on Y (BT.601 luma), {results['crop_border']} border pixels shaved; "
              f"p-FID on {results['patches_per_image']} random {results['patch_size']}² patches per image"]
+    if results.get("hr_niqe") is not None:
+        lines.append(f"- NIQE (no reference, lower is better) of the HR photos themselves: {results['hr_niqe']:.3f}")
     lines += [f"- skipped {METRIC_NAMES[k]}: {why}" for k, why in results["skipped"].items()]
     lines += ["", "| model | method | steps | NFE | " + " | ".join(FORMATS[k][0] for k in shown) + " |",
               "|" + "---|" * (4 + len(shown))]

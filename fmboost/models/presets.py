@@ -5,7 +5,8 @@ PRESETS = {
     # (the last level of a 128×128 latent), head channels 64: ≈113 M parameters.
     "faces": dict(channels=128, channel_mult=(1, 2, 3, 4), num_res_blocks=3, attention_levels=(3,),
                   head_channels=64, norm_groups=32),
-    # Paper, landscapes / general: multipliers (1,2,4,8): ≈306 M parameters.
+    # Paper, landscapes / general: multipliers (1,2,4,8): the paper reports ≈306 M parameters; diffusers' blocks
+    # count a little more (the README's preset table is generated from this code).
     "general": dict(channels=128, channel_mult=(1, 2, 4, 8), num_res_blocks=3, attention_levels=(3,),
                     head_channels=64, norm_groups=32),
     # CPU-trainable at high latent resolution (≈4.3 M): 32 channels at the latent's own size, four levels, attention

@@ -1,0 +1,272 @@
+"""Renderers of the docs' generated sections (see report.py): each reads raw files under results/ and returns
+markdown, or a one-line note naming the command that makes the missing file. No figure is typed here: every
+number comes from a raw file or, for parameter counts, from the code itself."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SETS = ("bsd68", "set14")
+SET_NAMES = {"bsd68": "BSD68", "set14": "Set14"}
+
+
+def load(results: Path, name: str) -> dict | None:
+    path = results / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def pending(files: str, command: str) -> str:
+    return (f"*No raw results yet: to be regenerated from `results/{files}` by `{command}`, then "
+            f"`python experiments/report.py`.*")
+
+
+def table(header, rows) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in rows])
+
+
+def num(value, fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+def machine(meta: dict) -> str:
+    """One line on where and when: timings mean little without it."""
+    m = meta["machine"]
+    where = m.get("gpu") or f"{m['cpu']} ({m['cpu_cores']} cores, {m['torch_threads']} torch thread(s)"
+    if "gpu" not in m:
+        load = m.get("load_average_1min")
+        where += f", load average {load} at start)" if load is not None else ")"
+    commit = meta.get("git_commit")
+    code = f"commit {commit[:10]}{' with uncommitted changes' if meta.get('git_dirty') else ''}" if commit else \
+        "outside git"
+    return f"{where}, {meta['date'][:10]}, {code}"
+
+
+def measured_by(meta: dict) -> str:
+    return f"Measured by `{meta['command']}` on {machine(meta)}."
+
+
+# ---------------------------------------------------------------------------------------------- presets
+
+def presets(results: Path) -> str:
+    """Parameter counts from the code (meta device: nothing allocated), so the README cannot drift from it."""
+    import torch
+
+    from fmboost.models.presets import PRESETS, build_model
+
+    rows = []
+    for name in ("tiny", "faces", "general"):
+        p = PRESETS[name]
+        with torch.device("meta"):
+            count = sum(t.numel() for t in build_model(name).parameters())
+        levels = len(p["channel_mult"])
+        attention = ", ".join(f"level {lvl + 1} of {levels}" for lvl in p["attention_levels"])
+        rows.append([f"`{name}`", p["channels"], p["num_res_blocks"], p["channel_mult"],
+                     f"{attention}, {p['head_channels']} ch/head", f"{count / 1e6:.1f} M"])
+    return table(["preset", "channels", "res-blocks", "multipliers", "attention", "parameters (counted)"], rows)
+
+
+# ---------------------------------------------------------------------------------------------- default model
+
+METHOD_LABELS = {"cfm": "`cfm` (Euler)", "x0": "`x0` (PSU, no flow)", "bicubic": "`bicubic`"}
+
+
+def available(results: Path, folder: str) -> tuple[dict, list[str]]:
+    """({set: raw results} of the sets measured, [sets not measured yet])."""
+    runs = {s: load(results, f"{folder}/{s}.json") for s in SETS}
+    return {s: r for s, r in runs.items() if r}, [s for s in SETS if not runs[s]]
+
+
+def default_model(results: Path) -> str:
+    runs, missing = available(results, "default_model")
+    command = "python recipes/default/evaluate.py"
+    if not runs:
+        return pending("default_model/{bsd68,set14}.json", command)
+    meta = next(iter(runs.values()))["meta"]
+    counts = " and ".join(f"the first {len(runs[s]['images'])} photos of {SET_NAMES[s]}" for s in runs)
+    rows = []
+    for s in runs:
+        res = runs[s]
+        for r in res["results"]:
+            rows.append([SET_NAMES[s], METHOD_LABELS.get(r["method"], r["method"]), num(r["nfe"], "g"),
+                         num(r["psnr"], ".2f"), num(r["ssim"], ".4f"), num(r.get("sharpness"), ".3f"),
+                         num(r.get("niqe"), ".3f"), num(r["seconds"], ".3g")])
+        rec = res.get("reconstruction")
+        if rec:
+            rows.append([SET_NAMES[s], "autoencoder D(E(HR)), the ceiling", "–", num(rec["psnr"], ".2f"),
+                         num(rec["ssim"], ".4f"), "–", num(rec.get("niqe"), ".3f"), "–"])
+        if res.get("hr_niqe") is not None:
+            rows.append([SET_NAMES[s], "the photos themselves", "–", "–", "–", "1", num(res["hr_niqe"], ".3f"),
+                         "–"])
+    text = [f"{measured_by(meta)} ×2 from PIL-bicubic downscales of {counts} (sorted by name); RGB, 2 border "
+            f"pixels shaved. Sharpness: the output's luma gradient energy over the photo's (below 1 = blurrier). "
+            f"NIQE: no reference, lower is better. Seconds per image are wall-clock, on a CPU shared with other "
+            f"jobs when the load average is above its core count. Settings tuned on: {meta['tuned_on']}. "
+            f"Raw results: `results/default_model/`.",
+            table(["set", "method", "NFE", "PSNR (dB)", "SSIM", "sharpness", "NIQE ↓", "s / image"], rows),
+            "\n".join(default_reading(runs))]
+    text += [pending(f"default_model/{s}.json", command).replace("No raw results yet", f"{SET_NAMES[s]}: no raw "
+                                                                 "results yet") for s in missing]
+    return "\n\n".join(text)
+
+
+def pick(rows, method, steps=None, model=None):
+    found = [r for r in rows if r["method"] == method and (steps is None or r["steps"] == steps)
+             and (model is None or r["model"] == model)]
+    return found[0] if found else None
+
+
+def default_reading(runs) -> list[str]:
+    """What the table says, worked out from it: cfm at its most steps against x0 and bicubic, and the ceiling."""
+    out = []
+    for s in runs:
+        rows = runs[s]["results"]
+        steps = max(r["steps"] for r in rows if r["method"] == "cfm")
+        cfm, x0, bic = pick(rows, "cfm", steps), pick(rows, "x0"), pick(rows, "bicubic")
+        rec = runs[s].get("reconstruction")
+        line = (f"- {SET_NAMES[s]}, `cfm` at NFE {cfm['nfe']}: {cfm['psnr'] - x0['psnr']:+.2f} dB and "
+                f"{cfm['ssim'] - x0['ssim']:+.4f} SSIM against `x0`, {cfm['psnr'] - bic['psnr']:+.2f} dB and "
+                f"{cfm['ssim'] - bic['ssim']:+.4f} SSIM against bicubic")
+        if cfm.get("niqe") is not None and bic.get("niqe") is not None:
+            line += f"; NIQE {cfm['niqe']:.2f} against bicubic's {bic['niqe']:.2f}"
+        if rec:
+            line += f". The autoencoder's reconstruction alone is {rec['psnr'] - bic['psnr']:+.2f} dB from bicubic"
+        out.append(line + ".")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- real-world
+
+def real_world(results: Path) -> str:
+    runs, missing = available(results, "real")
+    command = "python recipes/real/evaluate.py"
+    if not runs:
+        return "## Real-world ×2: degraded inputs\n\n" + pending("real/{bsd68,set14}.json", command)
+    meta = next(iter(runs.values()))["meta"]
+    counts = ", ".join(f"{len(runs[s]['images'])} of {SET_NAMES[s]}" for s in runs)
+    rows = []
+    for s in runs:
+        for r in runs[s]["results"]:
+            rows.append([SET_NAMES[s], r["model"], r["method"], num(r["nfe"], "g"), num(r["psnr"], ".2f"),
+                         num(r["ssim"], ".4f"), num(r.get("sharpness"), ".3f"), num(r.get("niqe"), ".3f"),
+                         num(r["seconds"], ".3g")])
+    return "\n\n".join([
+        "## Real-world ×2: degraded inputs",
+        f"{measured_by(meta)} Photos: {counts} (the first, sorted by name). Inputs: `fmboost degrade --scale 2 "
+        f"--seed 0` of each photo (Real-ESRGAN's second-order blur, resize, noise and JPEG); references: the "
+        f"clean photos; RGB, 2 border pixels shaved. Settings tuned on: {meta['tuned_on']}. Raw results: "
+        f"`results/real/`.",
+        table(["set", "model", "method", "NFE", "PSNR (dB)", "SSIM", "sharpness", "NIQE ↓", "s / image"], rows),
+        "\n".join(real_reading(runs)),
+        *[pending(f"real/{s}.json", command).replace("No raw results yet", f"{SET_NAMES[s]}: no raw results yet")
+          for s in missing],
+        "\n".join(f"![{SET_NAMES[s]} grid](real_{s}_grid.png)" for s in runs)])
+
+
+def compare(a: dict, b: dict, name_a: str, name_b: str) -> str:
+    """`a` against `b` in PSNR, SSIM (higher is better) and NIQE (lower is better): who is ahead in which."""
+    keys = ["psnr", "ssim"] + (["niqe"] if a.get("niqe") is not None and b.get("niqe") is not None else [])
+    better = lambda k, x, y: x[k] < y[k] if k == "niqe" else x[k] > y[k]
+    wins_a = [k.upper() for k in keys if better(k, a, b)]
+    wins_b = [k.upper() for k in keys if better(k, b, a)]
+    said = [f"{name} ahead in {', '.join(w)}" for name, w in ((name_a, wins_a), (name_b, wins_b)) if w]
+    parts = [f"PSNR {a['psnr']:.2f} vs {b['psnr']:.2f} dB", f"SSIM {a['ssim']:.4f} vs {b['ssim']:.4f}"]
+    if "niqe" in keys:
+        parts.append(f"NIQE {a['niqe']:.2f} vs {b['niqe']:.2f}")
+    return f"{'; '.join(said) or 'tied'} ({', '.join(parts)})"
+
+
+def real_reading(runs) -> list[str]:
+    """For each set and NFE: `real` against the clean `default` and against bicubic, as the numbers fall."""
+    out = []
+    for s in runs:
+        rows = runs[s]["results"]
+        bic = pick(rows, "bicubic")
+        for r in sorted((r for r in rows if r["model"] == "real" and r["method"] == "cfm"), key=lambda r: r["nfe"]):
+            d = pick(rows, "cfm", r["steps"], model="default")
+            line = f"- {SET_NAMES[s]}, NFE {r['nfe']}: `real` against bicubic: {compare(r, bic, '`real`', 'bicubic')}"
+            if d:
+                line += f"; against `default`: {compare(r, d, '`real`', '`default`')}"
+            out.append(line + ".")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- speed
+
+def speed(results: Path, name: str = "ldm_speed_cpu.json") -> str:
+    raw = load(results, f"bench/{name}")
+    quick = "--quick" if "quick" in name else ""
+    if raw is None:
+        return pending(f"bench/{name}", f"OMP_NUM_THREADS=1 python benchmarks/ldm_speed.py {quick}".strip())
+    st, comp = raw["settings"], raw["components"]
+    clock = "CPU time of the process" if st["clock"] == "cpu" else "wall clock"
+    head = (f"{measured_by(raw['meta'])} {st['dtype']}, {clock}, mean of {st['repeats']} call(s) after "
+            f"{st['warmup']} warm-up call(s); rows marked * are that many times the measured NFE 1 figure (an "
+            f"Euler step is one network call). Raw results: `results/bench/{name}`.")
+    parts = table(["component", "seconds"],
+                  [[c["label"] + (" *" if c["extrapolated"] else ""), f"{c['seconds']:.3g}"] for c in comp.values()])
+    pipes = table([f"pipeline, {st['base_steps']} base steps", "seconds", f"speed-up vs base at {st['output_size']}²"],
+                  [[p["label"], f"{p['seconds']:.1f}", f"{p['speedup']:.2f}"] for p in raw["pipelines"]])
+    return "\n\n".join([head, parts, pipes, "\n".join(speed_reading(raw))])
+
+
+def speed_quick(results: Path) -> str:
+    return speed(results, "ldm_speed_cpu_quick.json")
+
+
+def speed_reading(raw) -> list[str]:
+    st, c = raw["settings"], {k: v["seconds"] for k, v in raw["components"].items()}
+    lo, hi = st["base_size"], st["output_size"]
+    extra = {n: c["psu"] + c[f"cfm_nfe{n}"] for n in (1, 4, 8)}
+    cheaper = [n for n in extra if extra[n] < c["unet_hi"]]
+    costlier = [n for n in extra if n not in cheaper]
+    step = f"one {hi}² UNet step ({c['unet_hi']:.3g} s)"
+    said = [f"less than {step} at NFE {', '.join(map(str, cheaper))}"] if cheaper else []
+    if costlier:
+        said.append(f"more than {'one' if cheaper else step} at NFE {', '.join(map(str, costlier))}")
+    return [
+        f"- A UNet step costs {c['unet_hi'] / c['unet_lo']:.1f}× more at {hi}² than at {lo}².",
+        f"- The boosted pipeline's extra work, PSU ({c['psu']:.3g} s) plus CFM ({c['cfm_nfe1']:.3g}–"
+        f"{c['cfm_nfe8']:.3g} s for NFE 1–8), costs {' and '.join(said)}.",
+        f"- PSU costs {c['psu'] / c['cfm_nfe8']:.2f}× CFM at NFE 8; the VAE decode at {hi}² "
+        f"({c['vae_decode']:.3g} s) is paid by both pipelines.",
+    ]
+
+
+def speed_line(results: Path) -> str:
+    """From the real-size run; until it exists, from the quick run, saying so."""
+    raw, note = load(results, "bench/ldm_speed_cpu.json"), ""
+    if raw is None:
+        raw = load(results, "bench/ldm_speed_cpu_quick.json")
+        note = (" These are the benchmark's half sizes (`--quick`); the real sizes (512² against 1024²) are "
+                + pending("bench/ldm_speed_cpu.json", "OMP_NUM_THREADS=1 python benchmarks/ldm_speed.py")
+                .strip("*").replace("No raw results yet: to", "still to"))
+    if raw is None:
+        return "Speed with SD1.5's architectures: " + pending("bench/ldm_speed_cpu.json",
+                                                            "OMP_NUM_THREADS=1 python benchmarks/ldm_speed.py")
+    st, m = raw["settings"], raw["meta"]["machine"]
+    direct, boosted = raw["pipelines"][0], next(p for p in raw["pipelines"] if p["nfe"] == 4)
+    clock = "CPU time" if st["clock"] == "cpu" else "seconds"
+    return (f"Speed with SD1.5's architectures (random weights, `benchmarks/ldm_speed.py`): on {m['cpu']} "
+            f"({m['torch_threads']} thread), {st['base_steps']} base steps at {st['base_size']}² + CFM `general` ×2 "
+            f"(NFE 4) + decode take {boosted['seconds']:,.0f} s of {clock} against {direct['seconds']:,.0f} s for "
+            f"{st['base_steps']} steps at {st['output_size']}² + decode, {boosted['speedup']:.1f}× faster; details "
+            f"in [docs/speed.md](docs/speed.md).{note}")
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+def throughput(results: Path) -> str:
+    raw = load(results, "bench/train_throughput_cpu.json")
+    if raw is None:
+        return pending("bench/train_throughput_cpu.json",
+                       "OMP_NUM_THREADS=1 TORCHINDUCTOR_COMPILE_THREADS=1 python benchmarks/train_throughput.py")
+    st = raw["settings"]
+    head = (f"{measured_by(raw['meta'])} The `{st['preset']}` preset ({raw['parameters_m']:.1f} M parameters) at "
+            f"batch {st['batch']} of {st['latent_channels']}×{st['latent']}×{st['latent']} latents, "
+            f"{st['clock']} clock, mean of {st['repeats']} steps after 2 warm-up steps. Raw results: "
+            f"`results/bench/train_throughput_cpu.json`.")
+    base = raw["options"][0]
+    rows = [[o["name"], f"{o['samples_per_s']:.2f}", f"{o['samples_per_s'] / base['samples_per_s']:.2f}"]
+            if o.get("samples_per_s") else [o["name"], f"failed: {o.get('error', '?')}", "–"] for o in raw["options"]]
+    return "\n\n".join([head, table(["option", "samples/s", f"× {base['name']}"], rows)])

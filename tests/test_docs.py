@@ -1,0 +1,184 @@
+"""The docs' generated sections against results/: `experiments/report.py --check` passes on the repository, fails
+naming the doc and line when a figure is edited by hand or a raw file changes, and the ablation report averages
+seeds. This is how CI runs the check."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "experiments"))
+import ablations  # noqa: E402
+import report  # noqa: E402
+
+
+def test_docs_match_the_committed_raw_results():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "experiments/report.py", "--check"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+
+
+@pytest.fixture
+def copy(tmp_path):
+    """The docs and results/ of the repository, in a folder the test may edit."""
+    for path in {p for p, _, _ in report.SECTIONS}:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / path, tmp_path / path)
+    shutil.copytree(ROOT / "results", tmp_path / "results")
+    return tmp_path
+
+
+def section_lines(text: str, name: str) -> list[tuple[int, str]]:
+    lines = text.splitlines()
+    begin = lines.index(f"<!-- {name}:begin -->")
+    end = lines.index(f"<!-- {name}:end -->")
+    return [(i + 1, lines[i]) for i in range(begin + 1, end)]
+
+
+def edit_a_figure(path: Path, name: str) -> int:
+    """Changes one digit inside section `name` of `path`, as a hand edit would; returns its line number."""
+    text = path.read_text()
+    number, line = next((n, s) for n, s in section_lines(text, name) if s.startswith("|") and any(c.isdigit()
+                                                                                                    for c in s))
+    i = max(k for k, c in enumerate(line) if c.isdigit())
+    edited = line[:i] + str((int(line[i]) + 1) % 10) + line[i + 1:]
+    lines = text.splitlines(keepends=True)
+    lines[number - 1] = edited + "\n"
+    path.write_text("".join(lines))
+    return number
+
+
+def test_a_hand_edited_figure_fails_the_check_and_write_mode_restores_it(copy, capsys):
+    original = (copy / "README.md").read_text()
+    line = edit_a_figure(copy / "README.md", "presets")  # parameter counts, generated from the code
+    assert report.main(["--check", "--root", str(copy)]) == 1
+    err = capsys.readouterr().err
+    assert f"README.md:{line}: differs from results/" in err
+    assert report.main(["--root", str(copy)]) == 0
+    assert (copy / "README.md").read_text() == original
+    assert report.main(["--check", "--root", str(copy)]) == 0
+
+
+def test_a_changed_raw_file_fails_the_check_until_the_docs_are_regenerated(copy, capsys):
+    raws = sorted((copy / "results").rglob("*.json"))
+    if not raws:
+        pytest.skip("no raw results committed yet")
+    raw = next((p for p in raws if p.name == "ldm_speed_cpu_quick.json"), raws[0])
+    data = json.loads(raw.read_text())
+    rows = data["components"] if "components" in data else None
+    if rows:
+        first = next(iter(rows.values()))
+        first["seconds"] = first["seconds"] * 3 + 1
+    else:
+        data["results"][0]["psnr"] += 1.5
+    raw.write_text(json.dumps(data))
+    assert report.main(["--check", "--root", str(copy)]) == 1
+    assert "differs from results/" in capsys.readouterr().err
+    assert report.main(["--root", str(copy)]) == 0
+    assert report.main(["--check", "--root", str(copy)]) == 0
+
+
+def test_missing_markers_are_named(copy):
+    doc = copy / "docs" / "speed.md"
+    doc.write_text(doc.read_text().replace("<!-- speed-cpu:end -->", ""))
+    with pytest.raises(SystemExit, match="docs/speed.md: needs exactly one"):
+        report.main(["--check", "--root", str(copy)])
+
+
+# ------------------------------------------------------------------------------------------ ablations over seeds
+
+def row(model, method, steps, psnr, ssim=0.6, sharpness=0.2, niqe=6.0):
+    return {"model": model, "method": method, "steps": steps, "solver": "euler" if steps else None,
+            "nfe": steps or 0, "psnr": psnr, "ssim": ssim, "sharpness": sharpness, "niqe": niqe, "seconds": 1.0}
+
+
+def synthetic_evals(seed: int) -> dict:
+    """cfm_* and baselines_* evaluations of one seed, with orderings fixed by construction: PSU > bilinear >
+    nearest, τ = 0 better than τ = 400, CFM better than naive-fm, diffusion worse than CFM."""
+    d = 0.1 * seed  # seeds 0, 1, 2 → PSNR offsets 0, 0.1, 0.2: mean +0.1, sample std 0.1
+    cfm = [row("-", "bicubic", None, 28 + d)]
+    for model, base in (("cfm_psu", 23), ("cfm_bilinear", 22), ("cfm_nearest", 21), ("cfm_tau0", 24),
+                        ("cfm_tau200", 22.5), ("cfm_tau600", 22), ("cfm_sigma1e-2", 23)):
+        cfm += [row(model, "x0", None, base - 0.5 + d)] + [row(model, "cfm", n, base + d) for n in (1, 4)]
+    bl = [row("-", "bicubic", None, 28 + d)]
+    for model, method, base in (("cfm_psu", "cfm", 23), ("naive_fm", "naive-fm", 22), ("diffusion", "diffusion", 15)):
+        bl += [row(model, method, n, base + d + (0.01 * n if method == "diffusion" else 0)) for n in (1, 4, 8, 50)]
+    bl += [row("regression_l1", "regression-l1", None, 24 + d, sharpness=0.1),
+           row("regression_l2", "regression-l2", None, 24 + d, sharpness=0.1)]
+    meta = {"date": "2026-01-01T00:00:00Z", "command": "fmboost eval …", "git_commit": "0" * 40, "git_dirty": False,
+            "machine": {"cpu": "Test CPU", "cpu_cores": 2, "torch_threads": 1}, "tuned_on": "nothing"}
+    out = {}
+    for s in ("bsd68", "set14"):
+        for name, rows in (("cfm", cfm), ("baselines", bl)):
+            out[f"{name}_{s}"] = {"meta": meta, "images": ["a", "b"], "device": "cpu", "results": rows}
+    return out
+
+
+def test_ablation_report_gives_mean_and_std_over_seeds_and_judges_on_means(tmp_path):
+    for seed in range(3):
+        for name, data in synthetic_evals(seed).items():
+            path = tmp_path / "ablations" / f"seed{seed}" / f"{name}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(data))
+    agg = ablations.aggregate(ablations.load_seeds(tmp_path, "cfm_bsd68"))
+    psu4 = next(r for r in agg["results"] if r["model"] == "cfm_psu" and r["method"] == "cfm" and r["steps"] == 4)
+    assert agg["seeds"] == 3 and psu4["n"] == 3
+    assert psu4["psnr"] == pytest.approx(23.1) and psu4["psnr_std"] == pytest.approx(0.1)
+    assert psu4["niqe"] == pytest.approx(6.0) and psu4["niqe_std"] == pytest.approx(0.0)
+    text = ablations.section(tmp_path)
+    assert "mean ± std over 3 seeds" in text and "23.10 ± 0.10 / 0.600 ± 0.000 / 6.00 ± 0.00" in text
+    lines = text.splitlines()
+    verdict = lambda start, s: next(x for x in lines if x.startswith(start) and f"({s}" in x)
+    assert ": held" in verdict("- **PSU > bilinear > nearest**", "bsd68, x0")
+    assert ": did not hold" in verdict("- **Noise augmentation helps**", "bsd68")
+    assert ": held" in verdict("- **CFM ≥ naive flow matching at equal NFE**", "bsd68, NFE 4")
+    assert ": held" in verdict("- **CFM at NFE 4 ≥ diffusion at 50 steps**", "set14")
+    assert ": held" in verdict("- **The diffusion baseline learned to denoise**", "set14")
+
+
+def test_one_seed_shows_no_spread_and_missing_runs_leave_a_note(tmp_path):
+    assert "No raw results yet" in ablations.section(tmp_path)
+    for name, data in synthetic_evals(0).items():
+        path = tmp_path / "ablations" / "seed0" / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data))
+    text = ablations.section(tmp_path)
+    assert "one seed (no spread)" in text and "±" not in text
+
+
+def eval_file(rows, **extra):
+    meta = {"date": "2026-01-01T00:00:00Z", "command": "python recipes/x/evaluate.py", "git_commit": "1" * 40,
+            "git_dirty": True, "machine": {"cpu": "Test CPU", "cpu_cores": 2, "torch_threads": 1,
+                                           "load_average_1min": 3.5}, "tuned_on": "16 BSD68 photos"}
+    return {"meta": meta, "images": ["a", "b", "c"], "results": rows, **extra}
+
+
+def test_default_and_real_sections_say_what_the_numbers_say(tmp_path):
+    from doc_tables import default_model, real_world
+
+    assert "No raw results yet" in default_model(tmp_path) and "No raw results yet" in real_world(tmp_path)
+    rows = [row("-", "bicubic", None, 28.0, 0.84, 0.36, 5.0), row("default", "cfm", 4, 23.5, 0.61, 0.3, 7.0),
+            row("default", "x0", None, 23.25, 0.60, 0.2, 8.0)]
+    (tmp_path / "default_model").mkdir()
+    (tmp_path / "default_model" / "bsd68.json").write_text(json.dumps(eval_file(
+        rows, reconstruction={"psnr": 26.5, "ssim": 0.79, "niqe": 6.5}, hr_niqe=4.5)))
+    text = default_model(tmp_path)
+    assert "| BSD68 | `cfm` (Euler) | 4 | 23.50 | 0.6100 | 0.300 | 7.000 | 1 |" in text
+    assert "| BSD68 | autoencoder D(E(HR)), the ceiling | – | 26.50 | 0.7900 | – | 6.500 | – |" in text
+    assert "+0.25 dB and +0.0100 SSIM against `x0`, -4.50 dB and -0.2300 SSIM against bicubic" in text
+    assert "Set14: no raw results yet" in text and "16 BSD68 photos" in text and "with uncommitted changes" in text
+    # Degraded inputs: bicubic ahead of `real` in PSNR at NFE 4 must be said, not left out.
+    real = [row("-", "bicubic", None, 21.6, 0.47, 0.3, 9.0), row("real", "cfm", 1, 21.7, 0.54, 0.2, 7.0),
+            row("real", "cfm", 4, 21.5, 0.53, 0.2, 7.5), row("default", "cfm", 4, 21.4, 0.51, 0.2, 8.0)]
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "bsd68.json").write_text(json.dumps(eval_file(real)))
+    lines = real_world(tmp_path).splitlines()
+    nfe4 = next(x for x in lines if x.startswith("- BSD68, NFE 4"))
+    assert "`real` against bicubic: `real` ahead in SSIM, NIQE; bicubic ahead in PSNR" in nfe4
+    assert "against `default`: `real` ahead in PSNR, SSIM, NIQE" in nfe4
+    assert "`real` ahead in PSNR, SSIM, NIQE" in next(x for x in lines if x.startswith("- BSD68, NFE 1"))

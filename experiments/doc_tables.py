@@ -55,8 +55,7 @@ def presets(results: Path) -> str:
     from fmboost.models.presets import PRESETS, build_model
 
     rows = []
-    for name in ("tiny", "faces", "general"):
-        p = PRESETS[name]
+    for name, p in PRESETS.items():
         with torch.device("meta"):
             count = sum(t.numel() for t in build_model(name).parameters())
         levels = len(p["channel_mult"])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from PIL import Image
 
+from fmboost.pipelines.bases import denoiser
 from fmboost.pipelines.generate import BoostedLatentDiffusionPipeline, latent_space_mismatch
 
 
@@ -38,7 +39,7 @@ class TextToImage:
     @property
     def net(self):
         """The base's denoiser, whose forward passes the progress bar counts."""
-        return getattr(self.pipe.base, "unet", None) or getattr(self.pipe.base, "transformer", None)
+        return denoiser(self.pipe.base)
 
     def info(self) -> dict:
         return dict(base=self.name, models=list(self.models), base_steps=self.base_steps, width=self.size[0],

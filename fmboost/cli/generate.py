@@ -106,6 +106,8 @@ def cmd_generate(args) -> int:
     base_steps, guidance = sampling_defaults(pipe.base, args.base, args.lcm_lora)  # per family (pipelines/bases.py)
     base_steps = args.base_steps or base_steps
     guidance = guidance if args.guidance is None else args.guidance
+    print(f"base: {type(pipe.base).__name__}, {type(pipe.base.scheduler).__name__}, {base_steps} steps, "
+          f"guidance {guidance:g}")
     for i, (prompt, out) in enumerate(zip(prompts, outs)):
         t0 = time.time()
         image = pipe(prompt, negative_prompt=args.negative, base_steps=base_steps, guidance=guidance, base_size=size,

@@ -50,7 +50,7 @@ FAMILIES = {
     # FLUX in fp16 overflows; its weights are published in bf16.
     "flux": Family("flux", "FLUX.1", 28, 3.5, packed=True, joint_attention=True, cuda_dtype=torch.bfloat16),
 }
-OTHER = Family("other", "this base", 25, 7.0)
+OTHER = Family("other", "a base of another family", 25, 7.0)
 PIPELINE_FAMILIES = {"StableDiffusionPipeline": "sd", "StableDiffusionXLPipeline": "sdxl",
                      "StableDiffusion3Pipeline": "sd3", "FluxPipeline": "flux"}
 # FLUX.1-schnell is timestep-distilled: 4 steps, no guidance (its transformer has no guidance embedding).

@@ -45,7 +45,7 @@ def add_parser(subparsers) -> None:
                    help="cfm: the flow; x0: the PSU-upsampled latent without the flow; base: the base's own "
                         "latent decoded at base size (baselines)")
     g.add_argument("--seed", type=int, default=0, help="seed of prompt i is SEED + i (default 0)")
-    g.add_argument("--negative", help="negative prompt")
+    g.add_argument("--negative", help="negative prompt (not for FLUX.1, whose guidance is distilled)")
     g.add_argument("--attention-scaling", action="store_true",
                    help="scale the base's self-attention logits by log(n)/log(m) when --base-size differs from "
                         "its training resolution. U-Net bases only (SD1.x/2.x, SDXL): SD3 and FLUX attend over "

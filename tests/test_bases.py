@@ -172,6 +172,14 @@ def test_a_cfm_model_of_another_family_is_refused_in_one_line_naming_both(sd_and
     assert not (tmp_path / "x.png").exists()
 
 
+def test_the_dtype_a_base_loads_in_follows_its_family(sd_and_flux, tmp_path):
+    (sd, _), (flux, _) = sd_and_flux["sd"], sd_and_flux["flux"]
+    assert bases.load_dtype(flux, "cpu") == bases.load_dtype(sd, "cpu") == torch.float32
+    assert bases.load_dtype(flux, "cuda") == torch.bfloat16 and bases.load_dtype(sd, "cuda") == torch.float16
+    assert bases.load_dtype("black-forest-labs/FLUX.1-schnell", "cuda:0") == torch.bfloat16  # a hub id: its name
+    assert bases.load_dtype(tmp_path / "missing", "cuda") == torch.float16  # loading will say what is wrong
+
+
 @families("sd3")
 def test_a_16_channel_model_on_another_16_channel_vae_is_refused(pipe, sd_and_flux):
     """SD3's and FLUX's VAEs have the same shape here (and in reality: 16 channels, ×8); only the weights differ."""

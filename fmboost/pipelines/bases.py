@@ -81,12 +81,15 @@ def family_of(base) -> Family:
 
 
 def load_dtype(name: str | os.PathLike, device: str) -> torch.dtype:
-    """The dtype to load a base in before it is loaded: fp32 on a CPU; on a GPU fp16, bf16 for FLUX (from the
-    folder's model_index.json, or a hub id naming it)."""
+    """The dtype to load a base in, before it is loaded: fp32 on a CPU; on a GPU fp16, bf16 for FLUX, told by the
+    folder's model_index.json or, for a hub id, by its name (no request to the hub before the load itself)."""
     if not str(device).startswith("cuda"):
         return torch.float32
     index = Path(name) / "model_index.json"
-    cls = json.loads(index.read_text()).get("_class_name", "") if index.is_file() else ""
+    try:
+        cls = json.loads(index.read_text()).get("_class_name", "") if index.is_file() else ""
+    except (OSError, ValueError):  # a broken file: load_base reports it in one line
+        cls = ""
     flux = PIPELINE_FAMILIES.get(cls) == "flux" or (not cls and "flux" in str(name).lower())
     return FAMILIES["flux" if flux else "sd"].cuda_dtype
 

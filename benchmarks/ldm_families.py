@@ -155,7 +155,6 @@ def measure(family: str, args, time_it) -> dict:
     row("vae_decode", f"VAE decode {hi}²", time_it(lambda: vae.decode(x_cond)))
     row("step_hi", f"denoiser step {hi}² ({batch})", time_it(denoiser_call(family, net, hi, small, args.device,
                                                                           DTYPES[args.dtype])))
-    del net, vae, cfm
     pipelines, versus = totals(components, steps, lo, hi)
     print(f"\n| pipeline, {steps} base steps | seconds | speed-up vs base at {hi}² |\n|---|---:|---:|")
     for p in pipelines:

@@ -77,7 +77,7 @@ def newest(out):
 # ---------------------------------------------------------------- a tiny Stable Diffusion base (fmboost generate,
 # the text-to-image tab of fmboost serve); the builders of every family are in tests/tiny_bases.py
 
-from tests.tiny_bases import cfm_folder, save_base, tiny_tokenizer, tiny_vae  # noqa: E402,F401
+from tests.tiny_bases import cfm_folder, save_base  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from fmboost.pipelines.attention import ScaledAttnProcessor, attention_scaling  
 from fmboost.pipelines.generate import BoostedLatentDiffusionPipeline  # noqa: E402
 from fmboost.pipelines.upscale import FMBoostPipeline  # noqa: E402
 from tests.conftest import random_photo  # noqa: E402
-from tests.tiny_bases import FAMILIES, LATENT_CHANNELS, BUILDERS, save_base  # noqa: E402
+from tests.tiny_bases import BUILDERS, FAMILIES, LATENT_CHANNELS, save_base, tiny_lcm_lora  # noqa: E402
 
 PROMPT = "a photo of a red cat"
 TINY = dict(base_size=32, base_steps=2, steps=1)  # 32 px → 16×16 latent (VAE ×2) → CFM ×2 → 64 px
@@ -247,23 +247,11 @@ def test_attention_scaling_is_refused_for_mm_dit_in_one_line(trained, tmp_path, 
 
 # ---------------------------------------------------------------- few-step bases
 
-def tiny_sdxl_lcm_lora(base_dir, folder):
-    """A random LoRA on the tiny SDXL U-Net's attention projections, saved as diffusers saves lcm-lora-sdxl."""
-    peft = pytest.importorskip("peft")
-    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
-
-    unet = UNet2DConditionModel.from_pretrained(base_dir / "unet")
-    torch.manual_seed(0)
-    unet.add_adapter(peft.LoraConfig(r=4, lora_alpha=4, init_lora_weights=False,
-                                     target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
-    StableDiffusionXLPipeline.save_lora_weights(folder, unet_lora_layers=peft.get_peft_model_state_dict(unet))
-    return folder
-
-
 @families("sdxl")
 def test_an_lcm_lora_for_sdxl_is_fused_with_lcm_scheduler_4_steps_guidance_1(trained, pipe, tmp_path, capsys):
     _, base, model, _ = trained
-    lora = tiny_sdxl_lcm_lora(base, tmp_path / "lcm-lora-sdxl")
+    pytest.importorskip("peft")
+    lora = tiny_lcm_lora(base, tmp_path / "lcm-lora-sdxl")
     fused = BoostedLatentDiffusionPipeline.from_pretrained(base, model, lcm_lora=str(lora))
     assert type(fused.base.scheduler).__name__ == "LCMScheduler"
     assert bases.sampling_defaults(fused.base, base, str(lora)) == (4, 1.0)
@@ -318,6 +306,10 @@ def test_a_distilled_flux_base_runs_with_its_own_defaults(trained, tmp_path, cap
                          "--steps", 1, "-o", tmp_path / "x.png")
     assert code == 0, err
     assert "FluxPipeline, FlowMatchEulerDiscreteScheduler, 4 steps, guidance 0" in out
+    pipe = BoostedLatentDiffusionPipeline.from_pretrained(schnell, model)  # the Python API takes the same defaults
+    calls = []
+    pipe.base.transformer.register_forward_hook(lambda *_: calls.append(1))
+    assert pipe(PROMPT, base_size=32, steps=1).size == (64, 64) and len(calls) == 4
 
 
 # ---------------------------------------------------------------- fmboost serve --base with FLUX

@@ -155,6 +155,22 @@ def save_base(family: str, tmp, **kw):
     return tmp / "base"
 
 
+def tiny_lcm_lora(base_dir, folder):
+    """A random LoRA on a tiny base's U-Net attention projections, saved as diffusers saves LCM-LoRA (for SD1.5
+    or SDXL, whichever the base folder holds)."""
+    import peft
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(base_dir / "unet")
+    torch.manual_seed(0)
+    unet.add_adapter(peft.LoraConfig(r=4, lora_alpha=4, init_lora_weights=False,
+                                     target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    xl = unet.config.addition_embed_type == "text_time"
+    (StableDiffusionXLPipeline if xl else StableDiffusionPipeline).save_lora_weights(
+        folder, unet_lora_layers=peft.get_peft_model_state_dict(unet))
+    return folder
+
+
 def cfm_folder(path, vae):
     from fmboost.autoencoders.vae import Autoencoder
     from fmboost.pipelines.upscale import FMBoostPipeline

@@ -141,7 +141,7 @@ class BoostedLatentDiffusionPipeline:
     """base (diffusers, output_type="latent") → CFM stage(s) → the base's VAE decodes."""
 
     def __init__(self, base, stages: list[FMBoostPipeline], base_name: str = "base", model_names=None):
-        self.base, self.stages = base, stages
+        self.base, self.stages, self.base_name = base, stages, base_name
         # The base's VAE decodes the final latent, in fp32 where diffusers would upcast it (fp16 overflows).
         vae_dtype = torch.float32 if base.vae.dtype == torch.float16 and base.vae.config.get("force_upcast") \
             else base.vae.dtype
@@ -211,14 +211,19 @@ class BoostedLatentDiffusionPipeline:
         return to_pil(self.decoder.decode(z, tile=auto_tile(tile, pixels))[0])
 
     @torch.no_grad()
-    def __call__(self, prompt: str, negative_prompt: str | None = None, base_steps: int = 25, guidance: float = 7.0,
-                 base_size=None, scale: int | None = None, steps: int = 4, solver: str = "euler", seed: int = 0,
+    def __call__(self, prompt: str, negative_prompt: str | None = None, base_steps: int | None = None,
+                 guidance: float | None = None, base_size=None, scale: int | None = None, steps: int = 4, solver: str = "euler", seed: int = 0,
                  attention_scale: bool = False, tile: bool | None = None, method: str = "cfm") -> Image.Image:
         """One image. `method="x0"` skips the flow (PSU-upsampled latent only: the baseline); "base" decodes the
-        base's own latent. `base_size=None`: the base's training size. `tile=None` tiles only above 1024² pixels."""
+        base's own latent. `base_size=None`: the base's training size; `base_steps`, `guidance` None: the base's
+        defaults (pipelines/bases.py). `tile=None` tiles only above 1024² pixels."""
         if method not in ("cfm", "x0", "base"):
             raise ValueError(f"unknown method {method!r}; choose one of cfm, x0, base")
         width, height = parse_size(base_size or self.train_pixels or 512)
+        lcm = type(self.base.scheduler).__name__ == "LCMScheduler"  # an LCM-LoRA was fused (add_lcm_lora)
+        default_steps, default_guidance = bases.sampling_defaults(self.base, self.base_name, "fused" if lcm else None)
+        base_steps = base_steps or default_steps
+        guidance = default_guidance if guidance is None else guidance
         stages = cascade(self.stages, scale)
         self.check_size(width, height, stages)
         z = self.base_latents(prompt, negative_prompt, base_steps, guidance, width, height, seed, attention_scale)

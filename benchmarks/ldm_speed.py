@@ -4,6 +4,9 @@
     python benchmarks/ldm_speed.py --quick                  # CPU, half the sizes (256² vs 512²), a few minutes
     python benchmarks/ldm_speed.py --device cuda --dtype bf16 --nfe 1,4,8 --repeats 5 [--compile]
 
+SDXL and FLUX.1 (their U-Net / MM-DiT and VAEs, the same comparison plus CFM against the round trip):
+benchmarks/ldm_families.py.
+
 Timing needs the architectures, not trained weights: SD1.5's UNet, VAE and CLIP text encoder and the CFM
 `general` U-Net are built from the configs written below with random weights; nothing is downloaded. Each
 component is timed on its own (per UNet step, per CFM NFE) and the totals for `--base-steps` steps are summed

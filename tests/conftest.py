@@ -75,64 +75,16 @@ def newest(out):
 
 
 # ---------------------------------------------------------------- a tiny Stable Diffusion base (fmboost generate,
-# the text-to-image tab of fmboost serve): CLIP text encoder, U-Net and VAE, random and small, written to a folder
+# the text-to-image tab of fmboost serve); the builders of every family are in tests/tiny_bases.py
 
-def tiny_vae(seed: int, latent_channels: int = 4):
-    from diffusers import AutoencoderKL
-
-    from fmboost.autoencoders.vae import small_autoencoder_config
-
-    torch.manual_seed(seed)
-    # scaling_factor ≠ 1, so latents scaled twice (or not at all) would show in the tests.
-    return AutoencoderKL(**{**small_autoencoder_config((8, 16), latent_channels), "scaling_factor": 0.5})
-
-
-def tiny_tokenizer(folder):
-    """CLIP BPE with single letters and a few whole words: no merges needed, nothing downloaded."""
-    import json
-
-    from transformers import CLIPTokenizer
-
-    letters = "abcdefghijklmnopqrstuvwxyz"
-    tokens = ["<|startoftext|>", "<|endoftext|>", *letters, *(c + "</w>" for c in letters),
-              *(w + "</w>" for w in ("photo", "of", "red", "cat", "dog"))]
-    folder.mkdir()
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=32)
+from tests.tiny_bases import cfm_folder, save_base  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def base_dir(tmp_path_factory):
     """A StableDiffusionPipeline folder drawing 32 px (16 latents, VAE ×2) by default."""
     pytest.importorskip("transformers")
-    from diffusers import DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    tmp = tmp_path_factory.mktemp("sd")
-    tokenizer = tiny_tokenizer(tmp / "tok")
-    torch.manual_seed(0)
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
-        max_position_embeddings=32, bos_token_id=0, eos_token_id=1, pad_token_id=1))
-    unet = UNet2DConditionModel(
-        sample_size=16, block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=32,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=8, norm_num_groups=8)
-    scheduler = DDIMScheduler(beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False)
-    StableDiffusionPipeline(vae=tiny_vae(1), text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                            scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                            requires_safety_checker=False).save_pretrained(tmp / "base")
-    return tmp / "base"
-
-
-def cfm_folder(path, vae):
-    from fmboost.autoencoders.vae import Autoencoder
-    from fmboost.pipelines.upscale import FMBoostPipeline
-
-    torch.manual_seed(0)
-    FMBoostPipeline(Autoencoder(vae), tiny_unet()).save_pretrained(path)
-    return path
+    return save_base("sd", tmp_path_factory.mktemp("sd"))
 
 
 @pytest.fixture(scope="session")

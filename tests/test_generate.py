@@ -11,7 +11,7 @@ pytest.importorskip("transformers")
 
 from fmboost.pipelines.attention import ScaledAttnProcessor, attention_scale, attention_scaling  # noqa: E402
 from fmboost.pipelines.generate import BoostedLatentDiffusionPipeline, cascade  # noqa: E402
-from tests.conftest import cfm_folder, tiny_vae  # noqa: E402
+from tests.tiny_bases import cfm_folder, tiny_lcm_lora, tiny_vae  # noqa: E402
 
 PROMPT = "a photo of a red cat"
 TINY = dict(base_size=32, base_steps=2, steps=1)  # 32 px → 16×16 latent (×2 VAE) → CFM ×2 → 64 px
@@ -159,20 +159,8 @@ def test_attention_scaling_switches_the_base_unet_and_restores_it(pipe):
     assert (at(64, True) - at(64, False)).abs().max() > 1e-2
 
 
-def tiny_lcm_lora(base_dir, folder):
-    """A random LoRA on the tiny base's attention projections, saved as diffusers saves LCM-LoRA."""
-    peft = pytest.importorskip("peft")
-    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
-
-    unet = UNet2DConditionModel.from_pretrained(base_dir / "unet")
-    torch.manual_seed(0)
-    unet.add_adapter(peft.LoraConfig(r=4, lora_alpha=4, init_lora_weights=False,
-                                     target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
-    StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=peft.get_peft_model_state_dict(unet))
-    return folder
-
-
 def test_an_lcm_lora_is_fused_into_the_base_and_switches_to_the_lcm_scheduler(tmp_path, base_dir, cfm_dir, pipe):
+    pytest.importorskip("peft")
     lora = tiny_lcm_lora(base_dir, tmp_path / "lcm-lora")
     fused = BoostedLatentDiffusionPipeline.from_pretrained(base_dir, cfm_dir, lcm_lora=str(lora))
     assert type(fused.base.scheduler).__name__ == "LCMScheduler"

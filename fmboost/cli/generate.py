@@ -20,19 +20,27 @@ def add_parser(subparsers) -> None:
     g = subparsers.add_parser(
         "generate", help="text → high resolution: a latent diffusion base, then CFM ×2 (×4)",
         description="Sample a low-res latent with a diffusers text-to-image pipeline (--base, a folder or hub id; "
-                    "output_type=latent), boost it with CFM model(s) trained on the base's own VAE (--model), and "
-                    "decode with the base's VAE (tiled above 1024²). --scale 4 cascades two ×2 stages.")
+                    "output_type=latent; SD1.x/2.x, SDXL, SD3/SD3.5, FLUX.1), boost it with CFM model(s) trained on "
+                    "the base's own VAE (--model), and decode with the base's VAE (tiled above 1024²). --scale 4 "
+                    "cascades two ×2 stages.")
     g.add_argument("prompt", nargs="*", help="one or more prompts (or --prompts FILE)")
     g.add_argument("--prompts", metavar="FILE", help="text file, one prompt a line (# comments, blank lines skipped)")
     g.add_argument("--base", required=True, help="diffusers pipeline folder or hub id, e.g. "
-                                                 "stable-diffusion-v1-5/stable-diffusion-v1-5")
+                                                 "stable-diffusion-v1-5/stable-diffusion-v1-5, "
+                                                 "stabilityai/stable-diffusion-xl-base-1.0, "
+                                                 "black-forest-labs/FLUX.1-schnell")
     g.add_argument("--model", required=True, nargs="+", metavar="CFM_DIR",
                    help="CFM model folder(s) trained on the base's VAE; one is repeated for --scale 4")
-    g.add_argument("--lcm-lora", metavar="ID", help="LCM-LoRA to fuse into the base (e.g. "
-                                                    "latent-consistency/lcm-lora-sdv1-5; needs peft)")
-    g.add_argument("--base-steps", type=int, help="denoising steps of the base (default 25; 4 with --lcm-lora)")
-    g.add_argument("--guidance", type=float, help="classifier-free guidance scale (default 7; 1 with --lcm-lora)")
-    g.add_argument("--base-size", default="512", help="base resolution in pixels, N or WxH (default 512)")
+    g.add_argument("--lcm-lora", metavar="ID", help="LCM-LoRA to fuse into a U-Net base (e.g. "
+                                                    "latent-consistency/lcm-lora-sdv1-5 or lcm-lora-sdxl; needs peft)")
+    g.add_argument("--base-steps", type=int,
+                   help="denoising steps of the base (default: SD1.x/2.x and SDXL 25, SD3 and FLUX.1-dev 28; 4 with "
+                        "--lcm-lora or FLUX.1-schnell; 1 for SD/SDXL-Turbo, 4 for SD3.5 Large Turbo)")
+    g.add_argument("--guidance", type=float,
+                   help="guidance scale (default: SD1.x/2.x 7, SDXL 5, SD3 7, FLUX.1-dev 3.5; 1 with --lcm-lora; 0 "
+                        "for distilled bases)")
+    g.add_argument("--base-size", help="base resolution in pixels, N or WxH (default: the base's training size: "
+                                       "512 for SD1.5, 1024 for SDXL, SD3, FLUX)")
     g.add_argument("--scale", type=int, help="total upscaling: 2, or 4 = two ×2 stages (default: the models')")
     g.add_argument("--steps", type=int, default=4, help="ODE steps of each CFM stage (default 4)")
     g.add_argument("--solver", default="euler", choices=list(SOLVERS))
@@ -40,10 +48,11 @@ def add_parser(subparsers) -> None:
                    help="cfm: the flow; x0: the PSU-upsampled latent without the flow; base: the base's own "
                         "latent decoded at base size (baselines)")
     g.add_argument("--seed", type=int, default=0, help="seed of prompt i is SEED + i (default 0)")
-    g.add_argument("--negative", help="negative prompt")
+    g.add_argument("--negative", help="negative prompt (not for FLUX.1, whose guidance is distilled)")
     g.add_argument("--attention-scaling", action="store_true",
                    help="scale the base's self-attention logits by log(n)/log(m) when --base-size differs from "
-                        "its training resolution")
+                        "its training resolution. U-Net bases only (SD1.x/2.x, SDXL): SD3 and FLUX attend over "
+                        "image and text tokens jointly, which this does not rescale, so it is refused for them")
     g.add_argument("--tile", action=argparse.BooleanOptionalAction, default=None,
                    help="tiled decoding (default: only above 1024² pixels)")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -78,15 +87,6 @@ def read_prompts(path: str | os.PathLike) -> list[str]:
     return prompts
 
 
-def base_defaults(lcm_lora: str | None, device: str) -> tuple:
-    """Base steps, guidance scale and dtype when the user sets none: LCM-LoRA distils the base to ~4 steps without
-    classifier-free guidance; GPUs run the base in fp16."""
-    import torch
-
-    steps, guidance = (4, 1.0) if lcm_lora else (25, 7.0)
-    return steps, guidance, torch.float16 if device.startswith("cuda") else torch.float32
-
-
 def output_paths(prompts: list[str], output: str, seed: int, method: str = "cfm") -> list[Path]:
     out = Path(output)
     if out.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"):
@@ -101,6 +101,7 @@ def cmd_generate(args) -> int:
     import torch
 
     from fmboost.data.images import save_image_atomic
+    from fmboost.pipelines.bases import load_dtype, sampling_defaults
     from fmboost.pipelines.generate import BoostedLatentDiffusionPipeline
 
     prompts = list(args.prompt) + (read_prompts(args.prompts) if args.prompts else [])
@@ -111,7 +112,7 @@ def cmd_generate(args) -> int:
             raise ValueError(f"{name} must be at least 1, got {value}")
     if args.scale is not None and args.scale < 1:
         raise ValueError(f"--scale must be at least 1, got {args.scale}")
-    size = parse_size(args.base_size)
+    size = parse_size(args.base_size) if args.base_size else None
     # Check outputs before loading gigabytes of weights, so a clash fails fast and writes nothing.
     outs = output_paths(prompts, args.output, args.seed, args.method)
     for o in outs:
@@ -119,13 +120,15 @@ def cmd_generate(args) -> int:
             raise ValueError(f"{o} exists; use --overwrite or another -o")
     device = pick_device(args.device)
     quiet_loading()
-    base_steps, guidance, dtype = base_defaults(args.lcm_lora, device)
-    base_steps = args.base_steps or base_steps
-    guidance = guidance if args.guidance is None else args.guidance
-    dtype = getattr(torch, DTYPES[args.dtype]) if args.dtype in DTYPES else dtype
+    dtype = getattr(torch, DTYPES[args.dtype]) if args.dtype in DTYPES else load_dtype(args.base, device)
     t0 = time.time()
     pipe = BoostedLatentDiffusionPipeline.from_pretrained(args.base, args.model, device, dtype, args.lcm_lora)
     print(f"loaded {args.base} and {len(args.model)} CFM model(s) in {time.time() - t0:.1f} s")
+    base_steps, guidance = sampling_defaults(pipe.base, args.base, args.lcm_lora)  # per family (pipelines/bases.py)
+    base_steps = args.base_steps or base_steps
+    guidance = guidance if args.guidance is None else args.guidance
+    print(f"base: {type(pipe.base).__name__}, {type(pipe.base.scheduler).__name__}, {base_steps} steps, "
+          f"guidance {guidance:g}")
     for i, (prompt, out) in enumerate(zip(prompts, outs)):
         t0 = time.time()
         image = pipe(prompt, negative_prompt=args.negative, base_steps=base_steps, guidance=guidance, base_size=size,

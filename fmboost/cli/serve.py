@@ -30,11 +30,12 @@ def add_parser(subparsers) -> None:
                          "stable-diffusion-v1-5/stable-diffusion-v1-5): adds the 'Text to image' tab, offering the "
                          "served models trained on the base's VAE (pip install 'fmboost[ldm]')")
     sv.add_argument("--base-steps", type=int, default=None, metavar="N",
-                    help="the base's denoising steps the page starts with (default 25; 4 with --lcm-lora; a "
-                         "request may ask for 1 to 50)")
+                    help="the base's denoising steps the page starts with (default: the base's, as for fmboost "
+                         "generate; a request may ask for 1 to 50)")
     sv.add_argument("--base-size", default=None, metavar="N|WxH",
                     help="the base's resolution, N or WxH pixels (default: the one it was trained at)")
-    sv.add_argument("--lcm-lora", metavar="ID", help="LCM-LoRA fused into the base for ~4 steps (needs peft)")
+    sv.add_argument("--lcm-lora", metavar="ID",
+                    help="LCM-LoRA fused into a U-Net base (SD1.x/2.x, SDXL) for ~4 steps (needs peft)")
     sv.add_argument("--host", default="127.0.0.1",
                     help="address to listen on (default 127.0.0.1: this machine only)")
     sv.add_argument("--port", type=int, default=7860, help="port (default 7860; 0: any free port)")
@@ -87,14 +88,15 @@ def load_text_to_image(args, pipelines: dict, device: str):
     """The --base pipeline, loaded once, over the served models that fit its latent space; None without --base."""
     if not args.base:
         return None
-    from fmboost.cli.generate import base_defaults, parse_size, quiet_loading
+    from fmboost.cli.generate import parse_size, quiet_loading
+    from fmboost.pipelines.bases import load_dtype, sampling_defaults
     from fmboost.pipelines.generate import load_base
     from fmboost.serve.text import TextToImage
 
     size = parse_size(args.base_size) if args.base_size else None
     quiet_loading()
-    steps, guidance, dtype = base_defaults(args.lcm_lora, device)
-    base = load_base(args.base, device, dtype, args.lcm_lora)
+    base = load_base(args.base, device, load_dtype(args.base, device), args.lcm_lora)
+    steps, guidance = sampling_defaults(base, args.base, args.lcm_lora)  # per family (pipelines/bases.py)
     shown = Path(args.base).name if Path(args.base).is_dir() else args.base  # the page names no server folders
     text = TextToImage(base, pipelines, shown, args.base_steps or steps, guidance=guidance, size=size)
     for name, why in text.unfit.items():

@@ -4,7 +4,8 @@ stages), and the base's VAE decodes.
 The base runs with `output_type="latent"`. diffusers then returns the denoised latents as the U-Net sees them,
 *scaled*: z · scaling_factor (the SD pipelines decode `latents / vae.config.scaling_factor`; SD3 also removes
 `shift_factor`). That is the space fmboost's `Autoencoder` and CFM models work in, so the latents pass from the
-base to the flow unchanged; rescaling them again would feed the flow latents 5.5× too small for SD1.5.
+base to the flow unchanged; rescaling them again would feed the flow latents 5.5× too small for SD1.5. What differs
+between SD1.x/2.x, SDXL, SD3 and FLUX (FLUX's packed latents, sizes, defaults) is in pipelines/bases.py.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from PIL import Image
 
 from fmboost.autoencoders.vae import Autoencoder
 from fmboost.data.images import to_pil
+from fmboost.pipelines import bases
 from fmboost.pipelines.attention import attention_scaling
 from fmboost.pipelines.upscale import FMBoostPipeline
 
@@ -43,6 +45,7 @@ def load_base(name: str | os.PathLike, device="cpu", dtype: torch.dtype = torch.
     if getattr(base.vae.config, "latents_mean", None) is not None:  # SDXL-style per-channel normalisation
         raise ValueError(f"--base {name}: its VAE normalises latents per channel (latents_mean/std), which fmboost's "
                          f"autoencoder does not; such bases are not supported yet")
+    bases.check_lcm_lora(base, lcm_lora)
     if lcm_lora:
         add_lcm_lora(base, lcm_lora)
     base.set_progress_bar_config(disable=True)
@@ -124,7 +127,7 @@ class BoostedLatentDiffusionPipeline:
     """base (diffusers, output_type="latent") → CFM stage(s) → the base's VAE decodes."""
 
     def __init__(self, base, stages: list[FMBoostPipeline], base_name: str = "base", model_names=None):
-        self.base, self.stages = base, stages
+        self.base, self.stages, self.base_name = base, stages, base_name
         # The base's VAE decodes the final latent, in fp32 where diffusers would upcast it (fp16 overflows).
         vae_dtype = torch.float32 if base.vae.dtype == torch.float16 and base.vae.config.get("force_upcast") \
             else base.vae.dtype
@@ -142,19 +145,17 @@ class BoostedLatentDiffusionPipeline:
 
     @property
     def denoiser(self):
-        """The base's denoising network: a U-Net (SD1.5, SDXL) or a transformer (SD3, PixArt)."""
-        return getattr(self.base, "unet", None) or getattr(self.base, "transformer", None)
+        """The base's denoising network: a U-Net (SD1.x/2.x, SDXL) or a transformer (SD3, FLUX)."""
+        return bases.denoiser(self.base)
 
     @property
     def train_pixels(self) -> int | None:
-        """Pixels per side the base was trained at (SD1.5: 64 latents × 8 = 512), from its U-Net config."""
-        size = getattr(getattr(self.denoiser, "config", None), "sample_size", None)
-        return None if not isinstance(size, int) else size * self.decoder.downsample_factor
+        """Pixels per side the base was trained at (SD1.5: 64 latents × 8 = 512; SDXL, SD3, FLUX: 1024)."""
+        return bases.train_pixels(self.base, self.decoder.downsample_factor)
 
     def check_size(self, width: int, height: int, stages: list[FMBoostPipeline]) -> None:
         f = self.decoder.downsample_factor
-        unet = getattr(self.base, "unet", None)
-        m = f * 2 ** (len(unet.config.block_out_channels) - 1) if unet is not None else f
+        m = bases.size_multiple(self.base, f)
         if width % m or height % m:
             raise ValueError(f"--base-size {width}x{height}: width and height must be multiples of {m} for this base")
         sides = (width // f, height // f)
@@ -170,19 +171,22 @@ class BoostedLatentDiffusionPipeline:
                      attention_scale: bool = False, callback=None) -> torch.Tensor:
         """The base's latent, already scaled by its VAE's scaling factor (see the module docstring).
         `callback(step)` follows each of the base's denoising steps."""
-        kwargs = dict(negative_prompt=negative_prompt) if negative_prompt else {}
+        kwargs = bases.call_kwargs(self.base, negative_prompt)
         if callback is not None:
             kwargs["callback_on_step_end"] = lambda base, i, t, tensors: (callback(i + 1), tensors)[1]
         net = self.denoiser
+        if attention_scale:
+            bases.check_attention_scaling(self.base)
         ratio = width * height / self.train_pixels ** 2 if self.train_pixels else 1.0
         # A CPU generator draws the same noise on every device, so a seed gives the same image on CPU and GPU.
         with attention_scaling(net, ratio, enabled=attention_scale and net is not None):
             z = self.base(prompt=prompt, num_inference_steps=base_steps, guidance_scale=guidance, width=width,
                           height=height, generator=torch.Generator().manual_seed(seed), output_type="latent",
                           **kwargs).images
+        z = bases.flow_latents(self.base, z, width, height, self.decoder.downsample_factor)  # FLUX: unpacked
         if not torch.is_tensor(z) or z.ndim != 4 or z.shape[1] != self.decoder.latent_channels:
             raise ValueError(f"the base returned latents of shape {tuple(getattr(z, 'shape', ()))}; fmboost needs "
-                             f"B×{self.decoder.latent_channels}×H×W (packed latents, e.g. Flux, are not supported)")
+                             f"B×{self.decoder.latent_channels}×H×W")
         return z.float()
 
     @torch.no_grad()
@@ -202,15 +206,22 @@ class BoostedLatentDiffusionPipeline:
         return to_pil(self.decoder.decode(z, tile=auto_tile(tile, pixels))[0])
 
     @torch.no_grad()
-    def __call__(self, prompt: str, negative_prompt: str | None = None, base_steps: int = 25, guidance: float = 7.0,
-                 base_size: int | tuple[int, int] = 512, scale: int | None = None, steps: int = 4,
-                 solver: str = "euler", seed: int = 0, attention_scale: bool = False, tile: bool | None = None,
-                 method: str = "cfm") -> Image.Image:
+    def __call__(self, prompt: str, negative_prompt: str | None = None, base_steps: int | None = None,
+                 guidance: float | None = None, base_size: int | tuple[int, int] | None = None,
+                 scale: int | None = None, steps: int = 4, solver: str = "euler", seed: int = 0,
+                 attention_scale: bool = False, tile: bool | None = None, method: str = "cfm") -> Image.Image:
         """One image. `method="x0"` skips the flow (PSU-upsampled latent only: the baseline); "base" decodes the
-        base's own latent. `base_size`: N (square) or (width, height). `tile=None` tiles only above 1024² pixels."""
+        base's own latent. `base_size`: N (square) or (width, height); None: the base's training size.
+        `base_steps`, `guidance` None: the base's defaults (pipelines/bases.py). `tile=None` tiles only above 1024²
+        pixels."""
         if method not in ("cfm", "x0", "base"):
             raise ValueError(f"unknown method {method!r}; choose one of cfm, x0, base")
+        base_size = base_size or self.train_pixels or 512
         width, height = (int(base_size),) * 2 if isinstance(base_size, (int, str)) else base_size
+        lcm = type(self.base.scheduler).__name__ == "LCMScheduler"  # an LCM-LoRA was fused (add_lcm_lora)
+        default_steps, default_guidance = bases.sampling_defaults(self.base, self.base_name, "fused" if lcm else None)
+        base_steps = base_steps or default_steps
+        guidance = default_guidance if guidance is None else guidance
         stages = cascade(self.stages, scale)
         self.check_size(width, height, stages)
         z = self.base_latents(prompt, negative_prompt, base_steps, guidance, width, height, seed, attention_scale)

@@ -16,6 +16,7 @@ from fmboost.flow.noise import noise_augment, randn_like
 from fmboost.flow.upsampling import upsample_latent
 from fmboost.models.unet import CFMUNet
 from fmboost.pipelines.methods import METHODS, MODEL_METHODS  # noqa: F401  (re-exported)
+from fmboost.pipelines.tiling import auto_tile_size, available_memory, tiled_upscale
 from fmboost.solvers.diffusion import sample_diffusion
 from fmboost.solvers.ode import solve
 
@@ -101,7 +102,11 @@ class FMBoostPipeline:
 
     @torch.no_grad()
     def __call__(self, image: Image.Image, steps: int = 4, solver: str = "euler", method: str = "cfm",
-                 seed: int = 0, tile: bool = False, disable=True) -> Image.Image:
+                 seed: int = 0, tile: bool = False, disable=True, tile_size: int | None = None,
+                 dtype: torch.dtype | None = None) -> Image.Image:
+        """`tile`: run the whole upscale per overlapping tile of `tile_size` input pixels (default: as large as
+        the free memory allows) and blend them seamlessly (see pipelines/tiling.py). `dtype`: autocast to fp16 or
+        bf16 (the weights stay fp32)."""
         s = self.config["scale"]
         w, h = image.size
         if method in ("bicubic", "lanczos"):
@@ -113,10 +118,27 @@ class FMBoostPipeline:
         if method in MODEL_METHODS and method != self.config["objective"]:
             raise ValueError(f"this model was trained with objective {self.config['objective']!r}; use "
                              f"--method {self.config['objective']} (or x0, bicubic, lanczos)")
-        x = pad_to_multiple(to_tensor(image)[None].to(self.device), self.pad_multiple)
-        x_cond = self.upsample(self.autoencoder.encode(x, tile=tile), tile)
+        x = to_tensor(image)[None]
+        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype not in (None, torch.float32)):
+            if not tile:
+                return to_pil(self.upscale_tensor(x, method, steps, solver, seed, disable)[0])
+            run = lambda part: self.upscale_tensor(part, method, steps, solver, seed, disable=True)
+            return to_pil(tiled_upscale(run, x, s, tile_size or self.auto_tile_size(), disable=disable)[0])
+
+    @torch.no_grad()
+    def upscale_tensor(self, x: torch.Tensor, method: str = "cfm", steps: int = 4, solver: str = "euler",
+                       seed: int = 0, disable=True) -> torch.Tensor:
+        """1×3×h×w in [-1, 1] → 1×3×(h·s)×(w·s): encode, upsample the latent, flow (unless x0), decode."""
+        s, (h, w) = self.config["scale"], x.shape[-2:]
+        x = pad_to_multiple(x.to(self.device), self.pad_multiple)
+        x_cond = self.upsample(self.autoencoder.encode(x))
         z = x_cond if method == "x0" else self.flow(x_cond, steps, solver, seed, disable)[0]
-        return to_pil(self.autoencoder.decode(z, tile=tile)[0, :, : h * s, : w * s])
+        return self.autoencoder.decode(z)[:, :, : h * s, : w * s]
+
+    def auto_tile_size(self) -> int:
+        """The largest tile (input pixels) whose upscale fits in half the free memory of the device."""
+        return auto_tile_size(self.autoencoder.vae.config.block_out_channels, self.config["scale"],
+                              self.pad_multiple, available_memory(self.device))
 
 
 def pad_to_multiple(x: torch.Tensor, m: int) -> torch.Tensor:

@@ -46,6 +46,7 @@ def open_image(path: str | os.PathLike, check=None, upright: bool = False, decod
         raise ImageError(f"{path}: empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # damaged metadata makes Pillow warn; the result says what counts
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 if check is not None:

@@ -139,7 +139,8 @@ def test_the_model_is_cascaded_as_often_as_the_scale_needs(tmp_path, monkeypatch
     assert [model_passes(10, 10, (t, t), 2) for t in (15, 20, 21, 30, 40, 41, 80)] == [1, 1, 2, 2, 2, 3, 3]
     seen = []
     call = FMBoostPipeline.__call__
-    monkeypatch.setattr(FMBoostPipeline, "__call__", lambda self, im, **kw: seen.append(im.size) or call(self, im, **kw))
+    monkeypatch.setattr(FMBoostPipeline, "__call__",
+                        lambda self, im, **kw: seen.append(im.size) or call(self, im, **kw))
     random_photo(10, 12).save(tmp_path / "p.png")
     assert run(capsys, "upscale", tmp_path / "p.png", "--model", tiny_model_dir, "--steps", "1", "--scale", "3")[0] == 0
     assert seen == [(12, 10), (24, 20)]  # ×2 twice (×4), then down to ×3
@@ -237,3 +238,19 @@ def test_file_lines_are_not_printed_over_the_progress_bar(tmp_path):
     lines = [line.split("\r")[-1] for line in text.split("\n") if " -> " in line]
     assert len(lines) == 3
     assert all(re.match(r"\S*in\d\.png -> ", line.lstrip()) for line in lines), lines
+
+
+def test_tiles_and_dopri5_show_progress(capsys):
+    import torch
+    import torch.nn.functional as F
+
+    from fmboost.pipelines.tiling import tiled_upscale
+    from fmboost.solvers.ode import solve
+
+    up = lambda part: F.interpolate(part, scale_factor=2, mode="nearest")
+    tiled_upscale(up, torch.zeros(1, 3, 200, 200), 2, tile=96, overlap=16, disable=False)
+    err = capsys.readouterr().err
+    assert "tiles" in err and "9/9" in err
+    solve(lambda x, t: -x, torch.ones(2, 3), solver="dopri5", disable=False)
+    err = capsys.readouterr().err
+    assert "dopri5" in err and "t=0.00" in err and "t=1.00" in err  # follows the solver's time

@@ -267,9 +267,10 @@ def cmd_upscale(args) -> int:
     if pipe is None and not model_free and todo:
         pipe = load_pipeline(args.model, device)
 
-    def run(image):
+    def run(image):  # bars (on a terminal) for the long inner loops: tiles, and dopri5's unknown step count
         return pipe(image, steps=args.steps, solver=args.solver, method=args.method, seed=args.seed, tile=args.tile,
-                    tile_size=args.tile_size, dtype=dtype, disable=None)
+                    tile_size=args.tile_size, dtype=dtype,
+                    disable=None if args.tile or args.solver == "dopri5" else True)
 
     failures = []
     for job in tqdm(todo, desc="upscale", unit="img", disable=True if len(todo) < 2 else None):

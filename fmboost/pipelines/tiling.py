@@ -71,7 +71,8 @@ def tiled_upscale(upscale, x: torch.Tensor, scale: int, tile: int, overlap: int 
     out = torch.zeros(c, h * scale, w * scale)
     weight = torch.zeros(1, h * scale, w * scale)
     grid = [(y, oy, x0, ox) for y, oy in zip(ys, overlaps(ys, tile, h)) for x0, ox in zip(xs, overlaps(xs, tile, w))]
-    for y, oy, x0, ox in tqdm(grid, desc="tiles", unit="tile", disable=disable or len(grid) < 2, leave=False):
+    for y, oy, x0, ox in tqdm(grid, desc="tiles", unit="tile", disable=True if len(grid) < 2 else disable,
+                                   leave=False):
         part = upscale(x[:, :, y: y + tile, x0: x0 + tile])[0].float().cpu()
         th, tw = part.shape[-2:]
         wt = feather(th, oy[0] * scale, oy[1] * scale)[:, None] * feather(tw, ox[0] * scale, ox[1] * scale)[None]

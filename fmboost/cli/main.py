@@ -242,7 +242,10 @@ def cmd_upscale(args) -> int:
         raise UserError(f"--steps must be at least 1, got {args.steps}")
     if args.scale is not None and (args.size or args.scale <= 0):
         raise UserError("--scale must be above 0, and not given with --size")
-    size = scaling.parse_size(args.size) if args.size else None
+    try:
+        size = scaling.parse_size(args.size) if args.size else None
+    except ValueError as e:
+        raise UserError(f"--size: {e}") from None
     args.tile = args.tile or args.tile_size is not None
     max_pixels = args.max_pixels or DEFAULT_MAX_PIXELS
     check = over_limit(args, max_pixels)

@@ -12,6 +12,7 @@ from diffusers import AutoencoderKL
 from safetensors.torch import load_file
 
 import fmboost.training.autoencoder as T
+import fmboost.models.device as D
 import fmboost.training.precision as P
 from fmboost.autoencoders.vae import Autoencoder, small_autoencoder_config
 from fmboost.cli.main import main
@@ -120,17 +121,17 @@ def test_gradient_term_penalises_blur_that_l1_alone_barely_sees():
 
 
 def test_bf16_is_used_only_where_the_cpu_has_it(monkeypatch, capsys):
-    monkeypatch.setattr(P, "cpu_flags", lambda: {"avx2", "fma"})
+    monkeypatch.setattr(D, "cpu_has_native_bf16", lambda: False)
     assert P.resolve_bf16(True, "cpu") is False
     err = capsys.readouterr().err
     assert "bf16 off" in err and len(err.strip().splitlines()) == 1
-    monkeypatch.setattr(P, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    monkeypatch.setattr(D, "cpu_has_native_bf16", lambda: True)
     assert P.resolve_bf16(True, "cpu") is True
     assert P.resolve_bf16(False, "cpu") is False and capsys.readouterr().err == ""
 
 
 def test_trainer_falls_back_to_fp32_on_a_cpu_without_bf16(tmp_path, photos_dir, monkeypatch, capsys):
-    monkeypatch.setattr(P, "cpu_flags", lambda: set())
+    monkeypatch.setattr(D, "cpu_has_native_bf16", lambda: False)
     used = []
     real_autocast = torch.autocast
 

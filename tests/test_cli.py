@@ -101,8 +101,8 @@ def test_unusual_modes_are_converted_not_refused(tmp_path, tiny_model_dir, capsy
     im.save(tmp_path / "odd.png")
     code, _, err = run(capsys, "upscale", tmp_path / "odd.png", "--model", tiny_model_dir, "--steps", "1")
     assert code == 0, err
-    with Image.open(tmp_path / "odd_x2.png") as out:
-        assert out.mode == "RGB" and out.size == (44, 36)
+    with Image.open(tmp_path / "odd_x2.png") as out:  # alpha is kept (issue 14): RGBA and LA come out RGBA
+        assert out.mode == ("RGBA" if mode in ("RGBA", "LA") else "RGB") and out.size == (44, 36)
 
 
 def test_sixteen_bit_images_keep_their_contrast():

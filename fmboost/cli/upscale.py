@@ -1,26 +1,53 @@
-"""`fmboost upscale IN... [-o OUT]`: images ×2 (the model's scale) through the flow, or a baseline."""
+"""`fmboost upscale IN... [-o OUT]`: images or folders ×2 (or any scale or size) through the flow, or a baseline.
+
+The work itself is in pipelines/batch.py (jobs, reading, writing with alpha/ICC/EXIF), pipelines/scaling.py (passes
+of the model and the final resize) and pipelines/tiling.py (seamless tiles).
+"""
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 import time
 from pathlib import Path
 
 from fmboost import DEFAULT_MODEL
-from fmboost.cli.common import UserError, load_pipeline, pick_device, resolve_model
+from fmboost.cli.common import EXIT_USAGE, UserError, load_pipeline, pick_device, resolve_model
 from fmboost.flow.objectives import SOLVER_CHOICES
 from fmboost.pipelines.colorfix import COLOR_FIXES
 from fmboost.pipelines.methods import METHODS
 
+EXIT_SOME_FAILED = 1
+EXIT_CODES = """exit codes:
+  0  every image written (or skipped: its output exists and was found by walking a folder)
+  1  some images failed (listed at the end); the others were written
+  2  a usage error or a bad file named on the command line (nothing written), or every image failed
+     (none written, none skipped)"""
+
 
 def add_parser(subparsers) -> None:
-    up = subparsers.add_parser("upscale", help="upscale images ×2 (or the model's scale)",
-                        description="Upscale images: encode, upsample the latent (PSU), transport it with the CFM "
-                                    "flow in a few ODE steps, decode. Runs offline on the embedded default model.")
-    up.add_argument("inputs", nargs="+", metavar="IN", help="image files (png, jpg, webp, ...)")
-    up.add_argument("-o", "--output", help="output file (one input) or folder (several); default: NAME_x2.png beside "
-                                           "each input")
+    up = subparsers.add_parser(
+        "upscale", help="upscale images or folders ×2 (or any scale or size)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Upscale images: encode, upsample the latent, transport it with the CFM flow in a few ODE "
+                    "steps, decode. Runs offline on the embedded default model.\nAlpha, ICC profile and EXIF are "
+                    "kept (EXIF orientation is applied to the pixels and reset).",
+        epilog=EXIT_CODES)
+    up.add_argument("inputs", nargs="+", metavar="IN", help="image files (png, jpg, webp, tiff, ...) or folders")
+    up.add_argument("-o", "--output", help="output file (one input) or folder; default: NAME_x2.png beside each "
+                                           "file, FOLDER_x2/ beside each folder")
+    up.add_argument("-r", "--recursive", action="store_true",
+                    help="walk the sub-folders of folder inputs and keep their structure in the output")
     up.add_argument("--model", default="default",
                     help="model folder, hub id, or an embedded model: default (clean photos) or real (degraded, "
                          "real-world photos: blur, noise, JPEG); default: default")
+    up.add_argument("--scale", type=float, default=None,
+                    help="output scale, any factor (3, 1.5, ...): the ×2 model runs as often as needed, then one "
+                         "Lanczos resize to the exact size; default: the model's own factor")
+    up.add_argument("--size", help="exact output size WIDTHxHEIGHT (e.g. 1920x1080), or WIDTHx / xHEIGHT to keep "
+                                   "the aspect ratio; instead of --scale")
+    up.add_argument("--format", default="png", choices=["png", "jpg", "webp", "tiff", "same"],
+                    help="output format when -o is not a file name (default png; same: the input's)")
     up.add_argument("--steps", type=int, default=4, help="ODE steps (default 4; NFE = steps × evals per step)")
     up.add_argument("--solver", default="euler", choices=SOLVER_CHOICES,
                     help="ODE solver (flows) or diffusers scheduler (diffusion baseline); default euler")
@@ -32,56 +59,120 @@ def add_parser(subparsers) -> None:
                     help="take the colours from the input: wavelet (keep the output's fine detail, the input's "
                          "coarser bands) or adain (match each channel's mean and spread), as diffusion upscalers "
                          "do; default: the model's own setting (fmboost info shows it)")
-    up.add_argument("--seed", type=int, default=0, help="seed of the noise augmentation of x0 (default 0)")
-    up.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    up.add_argument("--tile", action="store_true", help="tiled encode/decode: needed above the pixel limit")
+    up.add_argument("--seed", type=int, default=0,
+                    help="seed of the noise augmentation of x0 (default 0). The embedded models start from the "
+                         "clean x0 (τ = 0), so for them --seed changes nothing")
+    up.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
+                    help="auto: cuda, else mps, else cpu")
+    up.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"],
+                    help="compute precision (autocast; default fp32). fp16 is refused on the CPU; bf16 on a CPU "
+                         "without AVX-512 BF16/AMX falls back to fp32 with a notice")
+    up.add_argument("--tile", action="store_true",
+                    help="seamless tiles: the whole upscale per overlapping tile, feather-blended; memory stays "
+                         "bounded whatever the image size (needed above the pixel limit)")
+    up.add_argument("--tile-size", type=int, default=None, metavar="PX",
+                    help="tile side in input pixels (implies --tile; default: as large as half the free memory "
+                         "allows, 128..1024)")
     up.add_argument("--max-pixels", type=int, default=None,
-                    help="largest input (width × height) accepted without --tile (default 1048576)")
-    up.add_argument("--overwrite", action="store_true", help="replace existing output files")
+                    help="largest image (width × height) a model pass accepts without --tile (default 1048576)")
+    up.add_argument("--overwrite", action="store_true",
+                    help="replace existing outputs (else: an error for files named here, skipped for files found "
+                         "in folders)")
     up.set_defaults(func=cmd_upscale)
 
 
-def output_paths(inputs: list[str], output: str | None, scale: int) -> list[Path]:
-    if output is None:
-        return [Path(i).with_name(f"{Path(i).stem}_x{scale}.png") for i in inputs]
-    out = Path(output)
-    if len(inputs) == 1 and out.suffix:
-        return [out]
-    return [out / f"{Path(i).stem}_x{scale}.png" for i in inputs]
+def known_scale(model: str) -> int | None:
+    """The model's factor from its fmboost.json without loading it (None for a hub id: load it to know)."""
+    config = Path(resolve_model(model)) / "fmboost.json"
+    return int(json.loads(config.read_text()).get("scale", 2)) if config.is_file() else None
+
+
+def over_limit(args, max_pixels: int):
+    """`check` for open_image: refuses an image the first model pass cannot take untiled, before decoding."""
+    def check(im):
+        from fmboost.data.images import ImageError
+
+        if im.width * im.height > max_pixels and not args.tile:
+            raise ImageError(f"{im.filename or 'image'}: {im.width}×{im.height} is over the limit of {max_pixels} "
+                             f"pixels; add --tile (or raise --max-pixels)")
+    return check
 
 
 def cmd_upscale(args) -> int:
     from tqdm.auto import tqdm
 
-    from fmboost.data.images import DEFAULT_MAX_PIXELS, load_image, resize_by, save_image_atomic
+    from fmboost.data.images import DEFAULT_MAX_PIXELS, ImageError, open_image, resize
+    from fmboost.pipelines import batch, scaling
+    from fmboost.pipelines.precision import resolve_dtype
 
     if args.steps < 1:
         raise UserError(f"--steps must be at least 1, got {args.steps}")
+    if args.scale is not None and (args.size or args.scale <= 0):
+        raise UserError("--scale must be above 0, and not given with --size")
+    try:
+        size = scaling.parse_size(args.size) if args.size else None
+    except ValueError as e:
+        raise UserError(f"--size: {e}") from None
+    args.tile = args.tile or args.tile_size is not None
     max_pixels = args.max_pixels or DEFAULT_MAX_PIXELS
-    # Read and check every input before loading the model, so a bad one fails fast and writes nothing.
-    images = []
-    for path in args.inputs:
-        im = load_image(path)
-        if im.width * im.height > max_pixels and not args.tile:
-            raise UserError(f"{path}: {im.width}×{im.height} is over the limit of {max_pixels} pixels; "
-                            f"add --tile (or raise --max-pixels)")
-        images.append(im)
+    check = over_limit(args, max_pixels)
+    model_free = args.method in ("bicubic", "lanczos") and resolve_model(args.model) == str(DEFAULT_MODEL)
     device = pick_device(args.device)
-    pipe = None if args.method in ("bicubic", "lanczos") and resolve_model(args.model) == str(DEFAULT_MODEL) else \
-        load_pipeline(args.model, device)
-    scale = pipe.config["scale"] if pipe else 2
-    outs = output_paths(args.inputs, args.output, scale)
-    for o, i in zip(outs, args.inputs):
-        if o.exists() and not args.overwrite:
-            raise UserError(f"{o} exists (from {i}); use --overwrite or -o")
-    for path, im, out in tqdm(list(zip(args.inputs, images, outs)), desc="upscale", unit="img",
-                              disable=len(images) < 2):
+    dtype, notice = resolve_dtype(args.dtype, device)
+    if notice:
+        print(f"fmboost upscale: {notice}", file=sys.stderr)
+    model_scale = 2 if model_free else known_scale(args.model)
+    pipe = None if model_free or model_scale is not None else load_pipeline(args.model, device)
+    model_scale = model_scale or pipe.config["scale"]
+    jobs = batch.plan_jobs(args.inputs, args.output, scaling.size_tag(args.scale, size, model_scale), args.format,
+                           args.recursive)
+    # Files named on the command line are checked before any work, so a typo or an existing output costs nothing.
+    for job in (j for j in jobs if j.named):
+        open_image(job.source, check=check, decode=False)
+        if job.output.exists() and not args.overwrite:
+            raise UserError(f"{job.output} exists (from {job.source}); use --overwrite or -o")
+    todo = [j for j in jobs if j.named or args.overwrite or not j.output.exists()]
+    if not jobs:
+        raise UserError(f"no images in {', '.join(args.inputs)}" + ("" if args.recursive else " (-r: sub-folders)"))
+    if pipe is None and not model_free and todo:
+        pipe = load_pipeline(args.model, device)
+
+    def run(image):  # bars (on a terminal) for the long inner loops: tiles, and dopri5's unknown step count
+        return pipe(image, steps=args.steps, solver=args.solver, method=args.method, seed=args.seed, tile=args.tile,
+                    tile_size=args.tile_size, dtype=dtype, color_fix=args.color_fix,
+                    disable=None if args.tile or args.solver == "dopri5" else True)
+
+    failures = []
+    for job in tqdm(todo, desc="upscale", unit="img", disable=True if len(todo) < 2 else None):
         t0 = time.time()
-        if pipe is None:
-            result = resize_by(im, scale, args.method)
-        else:
-            result = pipe(im, steps=args.steps, solver=args.solver, method=args.method, seed=args.seed,
-                          tile=args.tile, color_fix=args.color_fix)
-        save_image_atomic(result, out)
-        print(f"{path} -> {out} ({result.width}×{result.height}, {time.time() - t0:.1f} s)")
-    return 0
+        try:
+            image = batch.read(job.source, check)
+            target = scaling.target_size(*image.size, args.scale or (None if size else model_scale), size)
+            if model_free:
+                result = batch.upscale_file(job, image, target, 1, lambda im: resize(im, target, args.method))
+            else:
+                passes = scaling.model_passes(*image.size, target, model_scale)
+                largest = scaling.largest_pass_input(*image.size, passes, model_scale)
+                if largest[0] * largest[1] > max_pixels and not args.tile:
+                    raise ImageError(f"{job.source}: {passes} ×{model_scale} passes reach {largest[0]}×{largest[1]}, "
+                                     f"over the limit of {max_pixels} pixels; add --tile (or raise --max-pixels)")
+                result = batch.upscale_file(job, image, target, passes, run)
+        except (ImageError, ValueError, OSError, MemoryError) as e:
+            failures.append(f"{job.source}: {e}" if str(job.source) not in str(e) else str(e))
+            tqdm.write(f"fmboost upscale: error: {failures[-1]}", file=sys.stderr)
+            continue
+        tqdm.write(f"{job.source} -> {job.output} ({result.width}×{result.height}, {time.time() - t0:.1f} s)")
+    return report_batch(len(jobs) - len(todo), len(todo), failures)
+
+
+def report_batch(skipped: int, tried: int, failures: list[str]) -> int:
+    """The batch's last words: what was skipped and what failed; the exit code (see EXIT_CODES)."""
+    if skipped:
+        print(f"skipped {skipped} image(s) whose output exists (--overwrite to redo them)")
+    if not failures:
+        return 0
+    if tried > 1:
+        print(f"fmboost upscale: {len(failures)} of {tried} image(s) failed:", file=sys.stderr)
+        for line in failures:
+            print(f"  {line}", file=sys.stderr)
+    return EXIT_USAGE if len(failures) == tried and not skipped else EXIT_SOME_FAILED

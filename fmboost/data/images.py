@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fmboost.data import metadata
 from fmboost.data.files import write_atomic
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
@@ -37,6 +38,14 @@ def holdout(paths: list[Path], every: int) -> tuple[list[Path], list[Path]]:
 
 def load_image(path: str | os.PathLike) -> Image.Image:
     """Open any image as 8-bit RGB. Grayscale, alpha and 16-bit images are converted, broken ones refused."""
+    return to_rgb(open_image(path))
+
+
+def open_image(path: str | os.PathLike, check=None, upright: bool = False, decode: bool = True) -> Image.Image:
+    """Decode an image fully, in its own mode. `check(im)` sees it before the pixels are decoded (its size is
+    known then), to refuse it cheaply by raising an ImageError; `upright` applies the EXIF orientation;
+    `decode=False` stops after the header. Whatever a damaged file makes the decoders raise becomes one
+    `ImageError` line."""
     path = Path(path)
     if not path.exists():
         raise ImageError(f"{path}: no such file")
@@ -46,12 +55,20 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         raise ImageError(f"{path}: empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # damaged metadata makes Pillow warn; the result says what counts
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
+                if check is not None:
+                    check(im)
+                if not decode:  # only the header was wanted
+                    return im
                 im.load()  # decodes fully, so a truncated file fails here rather than later
-                return to_rgb(im)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as e:
-        raise ImageError(f"{path}: not a readable image ({type(e).__name__}: {e})") from None
+                return metadata.upright(im) if upright else im
+    except ImageError:
+        raise
+    except Exception as e:  # noqa: BLE001 — decoders of damaged files raise anything (struct.error, EOFError, ...)
+        message = str(e).splitlines()[0] if str(e) else "damaged data"
+        raise ImageError(f"{path}: not a readable image ({type(e).__name__}: {message})") from None
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
@@ -90,11 +107,18 @@ def resize_by(im: Image.Image, scale: int, method: str = "bicubic") -> Image.Ima
     return resize(im, (im.width * scale, im.height * scale), method)
 
 
-def save_image_atomic(im: Image.Image, path: str | os.PathLike) -> None:
-    """Write through a temporary file and rename, so an interrupted run never leaves half an image."""
+def save_image_atomic(im: Image.Image, path: str | os.PathLike, **params) -> None:
+    """Write through a temporary file and rename, so an interrupted run never leaves half an image. `params` go
+    to `Image.save` (icc_profile, exif, quality)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None:
-        raise ImageError(f"{path}: unknown output format {path.suffix!r} (use .png, .jpg, .webp, ...)")
-    write_atomic(path, lambda tmp: im.save(tmp, format=fmt))
+    fmt = output_format(path)
+    write_atomic(path, lambda tmp: im.save(tmp, format=fmt, **params))
+
+
+def output_format(path: str | os.PathLike) -> str:
+    """Pillow's format name for an output file name (PNG, JPEG, WEBP, ...)."""
+    fmt = Image.registered_extensions().get(Path(path).suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise ImageError(f"{path}: unknown output format {Path(path).suffix!r} (use .png, .jpg, .webp, ...)")
+    return fmt

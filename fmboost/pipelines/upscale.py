@@ -17,6 +17,7 @@ from fmboost.flow.upsampling import upsample_image, upsample_latent
 from fmboost.pipelines.colorfix import color_fix as fix_colors
 from fmboost.models.unet import CFMUNet
 from fmboost.pipelines.methods import METHODS, MODEL_METHODS  # noqa: F401  (re-exported)
+from fmboost.pipelines.tiling import auto_tile_size, available_memory, tiled_upscale
 
 CONFIG_NAME = "fmboost.json"
 
@@ -104,10 +105,13 @@ class FMBoostPipeline:
 
     @torch.no_grad()
     def upscale(self, image: Image.Image, steps: int = 4, solver: str = "euler", method: str = "cfm",
-                seed: int = 0, tile: bool = False, disable=True, callback=None,
-                color_fix: str | None = None) -> tuple[Image.Image, int]:
+                seed: int = 0, tile: bool = False, disable=True, callback=None, color_fix: str | None = None,
+                tile_size: int | None = None, dtype: torch.dtype | None = None) -> tuple[Image.Image, int]:
         """(the image ×scale, the network evaluations it took). `method="model"` runs the folder's objective;
-        `color_fix` (none | wavelet | adain; default: the model's own setting) takes colours from the input."""
+        `color_fix` (none | wavelet | adain; default: the model's own setting) takes colours from the input.
+        `tile`: run the whole upscale per overlapping tile of `tile_size` input pixels (default: as large as the
+        free memory allows) and blend them seamlessly (see pipelines/tiling.py). `dtype`: autocast to fp16 or bf16
+        (the weights stay fp32)."""
         if method in ("bicubic", "lanczos"):
             return resize_by(image, self.config["scale"], method), 0
         if method == "model":  # whatever the folder was trained for: lets one eval compare many objectives
@@ -117,17 +121,46 @@ class FMBoostPipeline:
         if method in MODEL_METHODS and method != self.config["objective"]:
             raise ValueError(f"this model was trained with objective {self.config['objective']!r}; choose the "
                              f"method {self.config['objective']} (or x0, bicubic, lanczos)")
-        s, (w, h) = self.config["scale"], image.size
-        x = pad_to_multiple(to_tensor(image)[None].to(self.device), self.pad_multiple)
-        x_cond = self.condition(x, tile)
-        z, nfe = (x_cond, 0) if method == "x0" else self.flow(x_cond, steps, solver, seed, disable, callback)
-        out = fix_colors(self.autoencoder.decode(z, tile=tile), x, color_fix or self.config.get("color_fix", "none"))
-        return to_pil(out[0, :, : h * s, : w * s]), nfe
+        x, nfe = to_tensor(image)[None], 0
+
+        def run(part):
+            nonlocal nfe
+            out, n = self.upscale_tensor(part, method, steps, solver, seed, disable if not tile else True, callback,
+                                         color_fix)
+            nfe += n
+            return out
+
+        with torch.autocast(self.device.type, dtype=dtype, enabled=dtype not in (None, torch.float32)):
+            if not tile:
+                return to_pil(run(x)[0]), nfe
+            s = self.config["scale"]
+            out = tiled_upscale(run, x, s, tile_size or self.auto_tile_size(), disable=disable)
+            return to_pil(out[0]), nfe
 
     def __call__(self, image: Image.Image, steps: int = 4, solver: str = "euler", method: str = "cfm",
-                 seed: int = 0, tile: bool = False, disable=True, callback=None,
-                 color_fix: str | None = None) -> Image.Image:
-        return self.upscale(image, steps, solver, method, seed, tile, disable, callback, color_fix)[0]
+                 seed: int = 0, tile: bool = False, disable=True, callback=None, color_fix: str | None = None,
+                 tile_size: int | None = None, dtype: torch.dtype | None = None) -> Image.Image:
+        return self.upscale(image, steps, solver, method, seed, tile, disable, callback, color_fix, tile_size,
+                            dtype)[0]
+
+    @torch.no_grad()
+    def upscale_tensor(self, x: torch.Tensor, method: str = "cfm", steps: int = 4, solver: str = "euler",
+                       seed: int = 0, disable=True, callback=None,
+                       color_fix: str | None = None) -> tuple[torch.Tensor, int]:
+        """1×3×h×w in [-1, 1] → (1×3×(h·s)×(w·s), NFE): x0 from the pixels, the flow (unless x0), decode, and the
+        colour fix against the input."""
+        s, (h, w) = self.config["scale"], x.shape[-2:]
+        x = pad_to_multiple(x.to(self.device), self.pad_multiple)
+        x_cond = self.condition(x)
+        z, nfe = (x_cond, 0) if method == "x0" else self.flow(x_cond, steps, solver, seed, disable, callback)
+        out = fix_colors(self.autoencoder.decode(z).float(), x.float(),
+                         color_fix or self.config.get("color_fix", "none"))
+        return out[:, :, : h * s, : w * s], nfe
+
+    def auto_tile_size(self) -> int:
+        """The largest tile (input pixels) whose upscale fits in half the free memory of the device."""
+        return auto_tile_size(self.autoencoder.vae.config.block_out_channels, self.config["scale"],
+                              self.pad_multiple, available_memory(self.device))
 
 
 def pad_to_multiple(x: torch.Tensor, m: int) -> torch.Tensor:

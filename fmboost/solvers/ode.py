@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import torch
-from tqdm.auto import trange
+from tqdm.auto import tqdm, trange
 
 
 class CountNFE:
@@ -72,9 +72,13 @@ def sample_dopri5(velocity, x, ts=None, rtol: float = 1e-3, atol: float = 1e-3, 
     from torchdiffeq import odeint
 
     ends = torch.tensor([0.0, 1.0], device=x.device) if ts is None else ts[[0, -1]]
-    with trange(1, disable=disable, desc="dopri5") as bar:
-        x = odeint(lambda t, y: velocity(y, t), x, ends, method="dopri5", rtol=rtol, atol=atol)[-1]
-        bar.update(1)
+    # The bar follows the time the solver has reached (0 → 1): the number of steps is not known beforehand.
+    with tqdm(total=1.0, disable=disable, desc="dopri5", bar_format="{l_bar}{bar}| t={n:.2f} [{elapsed}]") as bar:
+        def tracked(t, y):
+            bar.update(max(0.0, float(t) - bar.n))
+            return velocity(y, t)
+        x = odeint(tracked, x, ends, method="dopri5", rtol=rtol, atol=atol)[-1]
+        bar.update(1.0 - bar.n)
     return x
 
 

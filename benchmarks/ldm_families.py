@@ -17,26 +17,21 @@ The text encoders are left out: they run once per image, the same in both pipeli
 4.7 B parameters). SDXL's U-Net runs at batch 2 (classifier-free guidance); FLUX.1-dev at batch 1 (its guidance is
 an input of the transformer) with 512 text tokens in its joint attention. `--small` shrinks every network and the
 sizes (64 px → 128 px) to check the script in seconds on a CPU; its figures say nothing about the real models.
-Raw figures go to results/speed/NAME.json with the machine, date, command and git commit.
+Raw figures go to results/bench/NAME.json with the machine, date, command and git commit.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import shlex
-import subprocess
 import sys
-import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from timing import device_label, pick_clock, seconds  # noqa: E402
+
+from fmboost.evaluation.provenance import run_meta, write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # stable-diffusion-xl-base-1.0 unet/config.json (2.6 B parameters); attention_head_dim is diffusers' name for the
@@ -184,32 +179,6 @@ def totals(components: dict, steps: int, lo: int, hi: int) -> tuple[list[dict], 
     return pipelines, versus
 
 
-def meta(device: str, clock: str, repeats: int, warmup: int) -> dict:
-    """Where the figures came from: machine, date, command, code."""
-    try:
-        git = lambda *a: subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True, timeout=10,
-                                        check=True).stdout.strip()
-        commit, dirty = git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--untracked-files=no"))
-    except (OSError, subprocess.SubprocessError):
-        commit, dirty = None, None
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else None
-    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "command": " ".join(["python", "benchmarks/ldm_families.py", *map(shlex.quote, sys.argv[1:])]),
-            "git_commit": commit, "git_dirty": dirty, "device": device_label(device), "cpu": cpu,
-            "cpu_cores": os.cpu_count(), "torch": torch.__version__, "clock": clock, "repeats": repeats,
-            "warmup": warmup, "load_average_1min": round(os.getloadavg()[0], 2)}
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Temp file then rename: a run stopped while writing leaves the previous file whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1, ensure_ascii=False)
-    os.replace(tmp, path)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--family", default="sdxl,flux", help="comma-separated: sdxl, flux (default both)")
@@ -224,7 +193,7 @@ def main(argv=None):
     p.add_argument("--dtype", default="fp32", choices=list(DTYPES))
     p.add_argument("--clock", choices=["wall", "cpu"], default=None,
                    help="cpu: this process's CPU time (default on a CPU with one thread); wall: elapsed time")
-    p.add_argument("--name", help="results/speed/NAME.json (default: ldm_families_DEVICE_DTYPE[_small])")
+    p.add_argument("--name", help="results/bench/NAME.json (default: ldm_families_DEVICE_DTYPE[_small])")
     args = p.parse_args(argv)
     families = [f.strip() for f in args.family.split(",") if f.strip()]
     unknown = [f for f in families if f not in FAMILIES]
@@ -237,11 +206,13 @@ def main(argv=None):
     clock_name, clock = pick_clock(args.clock, cuda)
     print(f"{device_label(args.device)}, {args.dtype}; {clock_name} clock, mean of {repeats} after {warmup} "
           f"warm-up call(s)", flush=True)
+    meta = run_meta(args.device)  # taken when the measurement starts (commit, dirty tree, load)
     time_it = lambda fn: lambda: seconds(torch.no_grad()(fn), repeats, warmup, clock)
     results = {f: measure(f, args, time_it) for f in families}
     name = args.name or f"ldm_families_{'cuda' if cuda else 'cpu'}_{args.dtype}{'_small' if args.small else ''}"
-    out = ROOT / "results" / "speed" / f"{name}.json"
-    write_json(out, {"meta": meta(args.device, clock_name, repeats, warmup), "dtype": args.dtype,
+    out = ROOT / "results" / "bench" / f"{name}.json"
+    write_json(out, {"meta": meta, "settings": {"clock": clock_name, "repeats": repeats, "warmup": warmup,
+                                                "dtype": args.dtype, "device": device_label(args.device)},
                      "families": results})
     print(f"\nraw results: {out.relative_to(ROOT)}")
 

@@ -151,3 +151,18 @@ def test_cli_user_mistakes_are_one_line(tmp_path, capsys):
     (tmp_path / "bad.yaml").write_text("latent_chanels: 4\n")
     assert main(["train-autoencoder", "--config", str(tmp_path / "bad.yaml"), "--data", str(tmp_path)]) == 2
     assert "unknown setting" in capsys.readouterr().err
+
+
+def test_cfm_trainer_falls_back_to_fp32_on_a_cpu_without_bf16(monkeypatch, capsys):
+    from accelerate.state import AcceleratorState
+
+    from fmboost.training.config import TrainConfig
+    from fmboost.training.distributed import make_accelerator
+
+    monkeypatch.setattr(D, "cpu_has_native_bf16", lambda: False)
+    AcceleratorState._reset_state(True)
+    try:
+        accelerator = make_accelerator(TrainConfig(bf16=True))
+        assert accelerator.mixed_precision == "no" and "bf16 off" in capsys.readouterr().err
+    finally:
+        AcceleratorState._reset_state(True)

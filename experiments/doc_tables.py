@@ -269,3 +269,30 @@ def throughput(results: Path) -> str:
     rows = [[o["name"], f"{o['samples_per_s']:.2f}", f"{o['samples_per_s'] / base['samples_per_s']:.2f}"]
             if o.get("samples_per_s") else [o["name"], f"failed: {o.get('error', '?')}", "–"] for o in raw["options"]]
     return "\n\n".join([head, table(["option", "samples/s", f"× {base['name']}"], rows)])
+
+
+# ---------------------------------------------------------------------------------------------- autoencoder
+
+def autoencoder_progress(results: Path) -> str:
+    """The default's autoencoder in training: held-back PSNR against bicubic ×2 of the same crops, and its
+    reconstruction of BSD68/Set14 with the colour shift (issue 12's bar: 3 dB above bicubic, shift ≤ 1 level)."""
+    data = load(results, "autoencoder/progress.json")
+    if data is None:
+        return pending("autoencoder/progress.json", "python recipes/default/autoencoder_progress.py")
+    cfg, bicubic = data["config"], data["held_back_bicubic_psnr"]
+    lines = [f"{measured_by(data['meta'])} Autoencoder: factor {2 ** (len(cfg['block_out_channels']) - 1)}, "
+             f"{cfg['latent_channels']} latent channels, widths {tuple(cfg['block_out_channels'])}; "
+             f"{data['held_back_crops']} held-back {cfg['val_crop']} px crops, on which bicubic ×2 scores "
+             f"{bicubic:.2f} dB.", ""]
+    rows = [[p["step"], f"{p['psnr']:.2f}", f"{p['psnr'] - bicubic:+.2f}"] for p in data["validation"]]
+    lines.append(table(["step", "held-back PSNR (dB)", "vs bicubic ×2"], rows))
+    rec = data.get("reconstruction")
+    if rec:
+        lines += ["", f"At step {data['trained_steps']}, its reconstruction D(E(x)) of the reporting sets (RGB, "
+                      f"2 px shaved) against bicubic ×2 of the same photos:", ""]
+        rows = [[SET_NAMES[name], f"{r['psnr']:.2f} / {r['ssim']:.4f}",
+                 f"{r['bicubic_psnr']:.2f} / {r['bicubic_ssim']:.4f}", f"{r['psnr'] - r['bicubic_psnr']:+.2f}",
+                 ", ".join(f"{v:+.2f}" for v in r["mean_channel_shift_levels"])] for name, r in rec.items()]
+        lines.append(table(["set", "D(E(x)) PSNR / SSIM", "bicubic ×2 PSNR / SSIM", "PSNR gap (dB)",
+                            "mean R, G, B shift (levels)"], rows))
+    return "\n".join(lines)

@@ -26,6 +26,7 @@ SECTIONS = [
     ("README.md", "speed-line", doc_tables.speed_line),
     ("README.md", "default-model", doc_tables.default_model),
     ("docs/default_model.md", "default-model", doc_tables.default_model),
+    ("docs/default_model.md", "autoencoder-progress", doc_tables.autoencoder_progress),
     ("docs/results.md", "real", doc_tables.real_world),
     ("docs/results.md", "ablations", ablations.section),
     ("docs/speed.md", "speed-cpu", doc_tables.speed),

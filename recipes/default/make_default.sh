@@ -11,6 +11,11 @@ set -euo pipefail
 DATA=${1:-../shared/data}
 RUN=runs/default
 MINUTES=${MINUTES:-}   # e.g. MINUTES=60: stop the autoencoder after an hour (resumably) and go no further
+# A machine does not keep runs/ between sessions: the last session's checkpoint is committed in
+# recipes/default/progress/autoencoder (safetensors), and a fresh machine resumes from it exactly.
+if [ ! -d "$RUN/autoencoder/checkpoint" ] && [ -d recipes/default/progress/autoencoder/checkpoint ]; then
+    mkdir -p "$RUN/autoencoder" && cp -r recipes/default/progress/autoencoder/. "$RUN/autoencoder/"
+fi
 fmboost train-autoencoder --config recipes/default/autoencoder.yaml --data "$DATA/train" "$DATA/train_hr" \
     --out "$RUN/autoencoder" ${MINUTES:+--max-minutes "$MINUTES"}
 steps=$(python -c "import json; print(json.load(open('$RUN/autoencoder/autoencoder/training.json'))['trained_steps'])")

@@ -4,11 +4,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from fmboost import DEFAULT_MODEL
-from fmboost.cli.common import UserError, load_pipeline, pick_device, resolve_model
-from fmboost.flow.objectives import SOLVER_CHOICES
-from fmboost.pipelines.colorfix import COLOR_FIXES
-from fmboost.pipelines.methods import METHODS
+from fmboost.cli.common import UserError, load_pipeline, pick_device
+from fmboost.data.sources import read_model_config
+from fmboost.flow.names import SOLVER_CHOICES
+from fmboost.pipelines.methods import COLOR_FIXES, METHODS
 
 
 def add_parser(subparsers) -> None:
@@ -41,6 +40,12 @@ def add_parser(subparsers) -> None:
     up.set_defaults(func=cmd_upscale)
 
 
+def pixel_scale(model: str) -> int | None:
+    """The scale of a pixel-space baseline: the model's, read from its folder without loading it (nor torch)."""
+    config = read_model_config(model)
+    return None if config is None else int(config["scale"])
+
+
 def output_paths(inputs: list[str], output: str | None, scale: int) -> list[Path]:
     if output is None:
         return [Path(i).with_name(f"{Path(i).stem}_x{scale}.png") for i in inputs]
@@ -66,10 +71,10 @@ def cmd_upscale(args) -> int:
             raise UserError(f"{path}: {im.width}×{im.height} is over the limit of {max_pixels} pixels; "
                             f"add --tile (or raise --max-pixels)")
         images.append(im)
-    device = pick_device(args.device)
-    pipe = None if args.method in ("bicubic", "lanczos") and resolve_model(args.model) == str(DEFAULT_MODEL) else \
-        load_pipeline(args.model, device)
-    scale = pipe.config["scale"] if pipe else 2
+    pipe, scale = None, pixel_scale(args.model) if args.method in ("bicubic", "lanczos") else None
+    if scale is None:  # the model runs (or its scale is only known once loaded: a hub id)
+        pipe = load_pipeline(args.model, pick_device(args.device))
+        scale = pipe.config["scale"]
     outs = output_paths(args.inputs, args.output, scale)
     for o, i in zip(outs, args.inputs):
         if o.exists() and not args.overwrite:

@@ -41,8 +41,9 @@ def add_parser(subparsers) -> None:
     sv.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     sv.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload in MB (default 20)")
     sv.add_argument("--max-pixels", type=int, default=None,
-                    help="largest upload accepted, width × height (default 1048576; inputs over that are "
-                         "upscaled with tiled encode/decode)")
+                    help="largest upload accepted, width × height (default 1048576); larger ones are refused with a "
+                         "message on the page. Uploads over 1048576 pixels (when this is raised) are upscaled with "
+                         "tiled encode/decode")
     sv.add_argument("--max-steps", type=int, default=32, help="most ODE steps a request may ask for (default 32)")
     sv.add_argument("--queue-size", type=int, default=8, help="requests that may wait at once (default 8)")
     sv.set_defaults(func=cmd_serve)
@@ -87,14 +88,15 @@ def load_text_to_image(args, pipelines: dict, device: str):
     """The --base pipeline, loaded once, over the served models that fit its latent space; None without --base."""
     if not args.base:
         return None
-    from fmboost.cli.generate import base_defaults, parse_size, quiet_loading
+    from fmboost.cli.generate import base_defaults, parse_size, quiet_loading, worded_errors
     from fmboost.pipelines.generate import load_base
     from fmboost.serve.text import TextToImage
 
     size = parse_size(args.base_size) if args.base_size else None
     quiet_loading()
     steps, guidance, dtype = base_defaults(args.lcm_lora, device)
-    base = load_base(args.base, device, dtype, args.lcm_lora)
+    with worded_errors("--base"):
+        base = load_base(args.base, device, dtype, args.lcm_lora)
     shown = Path(args.base).name if Path(args.base).is_dir() else args.base  # the page names no server folders
     text = TextToImage(base, pipelines, shown, args.base_steps or steps, guidance=guidance, size=size)
     for name, why in text.unfit.items():

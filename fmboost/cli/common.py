@@ -62,6 +62,8 @@ def env_int(*names: str, default: int) -> int:
 
 def load_pipeline(model: str, device: str, flag: str = "--model"):
     from fmboost.data.sources import MODEL_CONFIG
+
+    check_source(model, flag)
     from fmboost.pipelines.upscale import FMBoostPipeline
 
     model = resolve_model(model)
@@ -71,6 +73,15 @@ def load_pipeline(model: str, device: str, flag: str = "--model"):
         raise UserError(f"{flag} {model}: no such folder")
     with flag_errors(flag):
         return FMBoostPipeline.from_pretrained(model, device=device)
+
+
+def check_source(name: str | None, flag: str) -> None:
+    """Fails now, in one line, when `name` is a hub id that cannot be had offline: before torch is imported."""
+    from fmboost.data.sources import check_fetchable
+
+    if name:
+        with flag_errors(flag):
+            check_fetchable(name)
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ import os
 import time
 from pathlib import Path
 
-from fmboost.cli.common import UserError, flag_errors, pick_device
+from fmboost.cli.common import UserError, check_source, flag_errors, pick_device
 from fmboost.data.files import slug
 from fmboost.solvers.names import SOLVER_NAMES
 
@@ -101,14 +101,6 @@ def output_paths(prompts: list[str], output: str, seed: int, method: str = "cfm"
 
 
 def cmd_generate(args) -> int:
-    import torch
-
-    from tqdm.auto import tqdm
-
-    from fmboost.data.images import save_image_atomic
-    from fmboost.pipelines.generate import BoostedLatentDiffusionPipeline, load_base
-    from fmboost.pipelines.upscale import FMBoostPipeline
-
     prompts = list(args.prompt) + (read_prompts(args.prompts) if args.prompts else [])
     if not prompts:
         raise ValueError("no prompt: give one or more PROMPT arguments or --prompts FILE")
@@ -123,6 +115,16 @@ def cmd_generate(args) -> int:
     for o in outs:
         if o.exists() and not args.overwrite:
             raise ValueError(f"{o} exists; use --overwrite or another -o")
+    check_source(args.base, "--base")  # a hub id that cannot be had fails now, before torch is imported
+    for model in args.model:
+        check_source(model, "--model")
+    import torch
+    from tqdm.auto import tqdm
+
+    from fmboost.data.images import save_image_atomic
+    from fmboost.pipelines.generate import BoostedLatentDiffusionPipeline, load_base
+    from fmboost.pipelines.upscale import FMBoostPipeline
+
     device = pick_device(args.device)
     quiet_loading()
     base_steps, guidance, dtype = base_defaults(args.lcm_lora, device)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fmboost.cli.common import UserError, env_int, flag_errors, pick_device
+from fmboost.cli.common import UserError, check_source, env_int, flag_errors, pick_device
 from fmboost.flow.names import UPSAMPLING
 
 
@@ -46,15 +46,17 @@ def add_parser(subparsers) -> None:
 
 
 def cmd_prepare(args) -> int:
-    from fmboost.training.prepare import merge, prepare, reupsample
-
     if args.merge:
+        from fmboost.training.prepare import merge
+
         m = merge(args.merge)
         print(f"{m['count']} training pairs in {args.merge} ({len(m['shards'])} shards merged)")
         return 0
     if args.source:
         if args.images_dirs or not args.out:
             raise UserError("--from SHARDS takes --out and --upsampling, not photo folders")
+        from fmboost.training.prepare import reupsample
+
         m = reupsample(args.source, args.out, args.upsampling, device=pick_device(args.device))
         print(f"{m['count']} training pairs in {args.out} ({args.upsampling} upsampling of {args.source})")
         return 0
@@ -63,6 +65,9 @@ def cmd_prepare(args) -> int:
     for folder in args.images_dirs:
         if not Path(folder).is_dir():
             raise UserError(f"{folder}: no such folder")
+    check_source(args.vae, "--vae")  # a hub id that cannot be had fails now, before torch is imported
+    from fmboost.training.prepare import prepare
+
     device = pick_device(args.device)
     if device == "cuda" and args.world_size > 1:  # one GPU per process on a node
         device = f"cuda:{env_int('LOCAL_RANK', 'SLURM_LOCALID', default=0)}"

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from fmboost import DEFAULT_MODEL, EMBEDDED_MODELS
-from fmboost.cli.common import UserError, load_pipeline, pick_device, run
+from fmboost.cli.common import UserError, check_source, load_pipeline, pick_device, run
 
 
 def add_parser(subparsers) -> None:
@@ -129,6 +129,9 @@ def cmd_serve(args) -> int:
     except ModuleNotFoundError as e:
         raise UserError(f"{e.name} is not installed: pip install 'fmboost[serve]'") from None
     limits = limits_from(args)
+    for model in args.model:  # hub ids that cannot be had fail now, before anything is loaded
+        check_source(model, "--model")
+    check_source(args.base, "--base")
     device = pick_device(args.device)
     models = model_dirs(args.model, not args.no_default)
     sock = listen(args.host, args.port)  # before loading: a busy port should not cost a model load

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from fmboost.cli.common import UserError, load_pipeline, pick_device
+from fmboost.cli.common import UserError, check_source, load_pipeline, pick_device
 from fmboost.data.sources import read_model_config
 from fmboost.flow.names import SOLVER_CHOICES
 from fmboost.pipelines.methods import COLOR_FIXES, METHODS
@@ -73,6 +73,7 @@ def cmd_upscale(args) -> int:
         images.append(im)
     pipe, scale = None, pixel_scale(args.model) if args.method in ("bicubic", "lanczos") else None
     if scale is None:  # the model runs (or its scale is only known once loaded: a hub id)
+        check_source(args.model, "--model")  # before torch is imported (pick_device)
         pipe = load_pipeline(args.model, pick_device(args.device))
         scale = pipe.config["scale"]
     outs = output_paths(args.inputs, args.output, scale)

@@ -109,6 +109,21 @@ def hub_kwargs() -> dict:
     return {"local_files_only": True} if hub_offline() else {}
 
 
+def check_fetchable(name: str | os.PathLike) -> None:
+    """Raises HubUnreachable at once for a hub id that is neither in the cache nor fetchable now (offline), so a
+    command fails before it imports torch and diffusers (seconds); local paths and embedded names pass, and so does
+    any id while the hub can be reached (the download itself says what is wrong)."""
+    name = resolve_model(name)
+    if Path(name).exists() or not looks_like_hub_id(name) or not hub_offline():
+        return
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot_download("/".join(name.split("/")[:2]), local_files_only=True)  # owner/name: a subfolder's repo
+    except Exception as e:  # LocalEntryNotFoundError: not cached
+        raise not_fetched(name, e) from None
+
+
 def not_fetched(name: str | os.PathLike, error: Exception) -> HubUnreachable:
     """The one-line failure for a hub id that could not be loaded (offline, unknown, gated)."""
     if hub_offline():

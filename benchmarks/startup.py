@@ -75,9 +75,11 @@ def main() -> None:
     runs = {name: [] for name in cases}
     for name, (argv, env) in cases.items():  # warm-up: file caches, .pyc files
         timed(argv, env)
-    for _ in range(args.runs):
+    for i in range(args.runs):
         for name, (argv, env) in cases.items():
             runs[name].append(timed(argv, env))
+            print(f"run {i + 1}/{args.runs} {name}: {runs[name][-1]['wall_s']:.2f} s wall, "
+                  f"{runs[name][-1]['cpu_s']:.2f} s cpu", flush=True)  # as it goes: a loaded machine is slow
 
     base = {k: statistics.median(r[k] for r in runs["python -c pass"]) for k in ("wall_s", "cpu_s")}
     summary = {}

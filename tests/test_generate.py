@@ -91,6 +91,46 @@ def test_a_lower_precision_base_still_matches_its_fp32_autoencoder(base_dir, cfm
     assert p.base.unet.dtype == torch.bfloat16
 
 
+def test_the_cli_names_the_flag_of_a_scale_it_cannot_reach(tmp_path, base_dir, cfm_dir, monkeypatch, capsys):
+    assert run_cli(PROMPT, "--base", base_dir, "--model", cfm_dir, "--scale", 3, "-o", tmp_path / "x.png",
+                   monkeypatch=monkeypatch) == 2
+    assert capsys.readouterr().err.strip() == "fmboost generate: error: --scale 3 cannot be reached with model " \
+                                              "scale(s) 2"
+
+
+def test_generate_shows_progress_on_stderr_and_one_clean_line_a_prompt(tmp_path, base_dir, cfm_dir, monkeypatch,
+                                                                       capsys):
+    assert run_cli(PROMPT, "a dog", "--base", base_dir, "--model", cfm_dir, "--base-steps", 2, "--steps", 1,
+                   "--solver", "heun", "-o", tmp_path / "out", monkeypatch=monkeypatch) == 0
+    out, err = capsys.readouterr()
+    # 2 base steps + 1 heun step (2 evaluations) = 4, per prompt, on stderr; stdout keeps whole lines.
+    assert "prompt 1/2" in err and "prompt 2/2" in err and "4/4" in err
+    lines = out.splitlines()
+    assert len(lines) == 3 and lines[0].startswith("loaded") and all(" -> " in line for line in lines[1:])
+    assert "\r" not in out
+
+
+def test_generate_and_serve_draw_at_the_bases_training_size_by_default(tmp_path, base_dir, cfm_dir, pipe,
+                                                                       monkeypatch):
+    from PIL import Image
+
+    from fmboost.serve.text import TextToImage
+
+    assert pipe.default_size == (32, 32)  # the tiny base's U-Net: sample_size 16 × its VAE's 2
+    assert TextToImage(pipe.base, {}, "base", 1, 1.0).size == pipe.default_size
+    out = tmp_path / "x.png"
+    assert run_cli(PROMPT, "--base", base_dir, "--model", cfm_dir, "--base-steps", 1, "--steps", 1, "-o", out,
+                   monkeypatch=monkeypatch) == 0
+    assert Image.open(out).size == (64, 64)  # 32 px × 2, not 512 × 2
+
+
+def test_generate_model_default_says_why_it_cannot_boost_this_base(tmp_path, base_dir, monkeypatch, capsys):
+    assert run_cli(PROMPT, "--base", base_dir, "--model", "default", "-o", tmp_path / "x.png",
+                   monkeypatch=monkeypatch) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "different latent spaces" in err and "no such folder" not in err
+
+
 def test_a_missing_base_says_how_to_point_at_a_local_folder(tmp_path, cfm_dir, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     (tmp_path / "empty").mkdir()
@@ -104,7 +144,7 @@ def test_a_missing_base_says_how_to_point_at_a_local_folder(tmp_path, cfm_dir, m
 
 def test_scales_and_sizes_that_cannot_work_are_refused(pipe):
     assert len(cascade(pipe.stages, 4)) == 2 and cascade(pipe.stages, None) == pipe.stages
-    with pytest.raises(ValueError, match="--scale 3"):
+    with pytest.raises(ValueError, match="^3 cannot be reached"):  # the pipeline names no flag; the CLI does:
         cascade(pipe.stages, 3)
     with pytest.raises(ValueError, match="multiples of"):
         pipe(PROMPT, base_size="30", **{k: v for k, v in TINY.items() if k != "base_size"})

@@ -115,6 +115,35 @@ def test_queue_keeps_only_the_newest_results(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{j.id}.png" for j in done[2:])
 
 
+def test_each_model_offers_only_what_its_objective_runs(tiny_model_dir):
+    from fmboost.pipelines.upscale import FMBoostPipeline
+    from fmboost.serve.app import Limits, model_info, parse_job
+
+    pipe = FMBoostPipeline.from_pretrained(tiny_model_dir)
+    diffusion = FMBoostPipeline(pipe.autoencoder, pipe.model, objective="diffusion")
+    models = {"tiny": pipe, "eps": diffusion, "no-flow": FMBoostPipeline(pipe.autoencoder, None)}
+    info = {m["name"]: m for m in model_info(models)}
+    assert info["tiny"]["methods"] == ["cfm", "x0", "bicubic", "lanczos"] and "dopri5" in info["tiny"]["solvers"]
+    assert info["eps"]["methods"][0] == "diffusion" and info["eps"]["solvers"] == ["ddim", "ddpm"]
+    assert info["no-flow"]["methods"] == ["x0", "bicubic", "lanczos"] and info["no-flow"]["solvers"] == []
+    assert parse_job({"model": "eps"}, models, Limits())["solver"] == "ddim"  # its own default, not euler
+    for query in ({"model": "tiny", "method": "diffusion"}, {"model": "no-flow", "method": "cfm"},
+                  {"model": "eps", "solver": "heun"}):
+        with pytest.raises(UploadError) as e:
+            parse_job(query, models, Limits())
+        assert "--" not in str(e.value) and (query.get("method") or query["solver"]) in str(e.value)
+
+
+def test_pipeline_errors_name_no_command_line_flags(tiny_model_dir):
+    from fmboost.pipelines.generate import GenerateInputError, cascade
+    from fmboost.pipelines.upscale import FMBoostPipeline
+
+    stage = FMBoostPipeline.from_pretrained(tiny_model_dir)
+    with pytest.raises(GenerateInputError) as e:
+        cascade([stage], 3)
+    assert e.value.part == "scale" and str(e.value).startswith("3 cannot be reached") and "--" not in str(e.value)
+
+
 def test_serve_command_reports_user_mistakes_in_one_line(capsys):
     from fmboost.cli.serve import main
 
@@ -242,8 +271,11 @@ def test_refusals_come_with_a_message_and_the_server_carries_on(server):
     for body, params, code, message in cases:
         status, answer, _ = server.request("/api/upscale", body, **params)
         assert (status, message in answer["error"]) == (code, True), (params, answer)
-    failed = server.upscale(photo, model="no-flow")  # fails inside the worker, not at the door
-    assert failed["state"] == "error" and "(cfm/)" in failed["message"]  # the pipeline says why
+    # A model without a flow offers only the baselines: asked for the flow, the door says so in the page's words.
+    status, answer, _ = server.request("/api/upscale", photo, model="no-flow", method="cfm")
+    assert status == 400 and answer["error"] == "model no-flow cannot run the method 'cfm'; it offers x0, bicubic, " \
+                                               "lanczos"
+    assert server.upscale(photo, model="no-flow")["state"] == "done"  # its first method, x0, by default
     assert server.upscale(photo)["state"] == "done"
     assert server.request("/api/jobs/0123456789abcdef")[0] == 404
     assert server.proc.poll() is None

@@ -11,6 +11,10 @@ from contextlib import contextmanager
 import torch
 from diffusers import AutoencoderKL
 
+from fmboost import EMBEDDED_MODELS
+from fmboost.data.files import normal_modes
+from fmboost.data.sources import hub_kwargs, looks_like_hub_id, not_fetched, resolve_autoencoder
+
 
 def small_autoencoder_config(block_out_channels=(32, 64, 128), latent_channels: int = 4) -> dict:
     """Config of fmboost's embedded autoencoder: downsampling factor 2**(len(block_out_channels) − 1)."""
@@ -30,20 +34,30 @@ class Autoencoder:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, subfolder: str | None = None, **kwargs):
         """A local folder, a hub id (`stabilityai/sd-vae-ft-mse`) or a hub id with its subfolder
-        (`stable-diffusion-v1-5/stable-diffusion-v1-5/vae`, `stabilityai/stable-diffusion-xl-base-1.0/vae`)."""
-        name = str(name_or_path)
+        (`stable-diffusion-v1-5/stable-diffusion-v1-5/vae`, `stabilityai/stable-diffusion-xl-base-1.0/vae`), or
+        an embedded model's name (`default`) or any fmboost model folder: its autoencoder."""
+        name = resolve_autoencoder(name_or_path)
+        if os.path.isdir(name):
+            try:
+                return cls(AutoencoderKL.from_pretrained(name, subfolder=subfolder, **kwargs))
+            except OSError as e:
+                raise FileNotFoundError(f"{name_or_path}: cannot load an AutoencoderKL from this folder (give an "
+                                        f"AutoencoderKL folder or an fmboost model folder): "
+                                        f"{str(e).splitlines()[0]}") from None
+        if not looks_like_hub_id(name):
+            raise FileNotFoundError(f"{name_or_path}: no such folder (nor an embedded model's name: "
+                                    f"{', '.join(EMBEDDED_MODELS)})")
         parts = name.split("/")
-        if subfolder is None and not os.path.isdir(name) and len(parts) > 2 and not name.startswith((".", "/")):
+        if subfolder is None and len(parts) > 2:
             name, subfolder = "/".join(parts[:2]), "/".join(parts[2:])
         try:
-            return cls(AutoencoderKL.from_pretrained(name, subfolder=subfolder, **kwargs))
-        except OSError as e:
-            where = "folder" if os.path.isdir(name) else "folder or hub id (offline?)"
-            raise FileNotFoundError(f"{name_or_path}: cannot load an AutoencoderKL from this {where}: "
-                                    f"{str(e).splitlines()[0]}") from None
+            return cls(AutoencoderKL.from_pretrained(name, subfolder=subfolder, **hub_kwargs(), **kwargs))
+        except Exception as e:  # offline, unknown id, gated: one line, never thirty seconds of retries
+            raise not_fetched(name_or_path, e) from None
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         self.vae.save_pretrained(path, safe_serialization=True)
+        normal_modes(path)  # safetensors writes owner-only files
 
     @property
     def scaling_factor(self) -> float:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fmboost.cli.common import pick_device, resolve_model
-from fmboost.solvers.ode import SOLVERS
+from fmboost.solvers.names import SOLVER_NAMES
 
 
 def int_list(text: str) -> list[int]:
@@ -36,7 +36,7 @@ def add_parser(subparsers) -> None:
     ev.add_argument("--scale", type=int, default=2, help="upscaling factor; must match the models (default 2)")
     ev.add_argument("--methods", default="cfm,x0,bicubic,lanczos", help="comma-separated (default: %(default)s)")
     ev.add_argument("--steps", default="1,2,4,8", help="step counts of the flow methods (default: %(default)s)")
-    ev.add_argument("--solver", default="euler", choices=list(SOLVERS))
+    ev.add_argument("--solver", default="euler", choices=SOLVER_NAMES)
     ev.add_argument("--lr-dir", help="low-res inputs, matched to HR_DIR by file stem (default: downscale HR)")
     ev.add_argument("--out", default="runs/eval", help="output folder (default: %(default)s)")
     ev.add_argument("--max-images", type=int, help="only the first N photos (sorted by path)")

@@ -5,13 +5,14 @@ User mistakes raise ValueError / FileNotFoundError with a one-line message, whic
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
 from pathlib import Path
 
-from fmboost.cli.common import pick_device
+from fmboost.cli.common import UserError, check_source, flag_errors, pick_device
 from fmboost.data.files import slug
-from fmboost.solvers.ode import SOLVERS
+from fmboost.solvers.names import SOLVER_NAMES
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -30,7 +31,8 @@ def add_parser(subparsers) -> None:
                                                  "stabilityai/stable-diffusion-xl-base-1.0, "
                                                  "black-forest-labs/FLUX.1-schnell")
     g.add_argument("--model", required=True, nargs="+", metavar="CFM_DIR",
-                   help="CFM model folder(s) trained on the base's VAE; one is repeated for --scale 4")
+                   help="CFM model folder(s) or hub id(s) trained on the base's VAE; one is repeated for --scale 4 "
+                        "(the embedded default and real work on their own autoencoder's latents only)")
     g.add_argument("--lcm-lora", metavar="ID", help="LCM-LoRA to fuse into a U-Net base (e.g. "
                                                     "latent-consistency/lcm-lora-sdv1-5 or lcm-lora-sdxl; needs peft)")
     g.add_argument("--base-steps", type=int,
@@ -43,7 +45,7 @@ def add_parser(subparsers) -> None:
                                        "512 for SD1.5, 1024 for SDXL, SD3, FLUX)")
     g.add_argument("--scale", type=int, help="total upscaling: 2, or 4 = two ×2 stages (default: the models')")
     g.add_argument("--steps", type=int, default=4, help="ODE steps of each CFM stage (default 4)")
-    g.add_argument("--solver", default="euler", choices=list(SOLVERS))
+    g.add_argument("--solver", default="euler", choices=SOLVER_NAMES)
     g.add_argument("--method", default="cfm", choices=["cfm", "x0", "base"],
                    help="cfm: the flow; x0: the PSU-upsampled latent without the flow; base: the base's own "
                         "latent decoded at base size (baselines)")
@@ -98,12 +100,6 @@ def output_paths(prompts: list[str], output: str, seed: int, method: str = "cfm"
 
 
 def cmd_generate(args) -> int:
-    import torch
-
-    from fmboost.data.images import save_image_atomic
-    from fmboost.pipelines.bases import load_dtype, sampling_defaults
-    from fmboost.pipelines.generate import BoostedLatentDiffusionPipeline
-
     prompts = list(args.prompt) + (read_prompts(args.prompts) if args.prompts else [])
     if not prompts:
         raise ValueError("no prompt: give one or more PROMPT arguments or --prompts FILE")
@@ -118,25 +114,66 @@ def cmd_generate(args) -> int:
     for o in outs:
         if o.exists() and not args.overwrite:
             raise ValueError(f"{o} exists; use --overwrite or another -o")
+    check_source(args.base, "--base")  # a hub id that cannot be had fails now, before torch is imported
+    for model in args.model:
+        check_source(model, "--model")
+    import torch
+    from tqdm.auto import tqdm
+
+    from fmboost.data.images import save_image_atomic
+    from fmboost.pipelines.bases import load_dtype, sampling_defaults
+    from fmboost.pipelines.generate import BoostedLatentDiffusionPipeline, load_base
+    from fmboost.pipelines.upscale import FMBoostPipeline
+
     device = pick_device(args.device)
     quiet_loading()
     dtype = getattr(torch, DTYPES[args.dtype]) if args.dtype in DTYPES else load_dtype(args.base, device)
     t0 = time.time()
-    pipe = BoostedLatentDiffusionPipeline.from_pretrained(args.base, args.model, device, dtype, args.lcm_lora)
-    print(f"loaded {args.base} and {len(args.model)} CFM model(s) in {time.time() - t0:.1f} s")
-    base_steps, guidance = sampling_defaults(pipe.base, args.base, args.lcm_lora)  # per family (pipelines/bases.py)
-    base_steps = args.base_steps or base_steps
-    guidance = guidance if args.guidance is None else args.guidance
-    print(f"base: {type(pipe.base).__name__}, {type(pipe.base.scheduler).__name__}, {base_steps} steps, "
-          f"guidance {guidance:g}")
-    for i, (prompt, out) in enumerate(zip(prompts, outs)):
-        t0 = time.time()
-        image = pipe(prompt, negative_prompt=args.negative, base_steps=base_steps, guidance=guidance, base_size=size,
-                     scale=args.scale, steps=args.steps, solver=args.solver, seed=args.seed + i,
-                     attention_scale=args.attention_scaling, tile=args.tile, method=args.method)
-        save_image_atomic(image, out)
-        print(f"{prompt!r} -> {out} ({image.width}×{image.height}, {time.time() - t0:.1f} s)")
+    with worded_errors():
+        stages = []
+        for model in args.model:  # the cheap checks first: a typo costs no base load
+            with worded_errors("--model"):
+                stages.append(FMBoostPipeline.from_pretrained(model, device=device))
+        with worded_errors("--base"):
+            base = load_base(args.base, device, dtype, args.lcm_lora)
+        pipe = BoostedLatentDiffusionPipeline(base, stages, str(args.base), list(args.model))
+        print(f"loaded {args.base} and {len(args.model)} CFM model(s) in {time.time() - t0:.1f} s")
+        base_steps, guidance = sampling_defaults(pipe.base, args.base, args.lcm_lora)  # per family (bases.py)
+        base_steps = args.base_steps or base_steps
+        guidance = guidance if args.guidance is None else args.guidance
+        print(f"base: {type(pipe.base).__name__}, {type(pipe.base.scheduler).__name__}, {base_steps} steps, "
+              f"guidance {guidance:g}")
+        for i, (prompt, out) in enumerate(zip(prompts, outs)):
+            t0 = time.time()
+            total = pipe.work(base_steps, args.scale, args.steps, args.solver, args.method)
+            # One bar a prompt on stderr (base steps, then the flow's evaluations); it is gone before the line
+            # about the finished image is printed, so several prompts never print over each other.
+            with tqdm(total=total, desc=f"prompt {i + 1}/{len(prompts)}", unit="step", leave=False) as bar:
+                image = pipe(prompt, negative_prompt=args.negative, base_steps=base_steps, guidance=guidance,
+                             base_size=size, scale=args.scale, steps=args.steps, solver=args.solver,
+                             seed=args.seed + i, attention_scale=args.attention_scaling, tile=args.tile,
+                             method=args.method, callback=lambda *_: bar.update(1))
+            save_image_atomic(image, out)
+            print(f"{prompt!r} -> {out} ({image.width}×{image.height}, {time.time() - t0:.1f} s)", flush=True)
     return 0
+
+
+# What a pipeline's refusal is about → the flag that set it (pipelines/generate.py names no flags).
+FLAGS = {"base": "--base", "lcm_lora": "--lcm-lora", "scale": "--scale", "base_size": "--base-size"}
+
+
+@contextlib.contextmanager
+def worded_errors(flag: str | None = None):
+    """Words the pipelines' plain refusals for this command: the flag first, as a user would fix it."""
+    from fmboost.pipelines.generate import GenerateInputError
+
+    try:
+        with flag_errors(flag or "--base"):
+            yield
+    except GenerateInputError as e:
+        raise UserError(f"{FLAGS[e.part]} {e}") from None
+    except FileNotFoundError as e:
+        raise UserError(f"{flag} {e}" if flag else str(e)) from None
 
 
 def quiet_loading() -> None:

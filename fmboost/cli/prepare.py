@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fmboost.cli.common import UserError, env_int, pick_device
-from fmboost.flow.upsampling import UPSAMPLING
+from fmboost.cli.common import UserError, check_source, env_int, flag_errors, pick_device
+from fmboost.flow.names import UPSAMPLING
 
 
 def add_parser(subparsers) -> None:
@@ -15,7 +15,10 @@ def add_parser(subparsers) -> None:
                                     "makes its own share of the shards; the last to finish writes manifest.json.")
     pr.add_argument("images_dirs", nargs="*", metavar="IMAGES_DIR", help="folder(s) of photos (searched recursively)")
     pr.add_argument("--out", help="output folder for shards and manifest.json")
-    pr.add_argument("--vae", help="autoencoder: hub id (e.g. stabilityai/sd-vae-ft-mse) or folder")
+    pr.add_argument("--vae", help="autoencoder: `default` (the embedded one, that the embedded models upscale "
+                                  "with), a model folder (its autoencoder/), an AutoencoderKL folder, or a hub id "
+                                  "with an optional subfolder (stabilityai/sd-vae-ft-mse, "
+                                  "stable-diffusion-v1-5/stable-diffusion-v1-5/vae)")
     pr.add_argument("--size", type=int, default=256, help="high-res crop size in pixels (default 256)")
     pr.add_argument("--scale", type=int, default=2, help="upscaling factor (default 2)")
     pr.add_argument("--upsampling", default="psu", choices=UPSAMPLING)
@@ -43,15 +46,17 @@ def add_parser(subparsers) -> None:
 
 
 def cmd_prepare(args) -> int:
-    from fmboost.training.prepare import merge, prepare, reupsample
-
     if args.merge:
+        from fmboost.training.prepare import merge
+
         m = merge(args.merge)
         print(f"{m['count']} training pairs in {args.merge} ({len(m['shards'])} shards merged)")
         return 0
     if args.source:
         if args.images_dirs or not args.out:
             raise UserError("--from SHARDS takes --out and --upsampling, not photo folders")
+        from fmboost.training.prepare import reupsample
+
         m = reupsample(args.source, args.out, args.upsampling, device=pick_device(args.device))
         print(f"{m['count']} training pairs in {args.out} ({args.upsampling} upsampling of {args.source})")
         return 0
@@ -60,13 +65,18 @@ def cmd_prepare(args) -> int:
     for folder in args.images_dirs:
         if not Path(folder).is_dir():
             raise UserError(f"{folder}: no such folder")
+    check_source(args.vae, "--vae")  # a hub id that cannot be had fails now, before torch is imported
+    from fmboost.training.prepare import prepare
+
     device = pick_device(args.device)
     if device == "cuda" and args.world_size > 1:  # one GPU per process on a node
         device = f"cuda:{env_int('LOCAL_RANK', 'SLURM_LOCALID', default=0)}"
-    m = prepare(args.images_dirs, args.out, args.vae, size=args.size, scale=args.scale, upsampling=args.upsampling,
-                crops_per_image=args.crops_per_image, images_per_shard=args.images_per_shard, seed=args.seed,
-                device=device, degradation=args.degradation, rank=args.rank, world_size=args.world_size,
-                holdout_every=args.holdout_every)
+    with flag_errors("--vae"):
+        m = prepare(args.images_dirs, args.out, args.vae, size=args.size, scale=args.scale,
+                    upsampling=args.upsampling, crops_per_image=args.crops_per_image,
+                    images_per_shard=args.images_per_shard, seed=args.seed, device=device,
+                    degradation=args.degradation, rank=args.rank, world_size=args.world_size,
+                    holdout_every=args.holdout_every)
     share = f" (rank {args.rank} of {args.world_size})" if args.world_size > 1 else ""
     print(f"{m['count']} training pairs in {args.out}{share}; {len(m['skipped'])} image(s) skipped")
     for s in m["skipped"]:

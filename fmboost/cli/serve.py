@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from fmboost import DEFAULT_MODEL, EMBEDDED_MODELS
-from fmboost.cli.common import UserError, load_pipeline, pick_device, run
+from fmboost.cli.common import UserError, check_source, load_pipeline, pick_device, run
 
 
 def add_parser(subparsers) -> None:
@@ -42,8 +42,9 @@ def add_parser(subparsers) -> None:
     sv.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     sv.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload in MB (default 20)")
     sv.add_argument("--max-pixels", type=int, default=None,
-                    help="largest upload accepted, width × height (default 1048576; inputs over that are "
-                         "upscaled with tiled encode/decode)")
+                    help="largest upload accepted, width × height (default 1048576); larger ones are refused with a "
+                         "message on the page. Uploads over 1048576 pixels (when this is raised) are upscaled with "
+                         "tiled encode/decode")
     sv.add_argument("--max-steps", type=int, default=32, help="most ODE steps a request may ask for (default 32)")
     sv.add_argument("--queue-size", type=int, default=8, help="requests that may wait at once (default 8)")
     sv.set_defaults(func=cmd_serve)
@@ -88,14 +89,15 @@ def load_text_to_image(args, pipelines: dict, device: str):
     """The --base pipeline, loaded once, over the served models that fit its latent space; None without --base."""
     if not args.base:
         return None
-    from fmboost.cli.generate import parse_size, quiet_loading
+    from fmboost.cli.generate import parse_size, quiet_loading, worded_errors
     from fmboost.pipelines.bases import load_dtype, sampling_defaults
     from fmboost.pipelines.generate import load_base
     from fmboost.serve.text import TextToImage
 
     size = parse_size(args.base_size) if args.base_size else None
     quiet_loading()
-    base = load_base(args.base, device, load_dtype(args.base, device), args.lcm_lora)
+    with worded_errors("--base"):
+        base = load_base(args.base, device, load_dtype(args.base, device), args.lcm_lora)
     steps, guidance = sampling_defaults(base, args.base, args.lcm_lora)  # per family (pipelines/bases.py)
     shown = Path(args.base).name if Path(args.base).is_dir() else args.base  # the page names no server folders
     text = TextToImage(base, pipelines, shown, args.base_steps or steps, guidance=guidance, size=size)
@@ -129,6 +131,9 @@ def cmd_serve(args) -> int:
     except ModuleNotFoundError as e:
         raise UserError(f"{e.name} is not installed: pip install 'fmboost[serve]'") from None
     limits = limits_from(args)
+    for model in args.model:  # hub ids that cannot be had fail now, before anything is loaded
+        check_source(model, "--model")
+    check_source(args.base, "--base")
     device = pick_device(args.device)
     models = model_dirs(args.model, not args.no_default)
     sock = listen(args.host, args.port)  # before loading: a busy port should not cost a model load

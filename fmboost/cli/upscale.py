@@ -6,16 +6,14 @@ of the model and the final resize) and pipelines/tiling.py (seamless tiles).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-from fmboost import DEFAULT_MODEL
-from fmboost.cli.common import EXIT_USAGE, UserError, load_pipeline, pick_device, resolve_model
-from fmboost.flow.objectives import SOLVER_CHOICES
-from fmboost.pipelines.colorfix import COLOR_FIXES
-from fmboost.pipelines.methods import METHODS
+from fmboost.cli.common import EXIT_USAGE, UserError, check_source, load_pipeline, pick_device
+from fmboost.data.sources import read_model_config
+from fmboost.flow.names import SOLVER_CHOICES
+from fmboost.pipelines.methods import COLOR_FIXES, METHODS
 
 EXIT_SOME_FAILED = 1
 EXIT_CODES = """exit codes:
@@ -82,9 +80,9 @@ def add_parser(subparsers) -> None:
 
 
 def known_scale(model: str) -> int | None:
-    """The model's factor from its fmboost.json without loading it (None for a hub id: load it to know)."""
-    config = Path(resolve_model(model)) / "fmboost.json"
-    return int(json.loads(config.read_text()).get("scale", 2)) if config.is_file() else None
+    """The model's factor, read from its folder without loading it (nor torch); None for a hub id: load it to know."""
+    config = read_model_config(model)
+    return None if config is None else int(config.get("scale", 2))
 
 
 def over_limit(args, max_pixels: int):
@@ -103,7 +101,6 @@ def cmd_upscale(args) -> int:
 
     from fmboost.data.images import DEFAULT_MAX_PIXELS, ImageError, open_image, resize
     from fmboost.pipelines import batch, scaling
-    from fmboost.pipelines.precision import resolve_dtype
 
     if args.steps < 1:
         raise UserError(f"--steps must be at least 1, got {args.steps}")
@@ -116,14 +113,21 @@ def cmd_upscale(args) -> int:
     args.tile = args.tile or args.tile_size is not None
     max_pixels = args.max_pixels or DEFAULT_MAX_PIXELS
     check = over_limit(args, max_pixels)
-    model_free = args.method in ("bicubic", "lanczos") and resolve_model(args.model) == str(DEFAULT_MODEL)
-    device = pick_device(args.device)
-    dtype, notice = resolve_dtype(args.dtype, device)
-    if notice:
-        print(f"fmboost upscale: {notice}", file=sys.stderr)
-    model_scale = 2 if model_free else known_scale(args.model)
-    pipe = None if model_free or model_scale is not None else load_pipeline(args.model, device)
-    model_scale = model_scale or pipe.config["scale"]
+    model_scale = known_scale(args.model)
+    # A pixel-space baseline never loads the model (nor torch) when its scale can be read from the folder.
+    model_free = args.method in ("bicubic", "lanczos") and model_scale is not None
+    pipe = device = dtype = None
+    if not model_free:
+        check_source(args.model, "--model")  # a hub id that cannot be had fails here, before torch is imported
+        from fmboost.pipelines.precision import resolve_dtype
+
+        device = pick_device(args.device)
+        dtype, notice = resolve_dtype(args.dtype, device)
+        if notice:
+            print(f"fmboost upscale: {notice}", file=sys.stderr)
+        if model_scale is None:
+            pipe = load_pipeline(args.model, device)
+            model_scale = pipe.config["scale"]
     jobs = batch.plan_jobs(args.inputs, args.output, scaling.size_tag(args.scale, size, model_scale), args.format,
                            args.recursive)
     # Files named on the command line are checked before any work, so a typo or an existing output costs nothing.

@@ -16,6 +16,7 @@ def write_atomic(path: str | os.PathLike, write, tmp: str | os.PathLike | None =
     remove(tmp)  # what a crash left
     try:
         write(tmp)
+        normal_modes(tmp)
         if path.is_dir() and tmp.is_dir():
             shutil.rmtree(path)  # os.replace cannot put a folder over a non-empty one
         os.replace(tmp, path)
@@ -23,6 +24,33 @@ def write_atomic(path: str | os.PathLike, write, tmp: str | os.PathLike | None =
         remove(tmp)
         raise
     return path
+
+
+def umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (os.umask can only set it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def normal_modes(path: str | os.PathLike) -> None:
+    """Gives a written file (or a folder and all it holds) the modes a plain `open()` or `mkdir` would: 0666 and
+    0777 less the umask. Temporary files (tempfile, safetensors' writer) are owner-only (0600), which would leave
+    shared weights, shards and model folders unreadable to the group that reads the images beside them."""
+    path, mask = Path(path), umask()
+    if path.is_dir():
+        for folder, dirs, files in os.walk(path):
+            os.chmod(folder, 0o777 & ~mask)
+            for name in files:
+                os.chmod(os.path.join(folder, name), 0o666 & ~mask)
+    elif path.exists():
+        os.chmod(path, 0o666 & ~mask)
 
 
 def remove(path: Path) -> None:

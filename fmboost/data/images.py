@@ -4,13 +4,16 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from fmboost.data import metadata
 from fmboost.data.files import write_atomic
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -87,11 +90,15 @@ def to_rgb(im: Image.Image) -> Image.Image:
 
 def to_tensor(im: Image.Image) -> torch.Tensor:
     """PIL RGB -> float tensor 3×H×W in [-1, 1], the range the autoencoders expect."""
+    import torch  # here, not at the top: pixel-space work (`upscale --method bicubic`) never needs torch
+
     a = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)
     return a.float() / 127.5 - 1.0
 
 
 def to_pil(x: torch.Tensor) -> Image.Image:
+    import torch
+
     a = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return Image.fromarray(a.permute(1, 2, 0).cpu().numpy())
 

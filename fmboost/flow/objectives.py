@@ -1,6 +1,7 @@
 """The training objectives, one class each: the loss the network learns from, and the sampler that maps x_cond to
-the high-res latent with the trained network, returning (x1, NFE). To add an objective, add a class here and list
-it in OBJECTIVES; the trainer, the pipeline, evaluation and serve ask it what they need.
+the high-res latent with the trained network, returning (x1, NFE). To add an objective, add a class here, list
+it in OBJECTIVES and its solvers in flow/names.py (the command line's choices, read without torch); the trainer,
+the pipeline, evaluation and serve ask it what they need.
 
 - cfm: coupling flow matching from the noise-augmented x_cond (its equations: flow/objective.py).
 - naive-fm: flow matching from Gaussian noise, x0 ~ N(0, I), conditioned on the upsampled low-res latent.
@@ -16,13 +17,15 @@ from tqdm.auto import tqdm
 
 from fmboost.flow.noise import NUM_TRAIN_STEPS, noise_augment, rand, randn_like
 from fmboost.flow.objective import cfm_loss, cfm_path
-from fmboost.solvers.ode import EVALS_PER_STEP, SOLVERS, solve
+from fmboost.flow.names import OBJECTIVE_SOLVERS
+from fmboost.solvers.names import EVALS_PER_STEP
+from fmboost.solvers.ode import solve
 
 
 class CFM:
     """Coupling flow matching: x0 is x_cond itself, noise-augmented at step τ in training and sampling alike."""
 
-    solvers = tuple(SOLVERS)
+    solvers = OBJECTIVE_SOLVERS["cfm"]
     stepped = True  # the sample's cost follows `steps`
 
     def __init__(self, sigma_min: float = 0.0, tau: float = 400):
@@ -85,7 +88,7 @@ class Diffusion:
 
     # diffusers' schedulers in place of ODE solvers, which make no sense for ε-prediction: an ODE solver's name
     # (the default `euler` of every command) runs the deterministic DDIM.
-    solvers = ("ddim", "ddpm")
+    solvers = OBJECTIVE_SOLVERS["diffusion"]
     stepped = True
 
     def __init__(self):
@@ -109,7 +112,7 @@ class Diffusion:
 class Regression:
     """One forward pass from x_cond (at t = 0) to x1, trained with the L1 (p = 1) or L2 (p = 2) error."""
 
-    solvers = ()  # none: the step count and solver are ignored
+    solvers = OBJECTIVE_SOLVERS["regression-l2"]  # none: the step count and solver are ignored
     stepped = False
 
     def __init__(self, p: int = 2):
@@ -130,8 +133,6 @@ class Regression:
         return 1
 
 
-# Every solver name some objective accepts (the choices of `fmboost upscale --solver`).
-SOLVER_CHOICES = tuple(dict.fromkeys((*CFM.solvers, *Diffusion.solvers)))
 OBJECTIVES = {
     "cfm": lambda sigma_min, tau: CFM(sigma_min, tau),
     "naive-fm": lambda sigma_min, tau: NaiveFM(sigma_min, tau),

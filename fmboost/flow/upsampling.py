@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-UPSAMPLING = ("pixel", "psu", "bilinear", "nearest")
+from fmboost.flow.names import UPSAMPLING  # noqa: F401  (re-exported)
 
 
 def upsample_image(x_lr: torch.Tensor, scale: int, autoencoder, tile: bool = False) -> torch.Tensor:

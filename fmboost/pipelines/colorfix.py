@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-COLOR_FIXES = ("none", "wavelet", "adain")
+from fmboost.pipelines.methods import COLOR_FIXES  # noqa: F401  (re-exported)
 
 
 def wavelet_blur(x: torch.Tensor, radius: int) -> torch.Tensor:

@@ -18,12 +18,23 @@ from PIL import Image
 
 from fmboost.autoencoders.vae import Autoencoder
 from fmboost.data.images import to_pil
+from fmboost.data.sources import hub_kwargs, not_fetched
 from fmboost.pipelines import bases
 from fmboost.pipelines.attention import attention_scaling
 from fmboost.pipelines.upscale import FMBoostPipeline
 
 # Stages whose output is above this many pixels decode tiled (2048² needs it; 1024² fits in memory).
 TILE_ABOVE_PIXELS = 1024 * 1024
+DEFAULT_BASE_SIDE = 512  # a base whose denoiser does not say its training size draws at SD1.5's
+
+
+class GenerateInputError(ValueError):
+    """A request this base and these stages cannot run. `part` says what it is about (base, lcm_lora, scale,
+    base_size), so the command line and the web page word it in their own terms; the message names no flag."""
+
+    def __init__(self, part: str, message: str):
+        super().__init__(message)
+        self.part = part
 
 
 def load_base(name: str | os.PathLike, device="cpu", dtype: torch.dtype = torch.float32, lcm_lora: str | None = None):
@@ -32,19 +43,21 @@ def load_base(name: str | os.PathLike, device="cpu", dtype: torch.dtype = torch.
 
     name = str(name)
     if os.path.isdir(name) and not os.path.exists(os.path.join(name, "model_index.json")):
-        raise FileNotFoundError(f"--base {name}: not a diffusers pipeline folder (no model_index.json)")
+        raise GenerateInputError("base", f"{name}: not a diffusers pipeline folder (no model_index.json)")
     try:
-        base = DiffusionPipeline.from_pretrained(name, torch_dtype=dtype)
+        base = DiffusionPipeline.from_pretrained(name, torch_dtype=dtype, **({} if os.path.isdir(name) else
+                                                                             hub_kwargs()))
     except Exception as e:  # OSError when offline or unknown; hub validation errors for odd names
         if os.path.isdir(name):
-            raise FileNotFoundError(f"--base {name}: cannot load this pipeline folder: "
-                                    f"{str(e).splitlines()[0]}") from None
-        raise base_not_found(name, e) from None
+            raise GenerateInputError("base", f"{name}: cannot load this pipeline folder: "
+                                             f"{str(e).splitlines()[0]}") from None
+        raise not_fetched(name, e) from None
     if getattr(base, "vae", None) is None:
-        raise ValueError(f"--base {name}: {type(base).__name__} has no VAE; fmboost needs a latent diffusion model")
+        raise GenerateInputError("base", f"{name}: {type(base).__name__} has no VAE; fmboost needs a latent "
+                                         f"diffusion model")
     if getattr(base.vae.config, "latents_mean", None) is not None:  # SDXL-style per-channel normalisation
-        raise ValueError(f"--base {name}: its VAE normalises latents per channel (latents_mean/std), which fmboost's "
-                         f"autoencoder does not; such bases are not supported yet")
+        raise GenerateInputError("base", f"{name}: its VAE normalises latents per channel (latents_mean/std), "
+                                         f"which fmboost's autoencoder does not; such bases are not supported yet")
     bases.check_lcm_lora(base, lcm_lora)
     if lcm_lora:
         add_lcm_lora(base, lcm_lora)
@@ -52,26 +65,18 @@ def load_base(name: str | os.PathLike, device="cpu", dtype: torch.dtype = torch.
     return base.to(device)
 
 
-def base_not_found(name: str, e: Exception) -> FileNotFoundError:
-    """Not cached and offline, unknown id, gated repo: one line with the way out."""
-    return FileNotFoundError(
-        f"--base {name}: no such local folder, and it could not be downloaded from the hub ({type(e).__name__}; "
-        f"offline?). Download it where there is a connection (`huggingface-cli download {name} --local-dir DIR`) "
-        f"and pass --base DIR")
-
-
 def add_lcm_lora(base, lcm_lora: str) -> None:
     """LCM-LoRA distils the base to ~4 steps: load, fuse (no LoRA overhead per step), switch to LCMScheduler."""
     from diffusers import LCMScheduler
 
     try:
-        base.load_lora_weights(lcm_lora)
+        base.load_lora_weights(lcm_lora, **({} if os.path.exists(lcm_lora) else hub_kwargs()))
     except ValueError as e:  # also what diffusers raises when peft, its LoRA backend, is missing
         hint = "" if importlib.util.find_spec("peft") else " (pip install peft)"
-        raise ValueError(f"--lcm-lora {lcm_lora}: {str(e).splitlines()[0]}{hint}") from None
+        raise GenerateInputError("lcm_lora", f"{lcm_lora}: {str(e).splitlines()[0]}{hint}") from None
     except OSError:
-        raise FileNotFoundError(f"--lcm-lora {lcm_lora}: no such file or folder, and it could not be downloaded "
-                                f"(offline?); pass a local folder or .safetensors file") from None
+        raise GenerateInputError("lcm_lora", f"{lcm_lora}: no such file or folder, and it could not be downloaded "
+                                             f"(offline?); pass a local folder or .safetensors file") from None
     base.fuse_lora()
     base.unload_lora_weights()  # the fused weights stay; the adapter layers go, so a step costs what it did
     base.scheduler = LCMScheduler.from_config(base.scheduler.config)
@@ -120,7 +125,8 @@ def cascade(stages: list[FMBoostPipeline], scale: int | None) -> list[FMBoostPip
         k = round(math.log(scale, scales[0]))
         if k >= 1 and scales[0] ** k == scale:
             return stages * k
-    raise ValueError(f"--scale {scale} cannot be reached with model scale(s) {' × '.join(map(str, scales))}")
+    raise GenerateInputError("scale", f"{scale} cannot be reached with model scale(s) "
+                                      f"{' × '.join(map(str, scales))}")
 
 
 class BoostedLatentDiffusionPipeline:
@@ -153,17 +159,26 @@ class BoostedLatentDiffusionPipeline:
         """Pixels per side the base was trained at (SD1.5: 64 latents × 8 = 512; SDXL, SD3, FLUX: 1024)."""
         return bases.train_pixels(self.base, self.decoder.downsample_factor)
 
+    @property
+    def default_size(self) -> tuple[int, int]:
+        """(width, height) the base draws at unless told: its training size, where it draws best. `fmboost
+        generate` and `fmboost serve` both start from it."""
+        side = self.train_pixels or DEFAULT_BASE_SIDE
+        return side, side
+
     def check_size(self, width: int, height: int, stages: list[FMBoostPipeline]) -> None:
         f = self.decoder.downsample_factor
         m = bases.size_multiple(self.base, f)
         if width % m or height % m:
-            raise ValueError(f"--base-size {width}x{height}: width and height must be multiples of {m} for this base")
+            raise GenerateInputError("base_size", f"{width}x{height}: width and height must be multiples of {m} "
+                                                  f"for this base")
         sides = (width // f, height // f)
         for i, stage in enumerate(stages):
             sides = tuple(s * stage.config["scale"] for s in sides)
             if stage.model is not None and any(s % stage.model.size_multiple for s in sides):
-                raise ValueError(f"--base-size {width}x{height}: stage {i + 1}'s latent, {sides[0]}×{sides[1]}, must "
-                                 f"have sides that are multiples of {stage.model.size_multiple} for its U-Net")
+                raise GenerateInputError("base_size", f"{width}x{height}: stage {i + 1}'s latent, "
+                                                      f"{sides[0]}×{sides[1]}, must have sides that are multiples "
+                                                      f"of {stage.model.size_multiple} for its U-Net")
 
     @torch.no_grad()
     def base_latents(self, prompt: str, negative_prompt: str | None = None, base_steps: int = 25,
@@ -209,14 +224,15 @@ class BoostedLatentDiffusionPipeline:
     def __call__(self, prompt: str, negative_prompt: str | None = None, base_steps: int | None = None,
                  guidance: float | None = None, base_size: int | tuple[int, int] | None = None,
                  scale: int | None = None, steps: int = 4, solver: str = "euler", seed: int = 0,
-                 attention_scale: bool = False, tile: bool | None = None, method: str = "cfm") -> Image.Image:
+                 attention_scale: bool = False, tile: bool | None = None, method: str = "cfm",
+                 callback=None) -> Image.Image:
         """One image. `method="x0"` skips the flow (PSU-upsampled latent only: the baseline); "base" decodes the
-        base's own latent. `base_size`: N (square) or (width, height); None: the base's training size.
-        `base_steps`, `guidance` None: the base's defaults (pipelines/bases.py). `tile=None` tiles only above 1024²
-        pixels."""
+        base's own latent. `base_size`: N (square) or (width, height); None: `default_size` (the base's training
+        size). `base_steps`, `guidance` None: the base's defaults (pipelines/bases.py). `tile=None` tiles only
+        above 1024² pixels. `callback` follows each base step and each evaluation of a flow's network."""
         if method not in ("cfm", "x0", "base"):
             raise ValueError(f"unknown method {method!r}; choose one of cfm, x0, base")
-        base_size = base_size or self.train_pixels or 512
+        base_size = self.default_size if base_size is None else base_size
         width, height = (int(base_size),) * 2 if isinstance(base_size, (int, str)) else base_size
         lcm = type(self.base.scheduler).__name__ == "LCMScheduler"  # an LCM-LoRA was fused (add_lcm_lora)
         default_steps, default_guidance = bases.sampling_defaults(self.base, self.base_name, "fused" if lcm else None)
@@ -224,10 +240,20 @@ class BoostedLatentDiffusionPipeline:
         guidance = default_guidance if guidance is None else guidance
         stages = cascade(self.stages, scale)
         self.check_size(width, height, stages)
-        z = self.base_latents(prompt, negative_prompt, base_steps, guidance, width, height, seed, attention_scale)
+        z = self.base_latents(prompt, negative_prompt, base_steps, guidance, width, height, seed, attention_scale,
+                              callback=callback)
         if method != "base":
-            z = self.boost(z, stages, steps, solver, seed, tile, method)
+            z = self.boost(z, stages, steps, solver, seed, tile, method, callback=callback)
         return self.decode(z, tile)
+
+    def work(self, base_steps: int, scale: int | None = None, steps: int = 4, solver: str = "euler",
+             method: str = "cfm") -> int | None:
+        """How many times `__call__` calls its callback: base steps plus each stage's network evaluations (what its
+        objective says they cost); None where a solver decides (dopri5)."""
+        if method != "cfm":
+            return base_steps
+        flows = [stage.objective.nfe(steps, solver) for stage in cascade(self.stages, scale)]
+        return None if None in flows else base_steps + sum(flows)
 
 
 def auto_tile(tile: bool | None, pixels: int) -> bool:

@@ -1,8 +1,11 @@
-"""Upscaling method names: the objectives a model folder may hold, and the baselines that need no flow."""
-from fmboost.flow.objectives import OBJECTIVES
+"""Upscaling method names: the objectives a model folder may hold, and the baselines that need no flow. No torch
+here: the command line's choices come from this file."""
+from fmboost.flow.names import OBJECTIVE_NAMES
 
 # Model methods run the network a model folder holds (its `objective` must match); the others need none.
-MODEL_METHODS = tuple(OBJECTIVES)
-METHODS = (*MODEL_METHODS, "x0", "bicubic", "lanczos")
+MODEL_METHODS = OBJECTIVE_NAMES
+BASELINES = ("x0", "bicubic", "lanczos")
+METHODS = (*MODEL_METHODS, *BASELINES)
 # `model` stands for the objective the model folder was trained with (cfm, naive-fm, ...).
 ANY_METHOD = ("model", *METHODS)
+COLOR_FIXES = ("none", "wavelet", "adain")

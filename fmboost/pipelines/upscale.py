@@ -11,7 +11,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from fmboost.autoencoders.vae import Autoencoder
+from fmboost.data.files import normal_modes
 from fmboost.data.images import resize_by, to_pil, to_tensor
+from fmboost.data.sources import MODEL_CONFIG, hub_kwargs, looks_like_hub_id, not_fetched, resolve_model
 from fmboost.flow.objectives import get_objective
 from fmboost.flow.upsampling import upsample_image, upsample_latent
 from fmboost.pipelines.colorfix import color_fix as fix_colors
@@ -19,7 +21,7 @@ from fmboost.models.unet import CFMUNet
 from fmboost.pipelines.methods import METHODS, MODEL_METHODS  # noqa: F401  (re-exported)
 from fmboost.pipelines.tiling import auto_tile_size, available_memory, tiled_upscale
 
-CONFIG_NAME = "fmboost.json"
+CONFIG_NAME = MODEL_CONFIG
 
 
 class FMBoostPipeline:
@@ -32,14 +34,15 @@ class FMBoostPipeline:
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "FMBoostPipeline":
         """A folder written by `save_pretrained` (or a hub id of one): fmboost.json, autoencoder/, cfm/."""
-        path = Path(path)
+        path = Path(resolve_model(path))  # `default`, `real`: the embedded models
         if not path.is_dir():
+            if not looks_like_hub_id(str(path)):
+                raise FileNotFoundError(f"{path}: no such folder")
             from huggingface_hub import snapshot_download
             try:
-                path = Path(snapshot_download(str(path)))
+                path = Path(snapshot_download(str(path), **hub_kwargs()))
             except Exception as e:  # offline, unknown repo, no access: one line, not a stack of HTTP errors
-                raise FileNotFoundError(f"{path}: no such folder, and it could not be fetched from the hub "
-                                        f"({type(e).__name__})") from None
+                raise not_fetched(path, e) from None
         if not (path / CONFIG_NAME).exists():
             raise FileNotFoundError(f"{path} is not an fmboost model folder (no {CONFIG_NAME})")
         config = json.loads((path / CONFIG_NAME).read_text())
@@ -57,6 +60,7 @@ class FMBoostPipeline:
         if self.model is not None:
             self.model.save_pretrained(path / "cfm", safe_serialization=True)
         (path / CONFIG_NAME).write_text(json.dumps({"format": "fmboost", **self.config}, indent=2) + "\n")
+        normal_modes(path)  # safetensors writes owner-only files; a model folder is shared like an image
 
     def to(self, device) -> "FMBoostPipeline":
         self.autoencoder.to(device)

@@ -1,7 +1,8 @@
 """The web app of `fmboost serve`: one static page and a small JSON API, on Starlette.
 
     GET  /                         the page (upload, pick model / steps / solver, compare, download)
-    GET  /api/info                 models, solvers, methods and limits, for the page's pickers
+    GET  /api/info                 models (each with the methods and solvers it can run), the flow's solvers for
+                                   text to image, and limits, for the page's pickers
     POST /api/upscale?model=...    the image file as the raw request body → 202 {"id": ...}
     POST /api/generate             {"prompt": ..., "model": ..., "steps": ...} as JSON → 202 {"id": ...}; only
                                    with a base model (`fmboost serve --base`), 404 otherwise
@@ -32,9 +33,10 @@ from starlette.routing import Route
 
 from fmboost.data.files import slug
 from fmboost.data.images import DEFAULT_MAX_PIXELS, to_rgb
-from fmboost.pipelines.upscale import METHODS
+from fmboost.flow.names import SOLVER_CHOICES
+from fmboost.pipelines.methods import BASELINES
 from fmboost.serve.jobs import Job, JobQueue, QueueFull
-from fmboost.solvers.ode import SOLVERS
+from fmboost.solvers.names import SOLVER_NAMES
 
 # The page needs nothing from elsewhere; this also stops it from ever fetching fonts or scripts online.
 CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self' 'unsafe-inline'; "
@@ -76,7 +78,10 @@ def decode_upload(data: bytes, max_pixels: int) -> Image.Image:
                 return to_rgb(im)
     except UploadError:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError):
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        raise UploadError(f"the image claims more pixels than this server's limit of {max_pixels:,}; downscale or "
+                          f"crop it first", 413) from None
+    except Exception:  # PIL's decoders meet hostile bytes here: struct.error, EOFError, IndexError, ... (fuzzed)
         raise UploadError("this file is not an image that can be read (PNG, JPEG, WebP, BMP, TIFF, GIF)",
                           415) from None
 
@@ -95,22 +100,41 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
+def capabilities(pipe) -> dict:
+    """What a served model can run, asked of its objective: its own method (none without a network) and the
+    baselines, and the solvers its objective's sampler takes. The page offers these and nothing else."""
+    objective = pipe.config.get("objective", "cfm") if pipe.model is not None else None
+    return dict(objective=objective, methods=[objective, *BASELINES] if objective else list(BASELINES),
+                solvers=list(pipe.objective.solvers) if objective else [])
+
+
 def parse_job(query, models: dict, limits: Limits) -> dict:
-    """Query parameters → checked keyword arguments of an upscale `Job` (UploadError with a message otherwise)."""
-    method = query.get("method", "cfm")
-    if method not in METHODS:
-        raise UploadError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    return dict(parse_flow(query, models, limits), method=method, name=safe_stem(query.get("name")))
+    """Query parameters → checked keyword arguments of an upscale `Job` (UploadError with a message otherwise).
+    Refusals name what the page shows (the model, method and solver pickers), never a command-line flag."""
+    can = capabilities(models[parse_model(query, models)])
+    method = str(query.get("method") or can["methods"][0])
+    if method not in can["methods"]:
+        raise UploadError(f"model {parse_model(query, models)} cannot run the method {method!r}; it offers "
+                          f"{', '.join(can['methods'])}")
+    solvers = can["solvers"] if method == can["objective"] else []
+    flow = parse_flow(query, models, limits, solvers or SOLVER_CHOICES)
+    return dict(flow, method=method, name=safe_stem(query.get("name")))
 
 
-def parse_flow(query, models: dict, limits: Limits) -> dict:
-    """What upscale and text-to-image requests share: the model, the flow's steps and solver, the seed."""
+def parse_model(query, models: dict) -> str:
     model = str(query.get("model") or next(iter(models)))  # str(): JSON may hold anything
     if model not in models:
         raise UploadError(f"unknown model {model!r}; choose one of {', '.join(models)}")
-    solver = str(query.get("solver", "euler"))
-    if solver not in SOLVERS:
-        raise UploadError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
+    return model
+
+
+def parse_flow(query, models: dict, limits: Limits, solvers=SOLVER_NAMES) -> dict:
+    """What upscale and text-to-image requests share: the model, the flow's steps and solver (one of `solvers`,
+    the first when none is given), the seed."""
+    model = parse_model(query, models)
+    solver = str(query.get("solver") or solvers[0])
+    if solver not in solvers:
+        raise UploadError(f"unknown solver {solver!r}; choose one of {', '.join(solvers)}")
     return dict(model=model, solver=solver, steps=bounded(query, "steps", 4, 1, limits.max_steps),
                 seed=bounded(query, "seed", 0, 0, 2**32 - 1))
 
@@ -158,7 +182,7 @@ def safe_stem(filename: str | None) -> str:
 
 
 def model_info(pipelines: dict) -> list[dict]:
-    return [dict(name=name, scale=pipe.config["scale"], has_flow=pipe.model is not None)
+    return [dict(name=name, scale=pipe.config["scale"], has_flow=pipe.model is not None, **capabilities(pipe))
             for name, pipe in pipelines.items()]
 
 
@@ -173,7 +197,7 @@ def create_app(pipelines: dict, out_dir: str | Path, limits: Limits | None = Non
     jobs = JobQueue(pipelines, Path(out_dir), limits.max_waiting, limits.keep_results,
                     tile_above=DEFAULT_MAX_PIXELS, text_to_image=text)
     page = resources.files("fmboost.serve").joinpath("static/index.html").read_text(encoding="utf-8")
-    info = dict(models=model_info(pipelines), solvers=list(SOLVERS), methods=list(METHODS), limits=asdict(limits),
+    info = dict(models=model_info(pipelines), solvers=list(SOLVER_NAMES), limits=asdict(limits),
                 text_to_image=text and text.info())
 
     async def index(request):

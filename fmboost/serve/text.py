@@ -17,8 +17,7 @@ class TextToImage:
                  size: tuple[int, int] | None = None):
         self.pipe = BoostedLatentDiffusionPipeline(base, [], base_name)
         self.name, self.base_steps, self.guidance = base_name, base_steps, guidance
-        side = self.pipe.train_pixels or 512  # the base's own resolution: it draws best there
-        self.size = size or (side, side)
+        self.size = size or self.pipe.default_size  # the base's own resolution, as `fmboost generate` draws
         self.unfit = {name: why for name, pipe in pipelines.items() if (why := self.misfit(pipe))}
         self.models = {name: pipe for name, pipe in pipelines.items() if name not in self.unfit}
 
@@ -32,7 +31,7 @@ class TextToImage:
         try:
             self.pipe.check_size(*self.size, [stage])
         except ValueError as e:
-            return str(e)
+            return f"base size {e}"
         return None
 
     def info(self) -> dict:

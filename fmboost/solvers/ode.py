@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm, trange
 
+from fmboost.solvers.names import EVALS_PER_STEP  # noqa: F401  (re-exported)
+
 
 class CountNFE:
     """Counts the number of function evaluations (NFE) a solver spends; `callback(nfe)` follows each one."""
@@ -84,7 +86,6 @@ def sample_dopri5(velocity, x, ts=None, rtol: float = 1e-3, atol: float = 1e-3, 
 
 SOLVERS = {"euler": sample_euler, "midpoint": sample_midpoint, "heun": sample_heun, "rk4": sample_rk4,
            "dopri5": sample_dopri5}
-EVALS_PER_STEP = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}
 
 
 def solve(velocity, x, steps: int = 4, solver: str = "euler", disable=None, callback=None):

@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from fmboost.autoencoders.vae import Autoencoder, small_autoencoder_config
+from fmboost.data.files import normal_modes
 from fmboost.data.photos import center_crops, load_photos, sample_crops, split_photos
 from fmboost.training.config import read_settings
 from fmboost.training.precision import resolve_bf16
@@ -148,6 +149,7 @@ def save_checkpoint(folder: Path, vae, opt, step: int, rng: random.Random) -> No
     version, internal, gauss = rng.getstate()
     state = dict(step=step, param_groups=opt_state["param_groups"], py_rng=[version, list(internal), gauss])
     (tmp / "state.json").write_text(json.dumps(state))
+    normal_modes(tmp)  # safetensors writes owner-only files
     old = folder.with_name(folder.name + ".old")
     if folder.exists():
         folder.rename(old)

@@ -60,6 +60,23 @@ def lr_lambda(warmup_steps: int, max_steps: int, decay: str = "none"):
     return factor
 
 
+def warmup_note(warmup_steps: int, max_steps: int, lr: float) -> str | None:
+    """A line when the linear warm-up takes more than half the run, so a short run barely trains; None otherwise.
+    The warm-up is kept as set rather than shortened behind the user's back: runs stay reproducible from their
+    config, and resuming a longer run later keeps the same schedule."""
+    if warmup_steps <= max_steps / 2:
+        return None
+    reached = lr * min(1.0, max_steps / max(1, warmup_steps))
+    return (f"the warm-up ({warmup_steps} steps) is longer than half of this {max_steps}-step run: the learning rate "
+            f"only reaches {reached:.2g} of {lr:.2g}; lower it with --warmup-steps (or warmup_steps in the config)")
+
+
+def describe_run(processes: int, distributed: str, device: str, mixed_precision: str) -> str:
+    """`1 process, CPU, fp32` or `8 processes (MULTI_GPU), CUDA, bf16`: how a run is spread, in words."""
+    spread = "1 process" if processes == 1 else f"{processes} processes ({distributed})"
+    return f"{spread}, {device.upper()}, {'fp32' if mixed_precision == 'no' else mixed_precision}"
+
+
 def effective_lr(cfg: TrainConfig) -> float:
     """`lr` moved from the global batch it was tuned for (reference_batch) to batch_size by the lr_scaling rule."""
     if cfg.lr_scaling not in LR_SCALING:
@@ -71,9 +88,10 @@ def initial_model(cfg: TrainConfig, latent_channels: int):
     """The preset's fresh U-Net, or, to fine-tune, the CFM weights of an exported model folder."""
     if not cfg.init:
         return build_model(cfg.preset, latent_channels, **cfg.model)
+    from fmboost.data.sources import resolve_model
     from fmboost.models.unet import CFMUNet
 
-    folder = Path(cfg.init)
+    folder = Path(resolve_model(cfg.init))  # `default`, `real`: the embedded models
     folder = folder / "cfm" if (folder / "cfm").is_dir() else folder
     if not (folder / "config.json").exists():
         raise FileNotFoundError(f"init: {cfg.init} is not a model folder (no cfm/config.json)")
@@ -148,9 +166,13 @@ def announce(accelerator, out: Path, cfg: TrainConfig, per_process: int, lr: flo
     effective = {"processes": n, "distributed": accelerator.distributed_type.value, "global_batch": cfg.batch_size,
                  "per_process_batch": per_process, "grad_accum": cfg.grad_accum, "lr": lr,
                  "lr_scaling": cfg.lr_scaling, "mixed_precision": accelerator.mixed_precision, "start_step": step}
-    print(f"fmboost train: {n} process(es) ({effective['distributed']}), global batch {cfg.batch_size} = "
-          f"{per_process} per process × {cfg.grad_accum} accumulation × {n}; lr {lr:.4g} (lr_scaling "
-          f"{cfg.lr_scaling}); mixed precision {accelerator.mixed_precision}; from step {step}", flush=True)
+    run = describe_run(n, effective["distributed"], accelerator.device.type, accelerator.mixed_precision)
+    print(f"fmboost train: {run}; "
+          f"global batch {cfg.batch_size} = {per_process} per process × {cfg.grad_accum} accumulation × {n}; "
+          f"lr {lr:.4g} (lr_scaling {cfg.lr_scaling}); from step {step}", flush=True)
+    note = warmup_note(cfg.warmup_steps, cfg.max_steps, lr)
+    if note:
+        print(f"fmboost train: warning: {note}", flush=True)
     if cfg.distributed == "fsdp" and not sharded(accelerator):
         print("fmboost train: distributed: fsdp needs several GPUs; running without it", flush=True)
     (out / "config.json").write_text(json.dumps({**cfg.to_dict(), "effective": effective}, indent=2))

@@ -106,7 +106,8 @@ def test_generate_shows_progress_on_stderr_and_one_clean_line_a_prompt(tmp_path,
     # 2 base steps + 1 heun step (2 evaluations) = 4, per prompt, on stderr; stdout keeps whole lines.
     assert "prompt 1/2" in err and "prompt 2/2" in err and "4/4" in err
     lines = out.splitlines()
-    assert len(lines) == 3 and lines[0].startswith("loaded") and all(" -> " in line for line in lines[1:])
+    assert len(lines) == 4 and lines[0].startswith("loaded") and lines[1].startswith("base: ")
+    assert all(" -> " in line for line in lines[2:])
     assert "\r" not in out
 
 

@@ -121,7 +121,7 @@ def cmd_generate(args) -> int:
     from tqdm.auto import tqdm
 
     from fmboost.data.images import save_image_atomic
-    from fmboost.pipelines.bases import load_dtype, sampling_defaults
+    from fmboost.pipelines.bases import check_attention_scaling, load_dtype, sampling_defaults
     from fmboost.pipelines.generate import BoostedLatentDiffusionPipeline, load_base
     from fmboost.pipelines.upscale import FMBoostPipeline
 
@@ -143,6 +143,8 @@ def cmd_generate(args) -> int:
         guidance = guidance if args.guidance is None else args.guidance
         print(f"base: {type(pipe.base).__name__}, {type(pipe.base.scheduler).__name__}, {base_steps} steps, "
               f"guidance {guidance:g}")
+        if args.attention_scaling:  # refused before any progress bar starts, in one line
+            check_attention_scaling(pipe.base)
         for i, (prompt, out) in enumerate(zip(prompts, outs)):
             t0 = time.time()
             total = pipe.work(base_steps, args.scale, args.steps, args.solver, args.method)

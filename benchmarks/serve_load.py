@@ -13,11 +13,9 @@ and commit; docs/robustness.md quotes them.
 from __future__ import annotations
 
 import argparse
-import datetime
 import io
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -31,7 +29,8 @@ from pathlib import Path
 
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from raw import ROOT, meta, write_raw  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:
@@ -150,19 +149,9 @@ def main() -> None:
         server_exit_code=proc.returncode)
     for key, value in summary.items():
         print(f"{key:24s} {value}")
-    result = dict(meta=dict(machine=platform.platform(), processor=platform.processor() or platform.machine(),
-                            cpus=os.cpu_count(), load_average_at_end=os.getloadavg(), python=sys.version.split()[0],
-                            date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                            command=" ".join([Path(sys.executable).name, *sys.argv]),
-                            commit=subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                                                  text=True).stdout.strip(),
-                            server="python -m fmboost.cli.serve --port 0 --queue-size "
-                                   f"{args.queue_size} (embedded models, 127.0.0.1)"),
-                  summary=summary, clients=results, rss_samples_mb=[round(s, 1) for s in samples[::5]])
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"raw figures: {out}")
+    server = f"python -m fmboost.cli.serve --port 0 --queue-size {args.queue_size} (embedded models, 127.0.0.1)"
+    write_raw(args.out, dict(meta=meta(server=server), summary=summary, clients=results,
+                             rss_samples_mb=[round(s, 1) for s in samples[::5]]))
 
 
 if __name__ == "__main__":

@@ -11,10 +11,7 @@ The hub cases time a hub id that cannot be fetched (HF_HUB_OFFLINE=1, and with n
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -23,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from raw import ROOT, meta, write_raw  # noqa: E402
 FMBOOST = [sys.executable, "-m", "fmboost.cli.main"]
 
 
@@ -37,13 +35,6 @@ def timed(argv: list[str], env: dict | None = None) -> dict:
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return dict(wall_s=round(wall, 4), cpu_s=round(cpu, 4), exit_code=done.returncode,
                 stderr_tail=done.stderr.strip().splitlines()[-1:] if done.returncode else [])
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return "unknown"
 
 
 def main() -> None:
@@ -92,20 +83,7 @@ def main() -> None:
                              exit_codes=sorted({r["exit_code"] for r in rs}))
         print(f"{name:68s} {med['wall_s']:8.2f} {summary[name]['wall_ratio_to_pass']:7.1f} "
               f"{med['cpu_s']:7.2f} {summary[name]['cpu_ratio_to_pass']:7.1f}")
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
-    result = dict(meta=dict(machine=platform.platform(), processor=platform.processor() or platform.machine(),
-                            cpus=os.cpu_count(), load_average_at_end=load, python=sys.version.split()[0],
-                            date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                            command=" ".join([Path(sys.executable).name, *sys.argv]), commit=commit(),
-                            runs=args.runs, warmup=1),
-                  summary=summary, runs=runs)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"raw figures: {out}")
+    write_raw(args.out, dict(meta=meta(runs=args.runs, warmup=1), summary=summary, runs=runs))
 
 
 if __name__ == "__main__":

@@ -1,13 +1,7 @@
 """fmboost: boost latent diffusion models to high resolution with coupling flow matching (CFM)."""
-from pathlib import Path
+from fmboost.data.sources import DEFAULT_MODEL, EMBEDDED_MODELS  # noqa: F401  (the package's names for them)
 
 __version__ = "0.1.0"
-
-# Models shipped inside the package, selectable by name (`--model real`). Both are ×2 on one small
-# AutoencoderKL: `default` trained on clean bicubic downsamples (recipes/default), `real` fine-tuned from it on
-# Real-ESRGAN degradations (recipes/real).
-EMBEDDED_MODELS = {name: Path(__file__).parent / "weights" / name for name in ("default", "real")}
-DEFAULT_MODEL = EMBEDDED_MODELS["default"]
 
 
 def __getattr__(name):  # keep `import fmboost` light: torch and diffusers load on first use

@@ -11,9 +11,8 @@ from contextlib import contextmanager
 import torch
 from diffusers import AutoencoderKL
 
-from fmboost import EMBEDDED_MODELS
 from fmboost.data.files import normal_modes
-from fmboost.data.sources import hub_kwargs, looks_like_hub_id, not_fetched, resolve_autoencoder
+from fmboost.data.sources import EMBEDDED_MODELS, hub_kwargs, looks_like_hub_id, not_fetched, resolve_autoencoder
 
 
 def small_autoencoder_config(block_out_channels=(32, 64, 128), latent_channels: int = 4) -> dict:

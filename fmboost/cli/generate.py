@@ -149,8 +149,10 @@ def cmd_generate(args) -> int:
             t0 = time.time()
             total = pipe.work(base_steps, args.scale, args.steps, args.solver, args.method)
             # One bar a prompt on stderr (base steps, then the flow's evaluations); it is gone before the line
-            # about the finished image is printed, so several prompts never print over each other.
-            with tqdm(total=total, desc=f"prompt {i + 1}/{len(prompts)}", unit="step", leave=False) as bar:
+            # about the finished image is printed, so several prompts never print over each other. Each step
+            # takes long enough to be drawn (mininterval=0): the last one too, before the bar is cleared.
+            with tqdm(total=total, desc=f"prompt {i + 1}/{len(prompts)}", unit="step", leave=False, miniters=1,
+                      mininterval=0) as bar:
                 image = pipe(prompt, negative_prompt=args.negative, base_steps=base_steps, guidance=guidance,
                              base_size=size, scale=args.scale, steps=args.steps, solver=args.solver,
                              seed=args.seed + i, attention_scale=args.attention_scaling, tile=args.tile,

@@ -17,8 +17,11 @@ import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
-from fmboost import EMBEDDED_MODELS
-
+# Models shipped inside the package, selectable by name (`--model real`). Both are ×2 on one small
+# AutoencoderKL: `default` trained on clean bicubic downsamples (recipes/default), `real` fine-tuned from it on
+# Real-ESRGAN degradations (recipes/real).
+EMBEDDED_MODELS = {name: Path(__file__).parents[1] / "weights" / name for name in ("default", "real")}
+DEFAULT_MODEL = EMBEDDED_MODELS["default"]
 MODEL_CONFIG = "fmboost.json"  # marks a model folder (FMBoostPipeline.save_pretrained)
 # A model folder's settings when its fmboost.json leaves them out (FMBoostPipeline's own defaults).
 MODEL_DEFAULTS = dict(scale=2, upsampling="psu", tau=400, sigma_min=0.0, objective="cfm")

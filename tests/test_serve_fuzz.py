@@ -152,7 +152,8 @@ def served(tmp_path, tiny_model_dir):
 def test_every_hostile_upload_ends_in_a_message_or_a_valid_result(served, tmp_path):
     from fmboost.serve.app import Limits
 
-    url, _ = served(Limits(max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS, max_waiting=512))
+    # Every job is kept (not only the newest 64), so each can be checked after all were sent.
+    url, _ = served(Limits(max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS, max_waiting=512, keep_results=1024))
     cases = mutants(random.Random(14))
     assert len(cases) >= 200
     flows = {name for name, _ in seeds()}  # the intact files run the flow; mutants the bicubic baseline (cheaper)

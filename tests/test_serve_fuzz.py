@@ -152,7 +152,7 @@ def served(tmp_path, tiny_model_dir):
 def test_every_hostile_upload_ends_in_a_message_or_a_valid_result(served, tmp_path):
     from fmboost.serve.app import Limits
 
-    # Every job is kept (not only the newest 64), so each can be checked after all were sent.
+    # Every job and result is kept (not only the newest 64); each is still checked as soon as it finishes.
     url, _ = served(Limits(max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS, max_waiting=512, keep_results=1024))
     cases = mutants(random.Random(14))
     assert len(cases) >= 200

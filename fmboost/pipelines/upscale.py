@@ -84,11 +84,12 @@ class FMBoostPipeline:
         return upsample_latent(z_lr, self.config["scale"], self.config["upsampling"], self.autoencoder, tile)
 
     @torch.no_grad()
-    def condition(self, x_lr: torch.Tensor, tile: bool = False) -> torch.Tensor:
-        """x0 (and the flow's condition) for low-res pixels, made as the model was trained to see it."""
+    def condition(self, x_lr: torch.Tensor) -> torch.Tensor:
+        """x0 (and the flow's condition) for low-res pixels, made as the model was trained to see it. Large photos
+        are tiled a level up (`upscale(tile=True)` runs this per tile), so it never tiles itself."""
         if self.config["upsampling"] == "pixel":
-            return upsample_image(x_lr, self.config["scale"], self.autoencoder, tile)
-        return self.upsample(self.autoencoder.encode(x_lr, tile=tile), tile)
+            return upsample_image(x_lr, self.config["scale"], self.autoencoder)
+        return self.upsample(self.autoencoder.encode(x_lr))
 
     @property
     def objective(self):

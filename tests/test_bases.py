@@ -245,6 +245,16 @@ def test_attention_scaling_is_refused_for_mm_dit_in_one_line(trained, tmp_path, 
     assert not (tmp_path / "x.png").exists()
 
 
+@families("flux")
+def test_a_negative_prompt_is_refused_for_flux_in_one_line_naming_the_flag(trained, tmp_path, capsys):
+    _, base, model, _ = trained
+    code, _, err = run(capsys, "generate", PROMPT, "--base", base, "--model", model, "--base-size", 64,
+                       "--negative", "blurry", "-o", tmp_path / "x.png")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "--negative: a negative prompt is not for FLUX.1" in lines[0]
+    assert not (tmp_path / "x.png").exists()
+
+
 # ---------------------------------------------------------------- few-step bases
 
 @families("sdxl")
@@ -335,7 +345,7 @@ def test_serve_text_to_image_with_a_flux_base(trained, sd_and_flux, tmp_path):
         pngs = [server.request(j["result"])[1] for j in jobs]
         assert np.array_equal(*(np.asarray(Image.open(io.BytesIO(p))) for p in pngs))  # the seed decides
         refused = server.generate(prompt=PROMPT, model=model.name, negative_prompt="blurry")
-        assert refused["state"] == "error" and "takes no negative prompt" in refused["message"]
+        assert refused["state"] == "error" and "not for FLUX.1" in refused["message"]
         assert server.proc.poll() is None
     finally:
         assert server.stop() == 0

@@ -163,7 +163,8 @@ def cmd_generate(args) -> int:
 
 
 # What a pipeline's refusal is about → the flag that set it (pipelines/generate.py names no flags).
-FLAGS = {"base": "--base", "lcm_lora": "--lcm-lora", "scale": "--scale", "base_size": "--base-size"}
+FLAGS = {"base": "--base", "lcm_lora": "--lcm-lora", "scale": "--scale", "base_size": "--base-size",
+         "negative": "--negative:", "attention_scale": "--attention-scaling:"}
 
 
 @contextlib.contextmanager

@@ -28,6 +28,16 @@ from pathlib import Path
 import torch
 
 
+class GenerateInputError(ValueError):
+    """A request this base and these stages cannot run. `part` says what it is about (base, lcm_lora, scale,
+    base_size, negative, attention_scale), so the command line and the web page word it in their own terms; the
+    message names no flag."""
+
+    def __init__(self, part: str, message: str):
+        super().__init__(message)
+        self.part = part
+
+
 @dataclass(frozen=True)
 class Family:
     name: str
@@ -120,8 +130,8 @@ def call_kwargs(base, negative_prompt: str | None) -> dict:
     family, kwargs = family_of(base), {}
     if negative_prompt:
         if family.name == "flux":  # FluxPipeline would drop it silently unless true CFG is switched on
-            raise ValueError("--negative: FLUX.1 takes no negative prompt (its guidance is distilled into the "
-                             "transformer)")
+            raise GenerateInputError("negative", "a negative prompt is not for FLUX.1: its guidance is distilled "
+                                                 "into the transformer")
         kwargs["negative_prompt"] = negative_prompt
     if family.name == "flux" and not denoiser(base).config.get("guidance_embeds", True):
         kwargs["max_sequence_length"] = 256  # FLUX.1-schnell's T5 context (its model card)
@@ -131,17 +141,19 @@ def call_kwargs(base, negative_prompt: str | None) -> dict:
 def check_lcm_lora(base, lcm_lora: str | None) -> None:
     family = family_of(base)
     if lcm_lora and not family.lcm_lora and family is not OTHER:
-        raise ValueError(f"--lcm-lora {lcm_lora}: LCM-LoRA is for U-Net bases (SD1.x/2.x, SDXL); {family.label} "
-                         f"samples with flow matching: use a distilled base (FLUX.1-schnell, SD3.5 Large Turbo)")
+        raise GenerateInputError("lcm_lora", f"{lcm_lora}: LCM-LoRA is for U-Net bases (SD1.x/2.x, SDXL); "
+                                             f"{family.label} samples with flow matching: use a distilled base "
+                                             f"(FLUX.1-schnell, SD3.5 Large Turbo)")
 
 
 def check_attention_scaling(base) -> None:
     """Attention scaling rescales self-attention over image tokens; an MM-DiT has none on its own (see above)."""
     family, net = family_of(base), denoiser(base)
     if family.joint_attention or (family is OTHER and type(net).__name__ != "UNet2DConditionModel"):
-        raise ValueError(f"--attention-scaling: applies to U-Net self-attention (SD1.x/2.x, SDXL); {family.label} "
-                         f"is a transformer whose attention fmboost does not rescale "
-                         f"({'joint image-text attention' if family.joint_attention else 'not a U-Net'})")
+        kind = "joint image-text attention" if family.joint_attention else "not a U-Net"
+        raise GenerateInputError("attention_scale", f"attention scaling applies to U-Net self-attention (SD1.x/2.x, "
+                                                    f"SDXL); {family.label} is a transformer whose attention fmboost "
+                                                    f"does not rescale ({kind})")
 
 
 def train_pixels(base, downsample_factor: int) -> int | None:

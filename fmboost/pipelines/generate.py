@@ -20,21 +20,13 @@ from fmboost.autoencoders.vae import Autoencoder
 from fmboost.data.images import to_pil
 from fmboost.data.sources import hub_kwargs, not_fetched
 from fmboost.pipelines import bases
+from fmboost.pipelines.bases import GenerateInputError
 from fmboost.pipelines.attention import attention_scaling
 from fmboost.pipelines.upscale import FMBoostPipeline
 
 # Stages whose output is above this many pixels decode tiled (2048² needs it; 1024² fits in memory).
 TILE_ABOVE_PIXELS = 1024 * 1024
 DEFAULT_BASE_SIDE = 512  # a base whose denoiser does not say its training size draws at SD1.5's
-
-
-class GenerateInputError(ValueError):
-    """A request this base and these stages cannot run. `part` says what it is about (base, lcm_lora, scale,
-    base_size), so the command line and the web page word it in their own terms; the message names no flag."""
-
-    def __init__(self, part: str, message: str):
-        super().__init__(message)
-        self.part = part
 
 
 def load_base(name: str | os.PathLike, device="cpu", dtype: torch.dtype = torch.float32, lcm_lora: str | None = None):

@@ -22,7 +22,7 @@ from fmboost.training.autoencoder import AutoencoderConfig, train
 
 def config(photos_dir, out, steps, **extra):
     values = dict(data=[str(photos_dir)], out=str(out), block_out_channels=[8, 16], latent_channels=4, steps=steps,
-                  warmup=2, batch_size=2, crop=32, lr=1e-3, gradient_weight=0.5, color_augment=0.5,
+                  warmup=2, batch_size=2, crop=32, lr=1e-3, gradient_weight=0.5, color_weight=3.0, color_augment=0.5,
                   holdout_every=0, checkpoint_every=2, threads=1)
     return AutoencoderConfig(**{**values, **extra})
 
@@ -118,6 +118,16 @@ def test_gradient_term_penalises_blur_that_l1_alone_barely_sees():
     blurred = torch.full_like(x, 0.5)
     g = sum((a - b).abs().mean() for a, b in zip(T.image_gradients(blurred), T.image_gradients(x)))
     assert g > (blurred - x).abs().mean()
+
+
+def test_block_mean_term_sees_a_colour_offset_whole_and_ignores_texture_noise():
+    x = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    checker = (torch.arange(16)[:, None] + torch.arange(16)[None]) % 2 * 2 - 1.0  # ±1, zero mean per 8×8 block
+    noisy = x + 0.1 * checker
+    assert float(T.block_mean_l1(noisy, x)) < 1e-6 < float((noisy - x).abs().mean())
+    greener = x.clone()
+    greener[:, 1] += 0.3
+    assert float(T.block_mean_l1(greener, x)) == pytest.approx(0.1, abs=1e-6)  # 0.3 on one channel of three
 
 
 def test_bf16_is_used_only_where_the_cpu_has_it(monkeypatch, capsys):

@@ -6,7 +6,7 @@
 # photos (runs/default/heldout), never on BSD68/Set14.
 # The weights in fmboost/weights/default were made by the previous recipe (4-channel, factor-4 autoencoder): see
 # their training.json and `git show 7c3120f:recipes/default/make_default.sh`. This recipe's autoencoder is in
-# training (recipes/default/autoencoder.yaml, 20,000 steps, ≈1.3 steps/s on 2 CPU cores).
+# training (recipes/default/autoencoder.yaml, 12,000 steps, ≈3 steps/s on an idle 2-core CPU).
 set -euo pipefail
 DATA=${1:-../shared/data}
 RUN=runs/default
@@ -19,9 +19,9 @@ fi
 fmboost train-autoencoder --config recipes/default/autoencoder.yaml --data "$DATA/train" "$DATA/train_hr" \
     --out "$RUN/autoencoder" ${MINUTES:+--max-minutes "$MINUTES"}
 steps=$(python -c "import json; print(json.load(open('$RUN/autoencoder/autoencoder/training.json'))['trained_steps'])")
-if [ "$steps" -lt 20000 ]; then echo "autoencoder at step $steps of 20000: run again to continue"; exit 0; fi
+if [ "$steps" -lt 12000 ]; then echo "autoencoder at step $steps of 12000: run again to continue"; exit 0; fi
 fmboost prepare "$DATA/train" "$DATA/train_hr" --out "$RUN/shards" --vae "$RUN/autoencoder/autoencoder" \
-    --size 128 --scale 2 --crops-per-image 8 --upsampling pixel --holdout-every 10 --device cpu
+    --size 64 --scale 2 --crops-per-image 16 --upsampling pixel --holdout-every 10 --device cpu
 fmboost train --config recipes/default/cfm.yaml --data "$RUN/shards" --out "$RUN/cfm" --resume auto
 rm -rf fmboost/weights/default
 cp -r "$RUN/cfm/model" fmboost/weights/default

@@ -296,3 +296,82 @@ def autoencoder_progress(results: Path) -> str:
         lines.append(table(["set", "D(E(x)) PSNR / SSIM", "bicubic ×2 PSNR / SSIM", "PSNR gap (dB)",
                             "mean R, G, B shift (levels)"], rows))
     return "\n".join(lines)
+
+
+def autoencoder_color(results: Path) -> str:
+    """Does each autoencoder carry all three colour axes (experiments/autoencoder_color.py)?"""
+    data = load(results, "autoencoder_sweep/color.json")
+    if data is None:
+        return pending("autoencoder_sweep/color.json", "python experiments/autoencoder_color.py NAME=DIR ...")
+    rows = []
+    for name, r in data["autoencoders"].items():
+        h, s14 = r["held_back"], r.get("set14_reporting_only", {})
+        resp = h["response_to_plus_30_levels"]
+        worst = max(s14.items(), key=lambda kv: max(abs(v) for v in kv[1]["shift"])) if s14 else None
+        rows.append([f"`{name}`", f"{h['psnr']:.2f}", " / ".join(f"{resp[i][i]:.1f}" for i in range(3)),
+                     f"{resp[0][1]:+.1f} / {resp[2][1]:+.1f}",
+                     f"{worst[0]}: {', '.join(f'{v:+.1f}' for v in worst[1]['shift'])} ({worst[1]['psnr']:.2f} dB)"
+                     if worst else "–"])
+    return "\n".join([f"{measured_by(data['meta'])} {data['held_back_crops']} held-back 256 px crops. Response: the "
+                      f"mean change of an output channel when one input channel is raised by 30 levels (30 is "
+                      f"faithful). Raw results: `results/autoencoder_sweep/color.json`.", "",
+                      table(["autoencoder", "held-back PSNR (dB)", "R / G / B response to +30",
+                             "G leak from R / from B", "Set14 photo with the largest shift: R, G, B (PSNR)"],
+                            rows)])
+
+
+def tuning(results: Path) -> str:
+    """The default's sampling settings, chosen on held-back training photos (recipes/default/tune.py)."""
+    data = load(results, "default_model/tuning.json")
+    if data is None:
+        return pending("default_model/tuning.json", "python recipes/default/tune.py --model MODEL")
+    st, mean = data["settings"], data["mean"]
+    rows = [[f"`{name}`", f"{m['psnr']:.2f}", f"{m['ssim']:.4f}", f"{m['sharpness']:.3f}"]
+            for name, m in sorted(mean.items(), key=lambda kv: -kv[1]["psnr"])]
+    best = max((n for n in mean if n.startswith("cfm")), key=lambda n: mean[n]["psnr"])
+    return "\n".join([f"{measured_by(data['meta'])} {len(st['photos'])} held-back training photos (centre "
+                      f"{st['crop']} px, downscaled ×2 with PIL's bicubic), NFE {st['steps']}, one seed. "
+                      f"Raw results: `results/default_model/tuning.json`.", "",
+                      table(["method", "PSNR (dB)", "SSIM", "sharpness"], rows), "",
+                      f"Highest PSNR among the flow's settings: `{best}`."])
+
+
+def readme_grid(results: Path) -> str:
+    """The caption of the README's opening crop grid (recipes/default/readme_grid.py)."""
+    data = load(results, "default_model/readme_grid.json")
+    if data is None:
+        return pending("default_model/readme_grid.json", "python recipes/default/readme_grid.py")
+    st = data["settings"]
+    parts = []
+    for photo, m in data["scores"].items():
+        b, f = m["bicubic"]["photo"], m["fmboost"]["photo"]
+        parts.append(f"{photo}: bicubic {b['psnr']:.2f} dB / SSIM {b['ssim']:.3f} / sharpness {b['sharpness']:.2f}, "
+                     f"fmboost {f['psnr']:.2f} dB / SSIM {f['ssim']:.3f} / sharpness {f['sharpness']:.2f}")
+    return (f"![bicubic | fmboost | original](docs/readme_grid.png)\n\n"
+            f"*×2 from a PIL-bicubic downscale; the centre {st['crop']} px of each result, enlarged {st['zoom']}× "
+            f"(nearest). The photos were fixed before any output was seen, and neither was trained or tuned on. "
+            f"Whole photos — {'; '.join(parts)}. {measured_by(data['meta'])} Raw: "
+            f"`results/default_model/readme_grid.json`.*")
+
+
+def serve_load(results: Path) -> str:
+    """docs/robustness.md's load table, from benchmarks/serve_load.py's summary."""
+    data = load(results, "bench/serve_load_cpu.json")
+    if data is None:
+        return pending("bench/serve_load_cpu.json", "python benchmarks/serve_load.py")
+    s, yes = data["summary"], lambda v: "yes" if v else "no"
+    rows = [["clients / queue size", f"{s['clients']} / {s['queue_size']}"],
+            ["answered", f"{s['answered']} of {s['clients']}"],
+            ["accepted (202) / told \"busy\" (503) / other",
+             f"{s['accepted_202']} / {s['busy_503']} / {', '.join(map(str, s['other_status'])) or 'none'}"],
+            ["accepted jobs done / failed", f"{s['accepted_done']} / {s['accepted_error']}"],
+            ["median time to the first answer", f"{s['median_answer_s']:.3g} s"],
+            ["last job done after", f"{s['max_done_s']:.3g} s"],
+            ["server RSS before / peak / after",
+             f"{s['rss_before_mb']:.1f} / {s['rss_peak_mb']:.1f} / {s['rss_after_mb']:.1f} MB"],
+            ["alive afterwards, and accepting work", f"{yes(s['alive_after'])}, {yes(s['accepts_work_after'])}"]]
+    m = data["meta"]  # this benchmark writes its own meta (no run_meta): machine, cpus, date, commit
+    load_end = ", ".join(f"{v:.2f}" for v in m["load_average_at_end"])
+    return "\n\n".join([f"Measured by `{m['command']}` on {m['machine']} ({m['cpus']} CPUs, load average "
+                         f"{load_end} at the end), {m['date'][:10]}, commit {m['commit'][:10]}. Raw results: "
+                         f"`results/bench/serve_load_cpu.json`.", table(["what", "figure"], rows)])

@@ -22,16 +22,20 @@ import doc_tables  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 # (document, section name, renderer(results folder) -> markdown)
 SECTIONS = [
+    ("README.md", "readme-grid", doc_tables.readme_grid),
     ("README.md", "presets", doc_tables.presets),
     ("README.md", "speed-line", doc_tables.speed_line),
     ("README.md", "default-model", doc_tables.default_model),
     ("docs/default_model.md", "default-model", doc_tables.default_model),
     ("docs/default_model.md", "autoencoder-progress", doc_tables.autoencoder_progress),
+    ("docs/default_model.md", "autoencoder-color", doc_tables.autoencoder_color),
+    ("docs/default_model.md", "tuning", doc_tables.tuning),
     ("docs/results.md", "real", doc_tables.real_world),
     ("docs/results.md", "ablations", ablations.section),
     ("docs/speed.md", "speed-cpu", doc_tables.speed),
     ("docs/speed.md", "speed-cpu-quick", doc_tables.speed_quick),
     ("docs/training_at_scale.md", "throughput-cpu", doc_tables.throughput),
+    ("docs/robustness.md", "serve-load", doc_tables.serve_load),
 ]
 
 

@@ -1,0 +1,89 @@
+"""Chooses the embedded default's sampling settings on held-back *training* photos, never on BSD68/Set14.
+
+    python recipes/default/tune.py --model runs/default/cfm/model [--data ../shared/data] [--taus 0,50,100]
+
+The held-back photos are every `--holdout-every`-th photo of train/ and train_hr/: the autoencoder
+(`fmboost train-autoencoder`) and the flow's shards (`fmboost prepare --holdout-every`) both left them out. Each
+photo's centre crop (`--crop` px) is downscaled ×2 (bicubic) and upscaled back by bicubic, x0 (no flow) and the flow
+at NFE `--steps` for every sampling τ, each with every colour fix. Writes results/default_model/tuning.json
+(per-photo PSNR, SSIM, sharpness; means; meta). The flow runs once per τ and the colour fixes are applied to its
+decoded output, so the fixes are compared on identical samples.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from fmboost.data.images import load_image, resize, to_pil, to_tensor
+from fmboost.data.photos import split_photos
+from fmboost.evaluation import metrics as M
+from fmboost.evaluation.provenance import run_meta, write_json
+from fmboost.pipelines.colorfix import color_fix
+from fmboost.pipelines.methods import COLOR_FIXES
+from fmboost.pipelines.upscale import FMBoostPipeline, pad_to_multiple
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def scores(out, hr) -> dict:
+    return {"psnr": M.psnr(out, hr, "rgb", 2), "ssim": M.ssim(out, hr, "rgb", 2), "sharpness": M.sharpness(out, hr, 2)}
+
+
+@torch.no_grad()
+def flow_output(pipe: FMBoostPipeline, lr: torch.Tensor, steps: int | None) -> torch.Tensor:
+    """D(flow(x0)) (or D(x0) when `steps` is None) without a colour fix, cropped to the image."""
+    s, (h, w) = pipe.config["scale"], lr.shape[-2:]
+    x_cond = pipe.condition(pad_to_multiple(lr, pipe.pad_multiple))
+    z = x_cond if steps is None else pipe.flow(x_cond, steps)[0]
+    return pipe.autoencoder.decode(z).float()[:, :, : h * s, : w * s]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", default="../shared/data")
+    p.add_argument("--holdout-every", type=int, default=10)
+    p.add_argument("--crop", type=int, default=256)
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--taus", default="0,50,100", help="sampling τ values to compare")
+    p.add_argument("--out", default=str(ROOT / "results" / "default_model" / "tuning.json"))
+    args = p.parse_args()
+    pipe = FMBoostPipeline.from_pretrained(args.model)
+    _, held = split_photos([f"{args.data}/train", f"{args.data}/train_hr"], args.holdout_every)
+    taus = [float(t) for t in args.taus.split(",")]
+    rows = {}
+    for path in tqdm(held, desc="held-back photos"):
+        im = load_image(path)
+        c = min(args.crop, im.width, im.height) // 8 * 8
+        left, top = (im.width - c) // 2, (im.height - c) // 2
+        hr = im.crop((left, top, left + c, top + c))
+        small = resize(hr, (c // 2, c // 2))
+        lr = to_tensor(small)[None]
+        outs = {"bicubic": resize(small, (c, c))}
+        x0 = flow_output(pipe, lr, None)
+        outs["x0"] = to_pil(x0[0])
+        for tau in taus:
+            pipe.config["tau"] = tau
+            torch.manual_seed(0)
+            y = flow_output(pipe, lr, args.steps)
+            for fix in COLOR_FIXES:
+                outs[f"cfm tau={tau:g} color_fix={fix}"] = to_pil(color_fix(y, lr, fix)[0])
+        for name, out in outs.items():
+            for k, v in scores(out, hr).items():
+                rows.setdefault(name, {}).setdefault(k, []).append(v)
+    summary = {name: {k: float(np.mean(v)) for k, v in m.items()} for name, m in rows.items()}
+    write_json(Path(args.out), {"meta": run_meta(tuned_on="held-back training photos (every "
+                                                 f"{args.holdout_every}th of train/ and train_hr/)"),
+                                "settings": {"model": args.model, "crop": args.crop, "steps": args.steps,
+                                             "taus": taus, "photos": [Path(h).name for h in held]},
+                                "mean": summary, "per_image": rows})
+    for name, m in sorted(summary.items(), key=lambda kv: -kv[1]["psnr"]):
+        print(f"{name:40s} PSNR {m['psnr']:.2f}  SSIM {m['ssim']:.4f}  sharpness {m['sharpness']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

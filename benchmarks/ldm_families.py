@@ -22,7 +22,7 @@ Raw figures go to results/bench/NAME.json with the machine, date, command and gi
 FLUX by blocks (`--flux-blocks`, the default on a CPU without --small): FLUX.1-dev's transformer is 11.9 B
 parameters, 48 GB in fp32, more than a CPU machine's memory. Its blocks are independent and all of one width, so
 its step is a sum: the real-width transformer is built three times, with (double, single) blocks = (0, 0), (1, 0)
-and (0, 1), one at a time, each timed for one call at both sizes, and the full step is
+and (0, 1), one at a time, each timed at both sizes, and the full step is
 
     T(0,0) + 19·(T(1,0) − T(0,0)) + 38·(T(0,1) − T(0,0))        (extrapolate_blocks; 19 and 38 from the config)
 
@@ -33,7 +33,9 @@ table) and the raw file keeps the three timings and block counts under `flux_blo
     OMP_NUM_THREADS=2 python benchmarks/ldm_families.py --family sdxl,flux --size 512 --clock wall   # CPU table
 
 On a CPU use the wall clock when torch has more than one thread: `--clock cpu` is the process's CPU time summed
-over its threads (core-seconds, including OpenMP's spin-waiting), not the time a call takes.
+over its threads (core-seconds, including OpenMP's spin-waiting), not the time a call takes. The wall clock needs
+an otherwise idle machine: on busy cores two OpenMP threads wait on each other and every figure grows many times
+over (on a shared machine use OMP_NUM_THREADS=1 and the default cpu clock instead).
 """
 from __future__ import annotations
 

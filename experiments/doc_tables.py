@@ -268,6 +268,10 @@ def speed_families(results: Path, name: str = FAMILIES_CPU) -> str:
     clock = "CPU time of the process" if st["clock"] == "cpu" else "wall clock"
     head = (f"{measured_by(raw['meta'])} {st['dtype']}, {clock}, mean of {st['repeats']} call(s) after "
             f"{st['warmup']} warm-up call(s) per component. Raw results: `results/bench/{name}`.")
+    avg = raw["meta"]["machine"].get("load_average_1min")
+    if st["clock"] == "wall" and avg is not None and avg >= 1:  # a core's worth of other work competed
+        head += (f" **The machine was busy when the run started** (load average {avg}): wall-clock figures "
+                 f"include the time spent waiting for other jobs.")
     return "\n\n".join([head] + [family_tables(f) for f in raw["families"].values()])
 
 

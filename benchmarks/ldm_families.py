@@ -18,10 +18,29 @@ The text encoders are left out: they run once per image, the same in both pipeli
 an input of the transformer) with 512 text tokens in its joint attention. `--small` shrinks every network and the
 sizes (64 px → 128 px) to check the script in seconds on a CPU; its figures say nothing about the real models.
 Raw figures go to results/bench/NAME.json with the machine, date, command and git commit.
+
+FLUX by blocks (`--flux-blocks`, the default on a CPU without --small): FLUX.1-dev's transformer is 11.9 B
+parameters, 48 GB in fp32, more than a CPU machine's memory. Its blocks are independent and all of one width, so
+its step is a sum: the real-width transformer is built three times, with (double, single) blocks = (0, 0), (1, 0)
+and (0, 1), one at a time, each timed at both sizes, and the full step is
+
+    T(0,0) + 19·(T(1,0) − T(0,0)) + 38·(T(0,1) − T(0,0))        (extrapolate_blocks; 19 and 38 from the config)
+
+T(0,0) is the embedders, the final norm and projection. Those step rows are marked extrapolated (* in the
+table) and the raw file keeps the three timings and block counts under `flux_blocks` to recompute them.
+`--no-flux-blocks` builds the whole transformer; `--small --flux-blocks` runs block mode on the small config.
+
+    OMP_NUM_THREADS=2 python benchmarks/ldm_families.py --family sdxl,flux --size 512 --clock wall   # CPU table
+
+On a CPU use the wall clock when torch has more than one thread: `--clock cpu` is the process's CPU time summed
+over its threads (core-seconds, including OpenMP's spin-waiting), not the time a call takes. The wall clock needs
+an otherwise idle machine: on busy cores two OpenMP threads wait on each other and every figure grows many times
+over (on a shared machine use OMP_NUM_THREADS=1 and the default cpu clock instead).
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import time
 from pathlib import Path
@@ -71,22 +90,32 @@ FAMILIES = {
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def build(family: str, small: bool, device: str, dtype: torch.dtype):
-    """(denoiser, Autoencoder, FMBoostPipeline) of `family` with random weights."""
-    from diffusers import AutoencoderKL, FluxTransformer2DModel, UNet2DConditionModel
+def build_denoiser(family: str, small: bool, device: str, dtype: torch.dtype, **layers):
+    """The denoiser of `family` with random weights; `layers` overrides its config (FLUX's block counts)."""
+    from diffusers import FluxTransformer2DModel, UNet2DConditionModel
     from diffusers.utils import logging as dlogging
+
+    spec = FAMILIES[family]
+    dlogging.set_verbosity_error()  # not the "modules kept in float32" note on every cast of random weights
+    torch.manual_seed(0)
+    net = (UNet2DConditionModel if spec["unet"] else FluxTransformer2DModel)(**{**spec["net"][small], **layers})
+    return net.eval().requires_grad_(False).to(device, dtype)
+
+
+def build(family: str, small: bool, device: str, dtype: torch.dtype, denoiser: bool = True):
+    """(denoiser or None, Autoencoder, FMBoostPipeline) of `family` with random weights."""
+    from diffusers import AutoencoderKL
 
     from fmboost.autoencoders.vae import Autoencoder
     from fmboost.models.presets import build_model
     from fmboost.pipelines.upscale import FMBoostPipeline
 
     spec = FAMILIES[family]
-    dlogging.set_verbosity_error()  # not the "modules kept in float32" note on every cast of random weights
+    net = build_denoiser(family, small, device, dtype) if denoiser else None
     torch.manual_seed(0)
-    net = (UNet2DConditionModel if spec["unet"] else FluxTransformer2DModel)(**spec["net"][small])
     vae = Autoencoder(AutoencoderKL(**{**spec["vae"], **(SMALL_VAE if small else {})}))
     cfm = build_model("tiny" if small else "general", latent_channels=spec["channels"])
-    net, cfm = (m.eval().requires_grad_(False).to(device, dtype) for m in (net, cfm))
+    cfm = cfm.eval().requires_grad_(False).to(device, dtype)
     vae.to(device, dtype)
     return net, vae, FMBoostPipeline(vae, cfm)
 
@@ -118,15 +147,55 @@ def count(m) -> float:
     return sum(p.numel() for p in m.parameters()) / 1e6
 
 
+def extrapolate_blocks(t00: float, t10: float, t01: float, n_double: int, n_single: int) -> float:
+    """A FLUX transformer with n_double double-stream and n_single single-stream blocks, from the same
+    transformer with (0, 0), (1, 0) and (0, 1) blocks: the blocks run one after another, each of one width, so
+    each adds its own cost (seconds or parameters) to the embedders' and output layer's."""
+    return t00 + n_double * (t10 - t00) + n_single * (t01 - t00)
+
+
+VARIANTS = {"t00": (0, 0), "t10": (1, 0), "t01": (0, 1)}  # (num_layers, num_single_layers) of each build
+
+
+def flux_by_blocks(args, sides: tuple[int, int], time_it) -> dict:
+    """The three block variants of FLUX's transformer, each built, timed at both sides and freed before the
+    next (one double block is 1.4 GB in fp32), and the full step extrapolated from them at each side."""
+    full = FAMILIES["flux"]["net"][args.small]
+    n_double, n_single = full["num_layers"], full["num_single_layers"]
+    seconds_at, params = {side: {} for side in sides}, {}
+    print("\n| FLUX transformer by blocks (double, single) | side | seconds |\n|---|---:|---:|", flush=True)
+    for key, (double, single) in VARIANTS.items():
+        net = build_denoiser("flux", args.small, args.device, DTYPES[args.dtype], num_layers=double,
+                             num_single_layers=single)
+        params[key] = count(net)
+        for side in sides:
+            seconds_at[side][key] = time_it(denoiser_call("flux", net, side, args.small, args.device,
+                                                          DTYPES[args.dtype]))()
+            print(f"| ({double}, {single}) | {side}² | {seconds_at[side][key]:.3f} |", flush=True)
+        del net
+        gc.collect()  # the next variant is built only once this one's weights are gone
+    return {"n_double": n_double, "n_single": n_single, "variants": {k: list(v) for k, v in VARIANTS.items()},
+            "formula": "t00 + n_double * (t10 - t00) + n_single * (t01 - t00)",
+            "parameters_m": {**params, "full": extrapolate_blocks(params["t00"], params["t10"], params["t01"],
+                                                                  n_double, n_single)},
+            "seconds": {str(side): {**t, "step": extrapolate_blocks(t["t00"], t["t10"], t["t01"], n_double,
+                                                                    n_single)} for side, t in seconds_at.items()}}
+
+
 def measure(family: str, args, time_it) -> dict:
     spec, small = FAMILIES[family], args.small
     lo = args.size or (64 if small else spec["size"])
     hi, steps = 2 * lo, args.base_steps or spec["steps"]
+    blocks_mode = family == "flux" and args.flux_blocks
+    print(f"\n## {spec['label']}{' (small)' if small else ''}: {lo}² + CFM ×2 against {hi}²", flush=True)
+    # By blocks, the steps are timed first: each variant is freed before the VAE and CFM are built
+    blocks = flux_by_blocks(args, (lo, hi), time_it) if blocks_mode else None
     t0 = time.perf_counter()
-    net, vae, cfm = build(family, small, args.device, DTYPES[args.dtype])
-    params = {"denoiser": count(net), "vae": count(vae.vae), "cfm": count(cfm.model)}
-    print(f"\n## {spec['label']}{' (small)' if small else ''}: {lo}² + CFM ×2 against {hi}²\n\nbuilt denoiser "
-          f"{params['denoiser']:.1f} M, VAE {params['vae']:.1f} M, CFM {params['cfm']:.1f} M parameters in "
+    net, vae, cfm = build(family, small, args.device, DTYPES[args.dtype], denoiser=not blocks_mode)
+    params = {"denoiser": blocks["parameters_m"]["full"] if blocks else count(net), "vae": count(vae.vae),
+              "cfm": count(cfm.model)}
+    print(f"\n{'denoiser (summed from its blocks) ' if blocks else 'built denoiser '}{params['denoiser']:.1f} M, "
+          f"VAE {params['vae']:.1f} M, CFM {params['cfm']:.1f} M parameters, built in "
           f"{time.perf_counter() - t0:.0f} s (random weights)\n\n| component | seconds |\n|---|---:|", flush=True)
     g = torch.Generator().manual_seed(0)
     z_lo = torch.randn(1, spec["channels"], lo // 8, lo // 8, generator=g).to(args.device, DTYPES[args.dtype])
@@ -139,8 +208,9 @@ def measure(family: str, args, time_it) -> dict:
         print(f"| {label}{' *' if extrapolated else ''} | {components[key]['seconds']:.3f} |", flush=True)
 
     batch = "batch 2" if spec["unet"] else "batch 1"
-    row("step_lo", f"denoiser step {lo}² ({batch})", time_it(denoiser_call(family, net, lo, small, args.device,
-                                                                          DTYPES[args.dtype])))
+    step = lambda side: (blocks["seconds"][str(side)]["step"] if blocks else
+                         time_it(denoiser_call(family, net, side, small, args.device, DTYPES[args.dtype])))
+    row("step_lo", f"denoiser step {lo}² ({batch})", step(lo), extrapolated=bool(blocks))
     row("round_trip", f"decode {lo}², bicubic ×2, encode {hi}² (PSU)", time_it(lambda: cfm.upsample(z_lo)))
     measured = {n: time_it(lambda n=n: cfm.flow(x_cond, steps=n))() for n in args.nfe}
     per_nfe = min(t / n for n, t in measured.items())
@@ -148,8 +218,7 @@ def measure(family: str, args, time_it) -> dict:
         row(f"cfm_nfe{n}", f"CFM, NFE {n} ({lo // 8}² → {hi // 8}² latent)", measured.get(n, n * per_nfe),
             extrapolated=n not in measured)
     row("vae_decode", f"VAE decode {hi}²", time_it(lambda: vae.decode(x_cond)))
-    row("step_hi", f"denoiser step {hi}² ({batch})", time_it(denoiser_call(family, net, hi, small, args.device,
-                                                                          DTYPES[args.dtype])))
+    row("step_hi", f"denoiser step {hi}² ({batch})", step(hi), extrapolated=bool(blocks))
     pipelines, versus = totals(components, steps, lo, hi)
     print(f"\n| pipeline, {steps} base steps | seconds | speed-up vs base at {hi}² |\n|---|---:|---:|")
     for p in pipelines:
@@ -158,7 +227,8 @@ def measure(family: str, args, time_it) -> dict:
     for v in versus:
         print(f"| {v['label']} | {v['seconds']:.3f} | {v['ratio']:.2f} |")
     return {"label": spec["label"], "small": small, "base_size": lo, "output_size": hi, "base_steps": steps,
-            "parameters_m": params, "components": components, "pipelines": pipelines, "cfm_vs_round_trip": versus}
+            "parameters_m": params, "components": components, "pipelines": pipelines, "cfm_vs_round_trip": versus,
+            **({"flux_blocks": blocks} if blocks else {})}
 
 
 def totals(components: dict, steps: int, lo: int, hi: int) -> tuple[list[dict], list[dict]]:
@@ -193,6 +263,9 @@ def main(argv=None):
     p.add_argument("--dtype", default="fp32", choices=list(DTYPES))
     p.add_argument("--clock", choices=["wall", "cpu"], default=None,
                    help="cpu: this process's CPU time (default on a CPU with one thread); wall: elapsed time")
+    p.add_argument("--flux-blocks", action=argparse.BooleanOptionalAction, default=None,
+                   help="time FLUX's transformer with 0 and 1 blocks of each kind and extrapolate its step, "
+                        "never building the whole of it (default: on a CPU without --small)")
     p.add_argument("--name", help="results/bench/NAME.json (default: ldm_families_DEVICE_DTYPE[_small])")
     args = p.parse_args(argv)
     families = [f.strip() for f in args.family.split(",") if f.strip()]
@@ -200,6 +273,8 @@ def main(argv=None):
     if unknown or not families:
         p.error(f"--family {args.family}: choose from {', '.join(FAMILIES)}")
     cuda = args.device.startswith("cuda")
+    if args.flux_blocks is None:  # the whole transformer is 48 GB in fp32: more than a CPU machine holds
+        args.flux_blocks = args.device == "cpu" and not args.small
     args.nfe = [int(n) for n in (args.nfe or ("1,4,8" if cuda else "1")).split(",")]
     repeats = args.repeats or (5 if cuda else 1)
     warmup = args.warmup if args.warmup is not None else (2 if cuda else 0)
@@ -212,7 +287,8 @@ def main(argv=None):
     name = args.name or f"ldm_families_{'cuda' if cuda else 'cpu'}_{args.dtype}{'_small' if args.small else ''}"
     out = ROOT / "results" / "bench" / f"{name}.json"
     write_json(out, {"meta": meta, "settings": {"clock": clock_name, "repeats": repeats, "warmup": warmup,
-                                                "dtype": args.dtype, "device": device_label(args.device)},
+                                                "dtype": args.dtype, "device": device_label(args.device),
+                                                "flux_blocks": args.flux_blocks},
                      "families": results})
     print(f"\nraw results: {out.relative_to(ROOT)}")
 

@@ -253,6 +253,66 @@ def speed_line(results: Path) -> str:
             f"in [docs/speed.md](docs/speed.md).{note}")
 
 
+FAMILIES_CPU = "ldm_families_cpu_fp32.json"
+FAMILIES_CPU_COMMAND = "OMP_NUM_THREADS=2 python benchmarks/ldm_families.py --family sdxl,flux --size 512 --clock wall"
+
+
+def speed_families(results: Path, name: str = FAMILIES_CPU) -> str:
+    """docs/speed.md's SDXL and FLUX.1 tables from benchmarks/ldm_families.py's raw file: per family its
+    components (* where extrapolated, said how in a note), the two pipelines and the ×2 stage against the round
+    trip."""
+    raw = load(results, f"bench/{name}")
+    if raw is None:
+        return pending(f"bench/{name}", FAMILIES_CPU_COMMAND)
+    st = raw["settings"]
+    clock = "CPU time of the process" if st["clock"] == "cpu" else "wall clock"
+    head = (f"{measured_by(raw['meta'])} {st['dtype']}, {clock}, mean of {st['repeats']} call(s) after "
+            f"{st['warmup']} warm-up call(s) per component. Raw results: `results/bench/{name}`.")
+    avg = raw["meta"]["machine"].get("load_average_1min")
+    if st["clock"] == "wall" and avg is not None and avg >= 1:  # a core's worth of other work competed
+        head += (f" **The machine was busy when the run started** (load average {avg}): wall-clock figures "
+                 f"include the time spent waiting for other jobs.")
+    return "\n\n".join([head] + [family_tables(f) for f in raw["families"].values()])
+
+
+def family_tables(f: dict) -> str:
+    lo, hi, par = f["base_size"], f["output_size"], f["parameters_m"]
+    comp = f["components"]
+    intro = (f"**{f['label']}**{' (shrunken networks: a smoke run)' if f['small'] else ''}, {lo}² → {hi}², "
+             f"{f['base_steps']} base steps; {par['denoiser']:,.0f} M parameters in the denoiser, "
+             f"{par['vae']:,.0f} M in the VAE, {par['cfm']:,.1f} M in the CFM network (random weights).")
+    parts = table(["component", "seconds"],
+                  [[c["label"] + (" *" if c["extrapolated"] else ""), f"{c['seconds']:.3g}"] for c in comp.values()])
+    pipes = table([f"pipeline, {f['base_steps']} base steps", "seconds", f"speed-up vs base at {hi}²"],
+                  [[p["label"], f"{p['seconds']:.1f}", f"{p['speedup']:.2f}"] for p in f["pipelines"]])
+    stage = table(["the ×2 stage", "seconds", "× the decode → resize → encode round trip"],
+                  [[v["label"], f"{v['seconds']:.3g}", f"{v['ratio']:.2f}"] for v in f["cfm_vs_round_trip"]])
+    step = comp["step_hi"]["seconds"] / comp["step_lo"]["seconds"]
+    reading = f"A denoiser step costs {step:.1f}× more at {hi}² than at {lo}²."
+    return "\n\n".join([intro, parts, *extrapolation_notes(f), pipes, stage, reading])
+
+
+def extrapolation_notes(f: dict) -> list[str]:
+    """What each * in a family's components table stands for, with the measured inputs."""
+    comp, notes = f["components"], []
+    cfm = {k: c for k, c in comp.items() if k.startswith("cfm_nfe")}
+    measured = [k.removeprefix("cfm_nfe") for k, c in cfm.items() if not c["extrapolated"]]
+    if any(c["extrapolated"] for c in cfm.values()):
+        notes.append(f"\\* CFM: NFE × the lowest measured time per network call (measured at NFE "
+                     f"{', '.join(measured)}); an Euler step is one call.")
+    b = f.get("flux_blocks")
+    if b and (comp["step_lo"]["extrapolated"] or comp["step_hi"]["extrapolated"]):
+        at = "; ".join(f"at {side}², T(0,0) = {t['t00']:.3g} s, T(1,0) = {t['t10']:.3g} s, T(0,1) = {t['t01']:.3g} s"
+                       for side, t in b["seconds"].items())
+        notes.append(f"\\* Denoiser steps: the whole transformer was never built. The real-width transformer with "
+                     f"no blocks, one double-stream block and one single-stream block was built and timed at both "
+                     f"sizes, and the step is T(0,0) + {b['n_double']}·(T(1,0) − T(0,0)) + "
+                     f"{b['n_single']}·(T(0,1) − T(0,0)), the blocks running one after another: {at}. The same "
+                     f"sum of the three builds' parameter counts gives the full model's "
+                     f"{b['parameters_m']['full']:,.0f} M.")
+    return notes
+
+
 # ---------------------------------------------------------------------------------------------- training
 
 def throughput(results: Path) -> str:

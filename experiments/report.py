@@ -34,6 +34,7 @@ SECTIONS = [
     ("docs/results.md", "ablations", ablations.section),
     ("docs/speed.md", "speed-cpu", doc_tables.speed),
     ("docs/speed.md", "speed-cpu-quick", doc_tables.speed_quick),
+    ("docs/speed.md", "speed-families-cpu", doc_tables.speed_families),
     ("docs/training_at_scale.md", "throughput-cpu", doc_tables.throughput),
     ("docs/robustness.md", "serve-load", doc_tables.serve_load),
 ]

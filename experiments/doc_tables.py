@@ -254,7 +254,7 @@ def speed_line(results: Path) -> str:
 
 
 FAMILIES_CPU = "ldm_families_cpu_fp32.json"
-FAMILIES_CPU_COMMAND = "OMP_NUM_THREADS=2 python benchmarks/ldm_families.py --family sdxl,flux --size 512 --clock wall"
+FAMILIES_CPU_COMMAND = "OMP_NUM_THREADS=1 python benchmarks/ldm_families.py --family sdxl,flux --size 512"
 
 
 def speed_families(results: Path, name: str = FAMILIES_CPU) -> str:

@@ -67,7 +67,7 @@ def presets(results: Path) -> str:
 
 # ---------------------------------------------------------------------------------------------- default model
 
-METHOD_LABELS = {"cfm": "`cfm` (Euler)", "x0": "`x0` (PSU, no flow)", "bicubic": "`bicubic`"}
+METHOD_LABELS = {"cfm": "`cfm` (Euler)", "x0": "`x0` (the flow's start, decoded)", "bicubic": "`bicubic`"}
 
 
 def available(results: Path, folder: str) -> tuple[dict, list[str]]:

@@ -63,8 +63,8 @@ def colour_patches(size=64) -> Image.Image:
     return Image.fromarray((a + rng.normal(0, 4, a.shape)).clip(0, 255).astype(np.uint8))
 
 
-@pytest.mark.parametrize("color_fix", ["wavelet", "adain"])
-def test_embedded_default_with_a_colour_fix_keeps_purple_and_magenta(color_fix):
+@pytest.mark.parametrize("color_fix", ["none", "wavelet", "adain"])
+def test_embedded_default_keeps_purple_and_magenta_with_or_without_a_colour_fix(color_fix):
     pipe = FMBoostPipeline.from_pretrained(DEFAULT_MODEL)
     image = colour_patches()
     out = pipe(image, steps=1, color_fix=color_fix)

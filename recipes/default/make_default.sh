@@ -3,10 +3,10 @@
 # later sessions too) until it reaches the end.
 #   bash recipes/default/make_default.sh [DATA_DIR]      (DATA_DIR holds train/ and train_hr/; default ../shared/data)
 # Every 10th photo of each folder is held back by both the autoencoder and prepare; settings are tuned on those
-# photos (runs/default/heldout), never on BSD68/Set14.
-# The weights in fmboost/weights/default were made by the previous recipe (4-channel, factor-4 autoencoder): see
-# their training.json and `git show 7c3120f:recipes/default/make_default.sh`. This recipe's autoencoder is in
-# training (recipes/default/autoencoder.yaml, 12,000 steps, ≈3 steps/s on an idle 2-core CPU).
+# photos (recipes/default/tune.py), never on BSD68/Set14.
+# On an idle 2-core CPU: the autoencoder ≈1 h (12,000 steps; its finished checkpoint is committed in
+# recipes/default/progress, so a fresh machine skips it), prepare ≈3 min, the flow ≈40 min (5,000 steps), tuning,
+# evaluation and the README grid ≈30 min.
 set -euo pipefail
 DATA=${1:-../shared/data}
 RUN=runs/default
@@ -27,4 +27,9 @@ rm -rf fmboost/weights/default
 cp -r "$RUN/cfm/model" fmboost/weights/default
 cp "$RUN/autoencoder/autoencoder/training.json" fmboost/weights/default/autoencoder/
 fmboost info fmboost/weights/default
-python recipes/default/evaluate.py --data "$DATA"
+# Sampling τ and colour fix, measured on the held-back photos (cfm.yaml's sample_tau and color_fix were set from it)
+python recipes/default/tune.py --model fmboost/weights/default --data "$DATA"
+python recipes/default/evaluate.py --data "$DATA" --steps 1,4
+python recipes/default/readme_grid.py --data "$DATA"
+python recipes/default/autoencoder_progress.py --data "$DATA"
+python experiments/report.py

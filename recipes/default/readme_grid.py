@@ -24,7 +24,7 @@ from fmboost.evaluation.provenance import run_meta, write_json
 from fmboost.pipelines.upscale import FMBoostPipeline
 
 ROOT = Path(__file__).resolve().parents[2]
-COLUMNS = ("bicubic ×2", "fmboost ×2 (NFE 4)", "original")
+COLUMNS = ("bicubic x2", "fmboost x2 (NFE 4)", "original")  # ASCII: PIL's default font has no ×
 
 
 def centre(im: Image.Image, size: int) -> Image.Image:

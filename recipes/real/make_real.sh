@@ -2,12 +2,14 @@
 # Rebuilds fmboost's embedded `real` model (degraded super-resolution) from photos; needs the embedded default
 # (recipes/default/make_default.sh) first. Every stage resumes where it stopped.
 #   bash recipes/real/make_real.sh [DATA_DIR]      (DATA_DIR holds train/, train_hr/ and val/; default ../shared/data)
+# The shipped `real` weights were made by this recipe at commit 931c7ab (from the previous, 4-channel default, 128 px
+# crops, PSU); since the new default (factor 2, pixel conditioning) it prepares like recipes/default/make_default.sh.
 # On a 2-core CPU: prepare with degradations ≈15 min, fine-tuning ≤45 min, evaluate.py ≈15 min.
 set -euo pipefail
 DATA=${1:-../shared/data}
 RUN=runs/real
 fmboost prepare "$DATA/train" "$DATA/train_hr" --out "$RUN/shards" --vae fmboost/weights/default/autoencoder \
-    --size 128 --scale 2 --crops-per-image 16 --degradation realesrgan --device cpu
+    --size 64 --scale 2 --crops-per-image 16 --upsampling pixel --holdout-every 10 --degradation realesrgan --device cpu
 fmboost train --config recipes/real/cfm.yaml --resume auto  # from the newest complete checkpoint, if any
 rm -rf fmboost/weights/real
 cp -r "$RUN/cfm/model" fmboost/weights/real

@@ -2,6 +2,7 @@
 short training runs, file modes, and commands that start without importing torch."""
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fmboost import EMBEDDED_MODELS
+from fmboost import DEFAULT_MODEL, EMBEDDED_MODELS
 from fmboost.cli.main import main
 from tests.conftest import random_photo
 
@@ -43,8 +44,11 @@ def test_prepare_vae_default_encodes_with_the_embedded_autoencoder(tmp_path, pho
                          "--crops-per-image", 1)
     assert code == 0, err
     data, manifest = load_shards(tmp_path / "d")
-    # The embedded autoencoder downsamples ×4 (32 px → 8×8); the tests' tiny one ×2 would give 16×16.
-    assert data["x1"].shape[1:] == (4, 8, 8) and manifest["vae"] == "default"
+    # The embedded autoencoder has 8 latent channels; the tests' tiny one (also ×2) has 4.
+    cfg = json.loads((DEFAULT_MODEL / "autoencoder" / "config.json").read_text())
+    side = 32 // 2 ** (len(cfg["block_out_channels"]) - 1)
+    assert data["x1"].shape[1:] == (cfg["latent_channels"], side, side) == (8, 16, 16)
+    assert manifest["vae"] == "default"
     code, _, err = run(capsys, "prepare", photos_dir, "--out", tmp_path / "m", "--vae", tiny_model_dir, "--size", 32,
                        "--crops-per-image", 1)
     assert code == 0, err  # a model folder means its autoencoder/
@@ -58,11 +62,16 @@ def test_prepare_help_names_the_embedded_autoencoder(capsys):
 
 
 def test_train_init_takes_an_embedded_name_and_says_why_it_refuses_others(tmp_path, capsys):
+    import torch
+    from safetensors.torch import load_file
+
     from fmboost.training.config import TrainConfig
     from fmboost.training.train import initial_model
 
-    model = initial_model(TrainConfig(init="default"), latent_channels=4)
-    assert model.config.channels == 64  # the embedded default's `tiny` U-Net, not a fresh one from the preset
+    model = initial_model(TrainConfig(init="default"), latent_channels=8)
+    embedded = load_file(DEFAULT_MODEL / "cfm" / "diffusion_pytorch_model.safetensors")
+    state = model.state_dict()  # the embedded default's weights, not a fresh U-Net from the preset
+    assert all(torch.equal(state[k], v) for k, v in embedded.items())
     code, _, err = run(capsys, "train", "--init", "nosuch", "--data", tmp_path)
     assert code == 2 and err.strip().endswith("--init nosuch: not a model folder (no cfm/) nor an embedded model "
                                               "(default, real)")

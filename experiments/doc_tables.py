@@ -202,11 +202,19 @@ def speed(results: Path, name: str = "ldm_speed_cpu.json") -> str:
     head = (f"{measured_by(raw['meta'])} {st['dtype']}, {clock}, mean of {st['repeats']} call(s) after "
             f"{st['warmup']} warm-up call(s); rows marked * are that many times the measured NFE 1 figure (an "
             f"Euler step is one network call). Raw results: `results/bench/{name}`.")
-    parts = table(["component", "seconds"],
-                  [[c["label"] + (" *" if c["extrapolated"] else ""), f"{c['seconds']:.3g}"] for c in comp.values()])
-    pipes = table([f"pipeline, {st['base_steps']} base steps", "seconds", f"speed-up vs base at {st['output_size']}²"],
-                  [[p["label"], f"{p['seconds']:.1f}", f"{p['speedup']:.2f}"] for p in raw["pipelines"]])
-    return "\n\n".join([head, parts, pipes, "\n".join(speed_reading(raw))])
+    pipes = pipelines_table(raw["pipelines"], st["base_steps"], st["output_size"])
+    return "\n\n".join([head, components_table(comp), pipes, "\n".join(speed_reading(raw))])
+
+
+def components_table(comp: dict) -> str:
+    """Seconds per component of a speed benchmark, * where the figure was extrapolated, not measured."""
+    return table(["component", "seconds"],
+                 [[c["label"] + (" *" if c["extrapolated"] else ""), f"{c['seconds']:.3g}"] for c in comp.values()])
+
+
+def pipelines_table(pipelines: list[dict], base_steps: int, output_size: int) -> str:
+    return table([f"pipeline, {base_steps} base steps", "seconds", f"speed-up vs base at {output_size}²"],
+                 [[p["label"], f"{p['seconds']:.1f}", f"{p['speedup']:.2f}"] for p in pipelines])
 
 
 def speed_quick(results: Path) -> str:
@@ -281,10 +289,7 @@ def family_tables(f: dict) -> str:
     intro = (f"**{f['label']}**{' (shrunken networks: a smoke run)' if f['small'] else ''}, {lo}² → {hi}², "
              f"{f['base_steps']} base steps; {par['denoiser']:,.0f} M parameters in the denoiser, "
              f"{par['vae']:,.0f} M in the VAE, {par['cfm']:,.1f} M in the CFM network (random weights).")
-    parts = table(["component", "seconds"],
-                  [[c["label"] + (" *" if c["extrapolated"] else ""), f"{c['seconds']:.3g}"] for c in comp.values()])
-    pipes = table([f"pipeline, {f['base_steps']} base steps", "seconds", f"speed-up vs base at {hi}²"],
-                  [[p["label"], f"{p['seconds']:.1f}", f"{p['speedup']:.2f}"] for p in f["pipelines"]])
+    parts, pipes = components_table(comp), pipelines_table(f["pipelines"], f["base_steps"], hi)
     stage = table(["the ×2 stage", "seconds", "× the decode → resize → encode round trip"],
                   [[v["label"], f"{v['seconds']:.3g}", f"{v['ratio']:.2f}"] for v in f["cfm_vs_round_trip"]])
     step = comp["step_hi"]["seconds"] / comp["step_lo"]["seconds"]

@@ -121,7 +121,7 @@ def cmd_generate(args) -> int:
     from tqdm.auto import tqdm
 
     from fmboost.data.images import save_image_atomic
-    from fmboost.pipelines.bases import call_kwargs, check_attention_scaling, load_dtype, sampling_defaults
+    from fmboost.pipelines.bases import check_attention_scaling, check_negative_prompt, load_dtype, sampling_defaults
     from fmboost.pipelines.generate import BoostedLatentDiffusionPipeline, load_base
     from fmboost.pipelines.upscale import FMBoostPipeline
 
@@ -146,7 +146,7 @@ def cmd_generate(args) -> int:
         if args.attention_scaling:  # refused before any progress bar starts, in one line
             check_attention_scaling(pipe.base)
         if args.negative:  # likewise (FLUX.1 takes none)
-            call_kwargs(pipe.base, args.negative)
+            check_negative_prompt(pipe.base)
         for i, (prompt, out) in enumerate(zip(prompts, outs)):
             t0 = time.time()
             total = pipe.work(base_steps, args.scale, args.steps, args.solver, args.method)

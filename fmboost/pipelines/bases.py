@@ -129,13 +129,17 @@ def call_kwargs(base, negative_prompt: str | None) -> dict:
     """Family-specific arguments of the base's __call__."""
     family, kwargs = family_of(base), {}
     if negative_prompt:
-        if family.name == "flux":  # FluxPipeline would drop it silently unless true CFG is switched on
-            raise GenerateInputError("negative", "a negative prompt is not for FLUX.1: its guidance is distilled "
-                                                 "into the transformer")
+        check_negative_prompt(base)
         kwargs["negative_prompt"] = negative_prompt
     if family.name == "flux" and not denoiser(base).config.get("guidance_embeds", True):
         kwargs["max_sequence_length"] = 256  # FLUX.1-schnell's T5 context (its model card)
     return kwargs
+
+
+def check_negative_prompt(base) -> None:
+    if family_of(base).name == "flux":  # FluxPipeline would drop it silently unless true CFG is switched on
+        raise GenerateInputError("negative", "a negative prompt is not for FLUX.1: its guidance is distilled into "
+                                             "the transformer")
 
 
 def check_lcm_lora(base, lcm_lora: str | None) -> None:

@@ -15,7 +15,6 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from fmboost.data.images import load_image, resize, to_pil, to_tensor
@@ -24,22 +23,13 @@ from fmboost.evaluation import metrics as M
 from fmboost.evaluation.provenance import run_meta, write_json
 from fmboost.pipelines.colorfix import color_fix
 from fmboost.pipelines.methods import COLOR_FIXES
-from fmboost.pipelines.upscale import FMBoostPipeline, pad_to_multiple
+from fmboost.pipelines.upscale import FMBoostPipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def scores(out, hr) -> dict:
     return {"psnr": M.psnr(out, hr, "rgb", 2), "ssim": M.ssim(out, hr, "rgb", 2), "sharpness": M.sharpness(out, hr, 2)}
-
-
-@torch.no_grad()
-def flow_output(pipe: FMBoostPipeline, lr: torch.Tensor, steps: int | None) -> torch.Tensor:
-    """D(flow(x0)) (or D(x0) when `steps` is None) without a colour fix, cropped to the image."""
-    s, (h, w) = pipe.config["scale"], lr.shape[-2:]
-    x_cond = pipe.condition(pad_to_multiple(lr, pipe.pad_multiple))
-    z = x_cond if steps is None else pipe.flow(x_cond, steps)[0]
-    return pipe.autoencoder.decode(z).float()[:, :, : h * s, : w * s]
 
 
 def main():
@@ -64,12 +54,10 @@ def main():
         small = resize(hr, (c // 2, c // 2))
         lr = to_tensor(small)[None]
         outs = {"bicubic": resize(small, (c, c))}
-        x0 = flow_output(pipe, lr, None)
-        outs["x0"] = to_pil(x0[0])
+        outs["x0"] = to_pil(pipe.upscale_tensor(lr, "x0", color_fix="none")[0][0])
         for tau in taus:
-            pipe.config["tau"] = tau
-            torch.manual_seed(0)
-            y = flow_output(pipe, lr, args.steps)
+            pipe.config["tau"] = tau  # the flow's noise is seeded per call (seed 0), so every τ sees the same draw
+            y = pipe.upscale_tensor(lr, "cfm", args.steps, color_fix="none")[0]
             for fix in COLOR_FIXES:
                 outs[f"cfm tau={tau:g} color_fix={fix}"] = to_pil(color_fix(y, lr, fix)[0])
         for name, out in outs.items():

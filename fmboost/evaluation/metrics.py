@@ -85,10 +85,10 @@ def sharpness(a, reference, crop_border: int = 0) -> float:
 
 
 def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """The normalised 1-D Gaussian; SSIM's 2-D window is its outer product."""
     x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return torch.outer(g, g)
+    return g / g.sum()
 
 
 def ssim(a, b, channel: str = "rgb", crop_border: int = 0, window: int = 11, sigma: float = 1.5) -> float:
@@ -99,12 +99,14 @@ def ssim(a, b, channel: str = "rgb", crop_border: int = 0, window: int = 11, sig
     # Channels as a batch of single-channel images: the same window for each, as skimage's channel_axis.
     x = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[:, None]
     y = torch.from_numpy(np.ascontiguousarray(b.transpose(2, 0, 1)))[:, None]
-    w = gaussian_window(window, sigma)[None, None]
-    blur = lambda t: F.conv2d(t, w)  # 'valid': no padding, so no window mixes in made-up pixels
-    mu_x, mu_y = blur(x), blur(y)
-    var_x = blur(x * x) - mu_x**2
-    var_y = blur(y * y) - mu_y**2
-    cov = blur(x * y) - mu_x * mu_y
+    g = gaussian_window(window, sigma)
+    # The Gaussian is separable: a column then a row pass ('valid', no padding, so no window mixes in made-up
+    # pixels) equals the 11×11 window at 2/11 of its cost; float64 convolutions have no fast CPU kernel, and
+    # all five maps go through in one batch.
+    maps = torch.cat([x, y, x * x, y * y, x * y])
+    blurred = F.conv2d(F.conv2d(maps, g[None, None, :, None]), g[None, None, None, :])
+    mu_x, mu_y, xx, yy, xy = blurred.chunk(5)
+    var_x, var_y, cov = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return float(s.mean(dim=(1, 2, 3)).mean())

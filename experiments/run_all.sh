@@ -1,72 +1,44 @@
 #!/usr/bin/env bash
-# The paper's ablations at CPU scale: tiny preset, 750 steps of batch 16 per run (11 runs per seed), then evaluation
-# on BSD68 and Set14. Every stage resumes where it stopped; finished runs are skipped.
+# The paper's ablations at CPU scale on the embedded default's latent space (factor 2, 8 channels): the `small`
+# preset, 750 steps of batch 16 per run (11 runs per seed) on 64 px crops, then evaluation on every photo of
+# BSD68 and Set14. Every stage resumes where it stopped; finished runs and evaluations are skipped.
 #   SEEDS='0 1 2' bash experiments/run_all.sh [DATA_DIR]   (DATA_DIR holds train/, train_hr/, val/; ../shared/data)
-# Each seed trains every config again with `seed: S` (initialisation, batch order, noise) on the same crops, and
-# each evaluation writes its raw results to RESULTS/seed<S>/<eval>.json (committed; experiments/report.py renders
-# mean ± std over the seeds into docs/results.md). JOBS runs side by side, THREADS torch threads each (default
-# 2 × 1: about 65 min of training and 60 min of evaluation per seed on a 2-core CPU). MAX_IMAGES photos of each
-# validation set are scored (default 12; SOLVER_IMAGES = 6 for the solver comparison; 0 = all).
+# Seeds run one after another (train, then evaluate), so each finished seed is a complete set of raw results:
+# `seed: S` changes initialisation, batch order and noise; the crops stay the same. Each evaluation writes
+# RESULTS/seed<S>/<eval>.json (committed; experiments/report.py renders mean ± std over the seeds into
+# docs/results.md). JOBS run side by side, THREADS torch threads each (default 2 × 1). On a 2-core CPU a seed
+# takes about 55 min of training and 35 min of evaluation.
+# CROP: evaluations score the central CROP×CROP square of each photo (default 224; 0 = whole photos, ~3× slower):
+# all 82 photos count, which a CPU could not afford at full size for 3 seeds × 11 models.
+# FROM: prepared shards to derive the crops from instead of the photos, e.g. FROM=runs/default/shards (the
+# default recipe's: the same photos, crops, seed and autoencoder), which saves the encoding.
 set -euo pipefail
 DATA=${1:-../shared/data}
 VAE=${VAE:-fmboost/weights/default/autoencoder}
-JOBS=${JOBS:-2} THREADS=${THREADS:-1} MAX_IMAGES=${MAX_IMAGES:-12} SOLVER_IMAGES=${SOLVER_IMAGES:-6}
-SEEDS=${SEEDS:-0 1 2} RESULTS=${RESULTS:-results/ablations}
+JOBS=${JOBS:-2} THREADS=${THREADS:-1} CROP=${CROP:-224} SEEDS=${SEEDS:-0 1 2} RESULTS=${RESULTS:-results/ablations}
 TUNED_ON="nothing: every run uses the settings in experiments/configs, at one step budget"
 ROOT=${ROOT:-runs/experiments}
 export OMP_NUM_THREADS=$THREADS ROOT
 mkdir -p "$ROOT/logs"
-limit() { [ "$1" -gt 0 ] && echo "--max-images $1" || true; }
 
 # One set of crops for every run: the upsampling ablation re-upsamples the same z_lr, nothing else changes.
-fmboost prepare "$DATA/train" "$DATA/train_hr" --out "$ROOT/shards_psu" --vae "$VAE" --size 128 --scale 2 \
-    --crops-per-image 16 --upsampling psu --device cpu
+# Every 10th photo is held back, as in the default recipe (the crops are the same as its own).
+if [ -n "${FROM:-}" ]; then
+  fmboost prepare --from "$FROM" --upsampling psu --out "$ROOT/shards_psu"
+else
+  fmboost prepare "$DATA/train" "$DATA/train_hr" --out "$ROOT/shards_psu" --vae "$VAE" --size 64 --scale 2 \
+      --crops-per-image 16 --upsampling psu --holdout-every 10 --device cpu
+fi
 for up in bilinear nearest; do
   fmboost prepare --from "$ROOT/shards_psu" --upsampling "$up" --out "$ROOT/shards_$up"
 done
 
-# One config per (seed, ablation): the ablation's own config, with the seed and an output folder of that seed.
-configs=()
-for seed in $SEEDS; do
-  mkdir -p "$ROOT/seed$seed/configs"
-  for cfg in $(ls experiments/configs/*.yaml | grep -v /base.yaml); do
-    name=$(basename "$cfg" .yaml)
-    printf 'base: %s\nseed: %s\nout: %s\n' "$PWD/$cfg" "$seed" "$ROOT/seed$seed/$name" \
-      > "$ROOT/seed$seed/configs/$name.yaml"
-    configs+=("$ROOT/seed$seed/configs/$name.yaml")
-  done
-done
 train_one() {  # skipped once done; `--resume auto` continues an interrupted run
   local name seed_dir; name=$(basename "$1" .yaml); seed_dir=$(dirname "$(dirname "$1")")
   [ -f "$seed_dir/$name/done" ] && return 0
   fmboost train --config "$1" --resume auto > "$ROOT/logs/$(basename "$seed_dir")_$name.log" 2>&1 \
     && touch "$seed_dir/$name/done" || { echo "$1 failed: see $ROOT/logs"; return 1; }
 }
-export -f train_one
-printf '%s\n' "${configs[@]}" | xargs -P "$JOBS" -I{} bash -c 'train_one {}'
-
-evals=()  # longest first, so the two workers finish together
-for seed in $SEEDS; do
-  S=$ROOT/seed$seed
-  models() { for n in "$@"; do echo "$S/$n/model"; done; }
-  save() { echo "--out $S/eval/$1 --results-out $RESULTS/seed$seed/$1.json"; }
-  for set in set14 bsd68; do
-    ev="fmboost eval $DATA/val/$set $(limit "$MAX_IMAGES") --tuned-on '$TUNED_ON'"
-    # Baselines: flows and diffusion (DDIM) at 1-50 steps, regression once.
-    evals+=("$ev --model $(models cfm_psu naive_fm diffusion regression_l1 regression_l2 | tr '\n' ' ') \
-        --methods model,bicubic --steps 1,4,8,50 $(save "baselines_$set")")
-    # Upsampling, noise augmentation and σ_min: CFM at NFE 1 and 4, against its start x0 and bicubic.
-    evals+=("$ev --model $(models cfm_psu cfm_bilinear cfm_nearest cfm_tau0 cfm_tau200 cfm_tau600 cfm_sigma1e-2 \
-        | tr '\n' ' ') --methods model,x0,bicubic --steps 1,4 $(save "cfm_$set")")
-  done
-  for set in set14 bsd68; do
-    for solver in rk4 midpoint heun dopri5 euler; do
-      evals+=("fmboost eval $DATA/val/$set $(limit "$SOLVER_IMAGES") --tuned-on '$TUNED_ON' \
-          --model $S/cfm_psu/model --methods cfm --solver $solver --steps 1,2,4 --metrics psnr,ssim,sharpness,niqe \
-          $(save "solver_${solver}_$set")")
-    done
-  done
-done
 eval_one() {  # skipped once its results.md exists, or while another process holds its lock
   local out=${1##*--out }
   out=${out%% *}
@@ -75,6 +47,42 @@ eval_one() {  # skipped once its results.md exists, or while another process hol
   flock -n "$out/.lock" bash -c "$1 > $ROOT/logs/$(basename "$(dirname "$(dirname "$out")")")_eval_$(basename "$out").log 2>&1" \
     || { echo "failed or running elsewhere: $1 (see $ROOT/logs)"; return 1; }
 }
-export -f eval_one
-printf '%s\n' "${evals[@]}" | xargs -P "$JOBS" -d '\n' -I{} bash -c 'eval_one "{}"'
-echo "raw results: $RESULTS/seed*/; docs: python experiments/report.py (then commit both)"
+export -f train_one eval_one
+
+for seed in $SEEDS; do
+  S=$ROOT/seed$seed
+  # One config per ablation: the ablation's own, with the seed and an output folder of this seed.
+  mkdir -p "$S/configs"
+  for cfg in $(ls experiments/configs/*.yaml | grep -v /base.yaml); do
+    name=$(basename "$cfg" .yaml)
+    printf 'base: %s\nseed: %s\nout: %s\n' "$PWD/$cfg" "$seed" "$S/$name" > "$S/configs/$name.yaml"
+  done
+  ls "$S"/configs/*.yaml | xargs -P "$JOBS" -I{} bash -c 'train_one {}'
+
+  # Equal NFE throughout: NFE 1 (regression's one call) and 4 (the default's), diffusion also at its usual 50.
+  models() { for n in "$@"; do echo -n "$S/$n/model "; done; }
+  save() { echo "--out $S/eval/$1 --results-out $RESULTS/seed$seed/$1.json"; }
+  evals=()  # longest first, so the workers finish together
+  for set in bsd68 set14; do
+    ev="fmboost eval $DATA/val/$set --center-crop $CROP --tuned-on '$TUNED_ON' --metrics psnr,ssim,sharpness,niqe"
+    [ "$CROP" -gt 0 ] || ev=${ev/--center-crop $CROP /}
+    evals+=("$ev --model $(models diffusion) --methods model --steps 50 $(save "diffusion50_$set")")
+    # The baselines: same U-Net, data and budget; flows with Euler, diffusion with DDIM, regression once.
+    evals+=("$ev --model $(models cfm_psu naive_fm diffusion regression_l1 regression_l2) --methods model,bicubic \
+        --steps 1,4 $(save "baselines_$set")")
+    # Upsampling of the low-res latent: x0 and CFM at NFE 1 and 4.
+    evals+=("$ev --model $(models cfm_psu cfm_bilinear cfm_nearest) --methods model,x0,bicubic --steps 1,4 \
+        $(save "cfm_$set")")
+    # Noise augmentation: τ = 100 is cfm_psu (above); each sampled at its training τ.
+    evals+=("$ev --model $(models cfm_tau0 cfm_tau200 cfm_tau400 cfm_tau600) --methods model --steps 4 \
+        $(save "tau_$set")")
+    # Solvers on cfm_psu at NFE 4 (Euler's is in the baselines): midpoint and Heun in 2 steps, RK4 in 1.
+    for solver in midpoint:2 heun:2 rk4:1; do
+      evals+=("$ev --model $S/cfm_psu/model --methods cfm --solver ${solver%:*} --steps ${solver#*:} \
+          $(save "solver_${solver%:*}_$set")")
+    done
+  done
+  printf '%s\n' "${evals[@]}" | xargs -P "$JOBS" -d '\n' -I{} bash -c 'eval_one "{}"'
+  echo "seed $seed done: raw results in $RESULTS/seed$seed/"
+done
+echo "docs: python experiments/report.py (then commit $RESULTS and docs together)"

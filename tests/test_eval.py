@@ -86,6 +86,23 @@ def test_given_low_res_inputs_match_the_downscaled_ones(tmp_path, hr_dir):
     assert given["psnr"] == pytest.approx(own["psnr"]) and given["ssim"] == pytest.approx(own["ssim"])
 
 
+def test_center_crop_scores_the_central_square_of_every_photo(tmp_path, hr_dir):
+    kw = dict(methods=["bicubic"], metrics=["psnr"])
+    res = evaluate(hr_dir, out_dir=tmp_path / "crop", center_crop=30, **kw)
+    assert res["center_crop"] == 30 and res["images"] == ["a", "b"]
+    # The same score as evaluating hand-made central crops.
+    cropped = tmp_path / "cropped"
+    cropped.mkdir()
+    for path in hr_dir.iterdir():
+        im = Image.open(path).convert("RGB")
+        left, top = (im.width - 30) // 2, (im.height - 30) // 2
+        im.crop((left, top, left + 30, top + 30)).save(cropped / path.name)
+    by_hand = evaluate(cropped, out_dir=tmp_path / "by_hand", **kw)
+    assert res["results"][0]["psnr"] == pytest.approx(by_hand["results"][0]["psnr"])
+    assert res["results"][0]["psnr"] != pytest.approx(evaluate(hr_dir, out_dir=tmp_path / "full", **kw)
+                                                      ["results"][0]["psnr"])
+
+
 def test_nfe_counts_every_network_call(tmp_path, hr_dir, tiny_model_dir):
     res = evaluate(hr_dir, [tiny_model_dir], methods=["cfm"], steps=[2], solver="midpoint", max_images=1,
                    metrics=["psnr"], out_dir=tmp_path / "eval")
@@ -103,6 +120,9 @@ def test_nfe_counts_every_network_call(tmp_path, hr_dir, tiny_model_dir):
     (["--model", "no/such/model"], FileNotFoundError, "no such folder"),
     (["--lr-dir", "no/such/lr"], FileNotFoundError, "no such folder"),
     (["--methods", "bicubic", "--max-images", "0"], ValueError, "at least 1"),
+    (["--methods", "bicubic", "--center-crop", "8"], ValueError, "at least 15"),
+    (["--methods", "bicubic", "--center-crop", "50"], ValueError, "smaller than --center-crop 50"),
+    (["--methods", "bicubic", "--center-crop", "20", "--lr-dir", "."], ValueError, "cannot be combined"),
 ])
 def test_user_mistakes_raise_one_line_errors(tmp_path, hr_dir, tiny_model_dir, argv, error, match):
     if "--model" not in argv:

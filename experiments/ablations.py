@@ -14,9 +14,10 @@ import numpy as np
 
 from doc_tables import SET_NAMES, SETS, machine, pending, pick, table
 
-SOLVERS = ("euler", "midpoint", "heun", "rk4", "dopri5")
+SOLVERS = {"midpoint": 2, "heun": 2, "rk4": 1}  # steps to NFE 4; Euler's 4 steps are in the baselines
 UPSAMPLING = {"psu": "cfm_psu", "bilinear": "cfm_bilinear", "nearest": "cfm_nearest"}
-TAU = {0: "cfm_tau0", 200: "cfm_tau200", 400: "cfm_psu", 600: "cfm_tau600"}
+TAU = {0: "cfm_tau0", 100: "cfm_psu", 200: "cfm_tau200", 400: "cfm_tau400", 600: "cfm_tau600"}
+REFERENCE_TAU = 100  # cfm_psu's, the embedded default's: fixed before any result
 METRICS = ("psnr", "psnr_y", "ssim", "ssim_y", "sharpness", "niqe", "lpips", "fid", "pfid", "seconds")
 KEY = ("model", "method", "steps")
 
@@ -25,8 +26,18 @@ def seed_dirs(results: Path) -> list[Path]:
     return sorted((results / "ablations").glob("seed*"), key=lambda p: int(p.name[4:]) if p.name[4:].isdigit() else 0)
 
 
-def load_seeds(results: Path, name: str) -> list[dict]:
-    return [json.loads((d / f"{name}.json").read_text()) for d in seed_dirs(results) if (d / f"{name}.json").is_file()]
+def load_seeds(results: Path, name: str, *extra: str) -> list[dict]:
+    """Evaluation `name` of every seed that has it, with the rows of the `extra` evaluations of that seed added
+    (one table can draw on runs that needed their own `fmboost eval`, such as diffusion at 50 steps)."""
+    runs = []
+    for d in seed_dirs(results):
+        if (d / f"{name}.json").is_file():
+            run = json.loads((d / f"{name}.json").read_text())
+            for e in extra:
+                if (d / f"{e}.json").is_file():
+                    run["results"] = run["results"] + json.loads((d / f"{e}.json").read_text())["results"]
+            runs.append(run)
+    return runs
 
 
 def aggregate(runs: list[dict]) -> dict | None:
@@ -76,10 +87,16 @@ def upsampling_table(ev) -> str:
     return table(["upsampling", *[f"{s} {c}" for s in SETS for c in ("x0", "NFE 1", "NFE 4")]], rows)
 
 
-def noise_table(ev) -> str:
-    runs = [(f"τ = {t}", m) for t, m in TAU.items()] + [("τ = 400, σ_min = 0.01", "cfm_sigma1e-2")]
-    rows = [[label, *[ps(pick(ev[s]["results"], "cfm", n, m)) for s in SETS for n in (1, 4)]] for label, m in runs]
-    return table(["run", *[f"{s} NFE {n}" for s in SETS for n in (1, 4)]], rows)
+def tau_row(ev, tau, s: str, t: int):
+    """CFM at NFE 4 trained (and sampled) at τ = t: cfm_psu's row for the reference τ, the τ runs' otherwise."""
+    return pick(ev[s]["results"] if t == REFERENCE_TAU else tau[s]["results"], "cfm", 4, TAU[t])
+
+
+def noise_table(ev, tau) -> str:
+    rows = [[f"τ = {t}" + (" (cfm_psu)" if t == REFERENCE_TAU else ""),
+             *[c for s in SETS for r in [tau_row(ev, tau, s, t)] for c in (ps(r), cell(r, "sharpness", ".2f"))]]
+            for t in TAU]
+    return table(["run", *[f"{s} {c}" for s in SETS for c in ("NFE 4", "sharpness")]], rows)
 
 
 def baselines_table(bl) -> str:
@@ -96,22 +113,19 @@ def baselines_table(bl) -> str:
                                                                           "s / img")]], lines)
 
 
-def solver_table(sv) -> str:
-    rows = []
-    for solver in SOLVERS:
-        if not all(sv[s].get(solver) for s in SETS):
-            continue
-        for r0 in sv[SETS[0]][solver]["results"]:
-            cells = [ps(pick(sv[s][solver]["results"], "cfm", r0["steps"], r0["model"])) for s in SETS]
-            rows.append([solver, r0["steps"], r0["nfe"], *cells])
-    return table(["solver", "steps", "NFE", *SETS], rows)
+def solver_table(bl, sv) -> str:
+    rows = [["euler", 4, *[ps(pick(bl[s]["results"], "cfm", 4, "cfm_psu")) for s in SETS]]]
+    for solver, steps in SOLVERS.items():
+        found = [pick(sv[s][solver]["results"], "cfm", steps, "cfm_psu") for s in SETS]
+        rows.append([solver, steps, *map(ps, found)])
+    return table(["solver", "steps (NFE 4)", *SETS], rows)
 
 
 def held(flag: bool) -> str:
     return "held" if flag else "did not hold"
 
 
-def verdicts(ev, bl) -> list[str]:
+def verdicts(ev, tau, bl) -> list[str]:
     """One line per ordering of the paper, per set, judged on the means; the numbers that decide it beside."""
     out = []
     for s in SETS:
@@ -121,17 +135,21 @@ def verdicts(ev, bl) -> list[str]:
             ok = up["psu"]["psnr"] > up["bilinear"]["psnr"] > up["nearest"]["psnr"]
             out.append(f"- **PSU > bilinear > nearest** ({s}, {label}, PSNR): {held(ok)} "
                        f"({' / '.join(cell(up[k], 'psnr', '.2f') for k in UPSAMPLING)} dB).")
-        tau = {t: pick(r, "cfm", 4, m) for t, m in TAU.items()}
-        ok = tau[400]["psnr"] > tau[0]["psnr"]
-        niqe = f"; NIQE {cell(tau[400], 'niqe', '.2f')} vs {cell(tau[0], 'niqe', '.2f')}" \
-            if tau[0].get("niqe") is not None else ""
-        out.append(f"- **Noise augmentation helps** ({s}, τ = 400 vs τ = 0, NFE 4, PSNR): {held(ok)} "
-                   f"({cell(tau[400], 'psnr', '.2f')} vs {cell(tau[0], 'psnr', '.2f')} dB{niqe}).")
+        if tau[s]:
+            by_tau = {t: tau_row(ev, tau, s, t) for t in TAU}
+            ref, none = by_tau[REFERENCE_TAU], by_tau[0]
+            best = max(by_tau, key=lambda t: by_tau[t]["psnr"])
+            niqe = f"; NIQE {cell(ref, 'niqe', '.2f')} vs {cell(none, 'niqe', '.2f')}" \
+                if none.get("niqe") is not None else ""
+            out.append(f"- **Noise augmentation helps** ({s}, τ = {REFERENCE_TAU} vs τ = 0, NFE 4, PSNR): "
+                       f"{held(ref['psnr'] > none['psnr'])} ({cell(ref, 'psnr', '.2f')} vs "
+                       f"{cell(none, 'psnr', '.2f')} dB{niqe}); the highest mean PSNR over τ ∈ "
+                       f"{{{', '.join(map(str, TAU))}}} was at τ = {best}.")
         cfm, diff = pick(b, "cfm", 4, "cfm_psu"), pick(b, "diffusion", 50, "diffusion")
         out.append(f"- **CFM at NFE 4 ≥ diffusion at 50 steps** ({s}, PSNR and SSIM): "
                    f"{held(cfm['psnr'] >= diff['psnr'] and cfm['ssim'] >= diff['ssim'])} "
                    f"(CFM {ps(cfm)}; diffusion {ps(diff)}).")
-        for n in (1, 4, 8):
+        for n in (1, 4):
             naive, ours = pick(b, "naive-fm", n, "naive_fm"), pick(b, "cfm", n, "cfm_psu")
             if naive and ours:
                 out.append(f"- **CFM ≥ naive flow matching at equal NFE** ({s}, NFE {n}, PSNR and SSIM): "
@@ -152,47 +170,64 @@ def verdicts(ev, bl) -> list[str]:
 
 def load_all(results: Path):
     ev = {s: aggregate(load_seeds(results, f"cfm_{s}")) for s in SETS}
-    bl = {s: aggregate(load_seeds(results, f"baselines_{s}")) for s in SETS}
+    tau = {s: aggregate(load_seeds(results, f"tau_{s}")) for s in SETS}
+    bl = {s: aggregate(load_seeds(results, f"baselines_{s}", f"diffusion50_{s}")) for s in SETS}
     sv = {s: {solver: aggregate(load_seeds(results, f"solver_{solver}_{s}")) for solver in SOLVERS} for s in SETS}
-    return ev, bl, sv
+    return ev, tau, bl, sv
+
+
+def budget() -> str:
+    """The shared training settings, read from the configs the runs used."""
+    import yaml
+
+    base = yaml.safe_load((Path(__file__).parent / "configs" / "base.yaml").read_text())
+    return (f"`{base['preset']}` preset, {base['max_steps']} steps of batch {base['batch_size']} per run, every "
+            f"run on the same crops")
+
+
+def evaluated_on(ev) -> str:
+    crop = ev[SETS[0]].get("center_crop")
+    counts = " and ".join(f"{len(ev[s]['images'])} photos of {SET_NAMES[s]}" for s in SETS)
+    return f"the central {crop}×{crop} of each of the {counts}" if crop else f"the first {counts} (sorted by name)"
 
 
 def section(results: Path) -> str:
-    ev, bl, sv = load_all(results)
+    ev, tau, bl, sv = load_all(results)
     title = "## Ablations and baselines (the paper's comparisons at CPU scale)"
     if not all(ev.values()) or not all(bl.values()):
-        return f"{title}\n\n" + pending("ablations/seed<S>/{cfm,baselines,solver_*}_{bsd68,set14}.json",
+        return f"{title}\n\n" + pending("ablations/seed<S>/{cfm,tau,baselines,diffusion50,solver_*}_{bsd68,set14}.json",
                                         "SEEDS='0 1 2' bash experiments/run_all.sh")
     first = ev[SETS[0]]
     meta = first["meta"]
-    counts = " and ".join(f"{len(ev[s]['images'])} photos of {SET_NAMES[s]}" for s in SETS)
     seeds = f"mean ± std over {first['seeds']} seeds" if first["seeds"] > 1 else "one seed (no spread)"
     parts = [
         title,
         f"Made by `bash experiments/run_all.sh` (the first run's evaluation: {machine(meta)}); raw results in "
-        f"`results/ablations/`. Evaluated on the first {counts} (sorted by name), ×2 from bicubic downscales; "
-        f"{seeds}. Cells are PSNR (dB) / SSIM on RGB, 2 border pixels shaved, / NIQE (no reference, lower is "
-        f"better). Sharpness is the output's luma gradient energy over the photo's (below 1 = blurrier). "
-        f"Settings tuned on: {meta['tuned_on']}.",
-        "### Which of the paper's orderings held", "\n".join(verdicts(ev, bl)),
+        f"`results/ablations/`. Training: {budget()} (`experiments/configs/`). Evaluated on {evaluated_on(ev)}, "
+        f"×2 from bicubic downscales; {seeds}; every comparison at equal NFE. Cells are PSNR (dB) / SSIM on RGB, "
+        f"2 border pixels shaved, / NIQE (no reference, lower is better). Sharpness is the output's luma gradient "
+        f"energy over the photo's (below 1 = blurrier). Settings tuned on: {meta['tuned_on']}.",
+        "### Which of the paper's orderings held", "\n".join(verdicts(ev, tau, bl)),
         "### Upsampling of the low-res latent (x0 and the condition)", upsampling_table(ev),
-        "### Noise augmentation of x0 (τ of 1000, cosine VP schedule) and σ_min; sampled at the training τ",
-        noise_table(ev),
+    ]
+    if all(tau.values()):
+        parts += ["### Noise augmentation of x0 (τ of 1000, cosine VP schedule); sampled at the training τ",
+                  noise_table(ev, tau)]
+    parts += [
         "### Baselines: same U-Net, data and budget",
         "Flows use Euler; diffusion uses DDIM on its cosine 1000-step schedule; regression is one forward pass. "
         "Seconds per image are wall-clock while evaluations shared the CPU: compare them within a column only.",
         baselines_table(bl),
-        "![PSNR and SSIM against NFE](ablation_baselines.png)",
+        "![PSNR and NIQE against NFE](ablation_baselines.png)",
     ]
-    if all(sv[s].get("euler") for s in SETS):
-        parts += [f"### ODE solvers on the CFM model (τ = 400), first {len(sv[SETS[0]]['euler']['images'])} "
-                  f"photos of each set", solver_table(sv), "![PSNR against NFE per solver](ablation_solvers.png)"]
+    if all(all(sv[s].values()) for s in SETS):
+        parts += ["### ODE solvers on cfm_psu at NFE 4", solver_table(bl, sv)]
     return "\n\n".join(parts)
 
 
 def plots(results: Path, docs: Path) -> None:
-    """The section's two PNGs (write mode only: --check compares text)."""
-    ev, bl, sv = load_all(results)
+    """The section's PNG (write mode only: --check compares text)."""
+    ev, tau, bl, sv = load_all(results)
     if not all(bl.values()):
         return
     import matplotlib
@@ -228,6 +263,3 @@ def plots(results: Path, docs: Path) -> None:
 
     save(docs / "ablation_baselines.png", [(series(bl[s]["results"], k), s, k.upper()) for k in ("psnr", "niqe")
                                            for s in SETS])
-    if all(sv[s].get("euler") for s in SETS):
-        save(docs / "ablation_solvers.png", [({v: [(x["nfe"], x["psnr"]) for x in sv[s][v]["results"]]
-                                               for v in SOLVERS if sv[s][v]}, s, "PSNR (dB)") for s in SETS])

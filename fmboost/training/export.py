@@ -22,7 +22,8 @@ def export_pipeline(out: Path, ema, manifest: dict, cfg: TrainConfig, step: int)
                            tau=cfg.tau if cfg.sample_tau is None else cfg.sample_tau,
                            objective=cfg.objective, color_fix=cfg.color_fix)
     # How the weights were made travels with them: settings, steps reached, data.
-    data = {k: manifest[k] for k in ("vae", "size", "scale", "upsampling", "count", "images_dirs") if k in manifest}
+    keys = ("vae", "size", "scale", "upsampling", "degradation", "holdout_every", "count", "images_dirs")
+    data = {k: manifest[k] for k in keys if k in manifest}
     made = {"steps": step, "config": cfg.to_dict(), "data": data}
 
     def write(tmp: Path) -> None:

@@ -1,7 +1,7 @@
 """Measures the real-world model on degraded BSD68 and Set14: the raw results behind docs/results.md's
 "Real-world ×2" section.
 
-    python recipes/real/evaluate.py [--data ../shared/data] [--max-images N] [--steps 1,4,8]
+    python recipes/real/evaluate.py [--data ../shared/data] [--max-images N] [--steps 1,4]
     python experiments/report.py          # then: docs/results.md from results/real/
 
 The low-res inputs are a fixed, seeded Real-ESRGAN degradation of each photo (`fmboost degrade --seed 0`), so every
@@ -21,14 +21,14 @@ from fmboost.evaluation.evaluate import evaluate
 from fmboost.evaluation.provenance import write_json
 
 ROOT = Path(__file__).resolve().parents[2]
-TUNED_ON = ("`real` fine-tunes the default (whose τ and sampling were chosen on 16 clean BSD68 photos) on "
-            "degraded crops of train/ + train_hr/; its steps and τ were not tuned further")
+TUNED_ON = ("`real` fine-tunes the default (whose τ, sampling τ and colour fix were chosen on held-back training "
+            "photos by recipes/default/tune.py) on degraded crops of train/ + train_hr/; not tuned further")
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="../shared/data")
-    p.add_argument("--steps", default="1,4,8")
+    p.add_argument("--steps", default="1,4")
     p.add_argument("--run", default="runs/real", help="where the degraded inputs and fmboost eval's outputs go")
     p.add_argument("--results", default=str(ROOT / "results" / "real"), help="raw results folder")
     p.add_argument("--docs", default=str(ROOT / "docs"), help="where the image grids go")

@@ -90,6 +90,7 @@ def test_center_crop_scores_the_central_square_of_every_photo(tmp_path, hr_dir):
     kw = dict(methods=["bicubic"], metrics=["psnr"])
     res = evaluate(hr_dir, out_dir=tmp_path / "crop", center_crop=30, **kw)
     assert res["center_crop"] == 30 and res["images"] == ["a", "b"]
+    assert "- HR: the central 30×30 of each photo" in (tmp_path / "crop" / "results.md").read_text()
     # The same score as evaluating hand-made central crops.
     cropped = tmp_path / "cropped"
     cropped.mkdir()

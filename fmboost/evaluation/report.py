@@ -66,6 +66,8 @@ def markdown(results: dict, plots: list[str]) -> str:
              f"- LR: {results['lr_dir'] or 'PIL bicubic (antialiased) downscale of the HR crop'}",
              f"- PSNR / SSIM on RGB and on Y (BT.601 luma), {results['crop_border']} border pixels shaved; "
              f"p-FID on {results['patches_per_image']} random {results['patch_size']}² patches per image"]
+    if results.get("center_crop"):
+        lines.insert(3, f"- HR: the central {results['center_crop']}×{results['center_crop']} of each photo")
     if results.get("hr_niqe") is not None:
         lines.append(f"- NIQE (no reference, lower is better) of the HR photos themselves: {results['hr_niqe']:.3f}")
     lines += [f"- skipped {METRIC_NAMES[k]}: {why}" for k, why in results["skipped"].items()]

@@ -440,3 +440,19 @@ def serve_load(results: Path) -> str:
     return "\n\n".join([f"Measured by `{m['command']}` on {m['machine']} ({m['cpus']} CPUs, load average "
                          f"{load_end} at the end), {m['date'][:10]}, commit {m['commit'][:10]}. Raw results: "
                          f"`results/bench/serve_load_cpu.json`.", table(["what", "figure"], rows)])
+
+
+def real_model(results: Path) -> str:
+    """How the embedded `real` model was made, from the training.json that travels with its weights."""
+    path = results.parent / "fmboost" / "weights" / "real" / "training.json"
+    made = json.loads(path.read_text())
+    cfg, data = made["config"], made["data"]
+    sampled = "the clean x0" if cfg.get("sample_tau") == 0 else f"τ = {cfg.get('sample_tau', cfg['tau'])}"
+    return (
+        "`fmboost upscale photo.jpg --model real` is the embedded default's flow fine-tuned on Real-ESRGAN-style "
+        "degradations (`recipes/real/make_real.sh`): `fmboost prepare --degradation "
+        f"{data.get('degradation', 'realesrgan')}` of the same photos ({data['count']:,} pairs of {data['size']} px "
+        "crops; the low-res crop is blurred, resized, noised and JPEG-compressed twice, the target is the clean "
+        f"crop's latent), then {made['steps']:,} steps (τ = {cfg['tau']}, sampled from {sampled}, colour fix "
+        f"`{cfg.get('color_fix', 'none')}`) from the default's weights, on the default's autoencoder. Its figures "
+        "on seeded degraded versions of BSD68 and Set14 are in [`docs/results.md`](docs/results.md).")

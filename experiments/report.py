@@ -26,6 +26,7 @@ SECTIONS = [
     ("README.md", "presets", doc_tables.presets),
     ("README.md", "speed-line", doc_tables.speed_line),
     ("README.md", "default-model", doc_tables.default_model),
+    ("README.md", "real-model", doc_tables.real_model),
     ("docs/default_model.md", "default-model", doc_tables.default_model),
     ("docs/default_model.md", "autoencoder-progress", doc_tables.autoencoder_progress),
     ("docs/default_model.md", "autoencoder-color", doc_tables.autoencoder_color),

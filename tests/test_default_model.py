@@ -61,3 +61,24 @@ def test_real_model_is_embedded_and_upscales_a_degraded_photo(tmp_path, monkeypa
     degrade_image(resize(load_image(src), (128, 128)), 2, image_rng(0, 0)).save(degraded)
     assert main(["upscale", str(degraded), "--model", "real", "--steps", "2"]) == 0
     assert load_image(tmp_path / "astronaut_x2.png").size == (128, 128)
+
+
+@pytest.mark.skipif(not VAL.is_dir(), reason="validation photos (../shared/data) not present")
+def test_real_model_beats_bicubic_and_default_on_degraded_photos():
+    """The `real` model's reason to exist: on Real-ESRGAN-degraded inputs it is closer to the clean photo than
+    bicubic and than the clean `default` model (the full sets are in docs/results.md)."""
+    from fmboost import EMBEDDED_MODELS
+    from fmboost.data.degradations import degrade_image, image_rng
+
+    real, default = (FMBoostPipeline.from_pretrained(EMBEDDED_MODELS[m]) for m in ("real", "default"))
+    gains = {"bicubic": [], "default": []}
+    for i, path in enumerate(sorted(VAL.glob("*.png"))[:6]):
+        hr = load_image(path).crop((0, 0, 192, 128))
+        lr = degrade_image(hr, 2, image_rng(0, i))
+        ours = real(lr, steps=4)
+        for name, other in (("bicubic", real(lr, method="bicubic")), ("default", default(lr, steps=4))):
+            gains[name].append([M.psnr(ours, hr, "rgb", 2) - M.psnr(other, hr, "rgb", 2),
+                                M.ssim(ours, hr, "rgb", 2) - M.ssim(other, hr, "rgb", 2)])
+    for name, rows in gains.items():
+        psnr_gain, ssim_gain = np.mean(rows, axis=0)
+        assert psnr_gain > 0 and ssim_gain > 0, (name, psnr_gain, ssim_gain)

@@ -2,9 +2,9 @@
 # Rebuilds fmboost's embedded `real` model (degraded super-resolution) from photos; needs the embedded default
 # (recipes/default/make_default.sh) first. Every stage resumes where it stopped.
 #   bash recipes/real/make_real.sh [DATA_DIR]      (DATA_DIR holds train/, train_hr/ and val/; default ../shared/data)
-# The shipped `real` weights were made by this recipe at commit 931c7ab (from the previous, 4-channel default, 128 px
-# crops, PSU); since the new default (factor 2, pixel conditioning) it prepares like recipes/default/make_default.sh.
-# On a 2-core CPU: prepare with degradations ≈15 min, fine-tuning ≤45 min, evaluate.py ≈15 min.
+# The shipped `real` weights were made by this recipe (their training.json says with what); it prepares like
+# recipes/default/make_default.sh, with degradations. On a 2-core CPU: prepare ≈5 min, fine-tuning ≈30 min,
+# evaluate.py ≈15 min.
 set -euo pipefail
 DATA=${1:-../shared/data}
 RUN=runs/real

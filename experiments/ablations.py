@@ -125,6 +125,14 @@ def held(flag: bool) -> str:
     return "held" if flag else "did not hold"
 
 
+def spread(a, b) -> str:
+    """A caveat when two rows' mean PSNRs differ by less than the sum of their seed-to-seed std."""
+    if a.get("psnr_std") is None or b.get("psnr_std") is None:
+        return ""
+    close = abs(a["psnr"] - b["psnr"]) < a["psnr_std"] + b["psnr_std"]
+    return "; the PSNR gap is within the seeds' spread" if close else ""
+
+
 def verdicts(ev, tau, bl) -> list[str]:
     """One line per ordering of the paper, per set, judged on the means; the numbers that decide it beside."""
     out = []
@@ -143,18 +151,18 @@ def verdicts(ev, tau, bl) -> list[str]:
                 if none.get("niqe") is not None else ""
             out.append(f"- **Noise augmentation helps** ({s}, τ = {REFERENCE_TAU} vs τ = 0, NFE 4, PSNR): "
                        f"{held(ref['psnr'] > none['psnr'])} ({cell(ref, 'psnr', '.2f')} vs "
-                       f"{cell(none, 'psnr', '.2f')} dB{niqe}); the highest mean PSNR over τ ∈ "
+                       f"{cell(none, 'psnr', '.2f')} dB{niqe}{spread(ref, none)}); the highest mean PSNR over τ ∈ "
                        f"{{{', '.join(map(str, TAU))}}} was at τ = {best}.")
         cfm, diff = pick(b, "cfm", 4, "cfm_psu"), pick(b, "diffusion", 50, "diffusion")
         out.append(f"- **CFM at NFE 4 ≥ diffusion at 50 steps** ({s}, PSNR and SSIM): "
                    f"{held(cfm['psnr'] >= diff['psnr'] and cfm['ssim'] >= diff['ssim'])} "
-                   f"(CFM {ps(cfm)}; diffusion {ps(diff)}).")
+                   f"(CFM {ps(cfm)}; diffusion {ps(diff)}{spread(cfm, diff)}).")
         for n in (1, 4):
             naive, ours = pick(b, "naive-fm", n, "naive_fm"), pick(b, "cfm", n, "cfm_psu")
             if naive and ours:
                 out.append(f"- **CFM ≥ naive flow matching at equal NFE** ({s}, NFE {n}, PSNR and SSIM): "
                            f"{held(ours['psnr'] >= naive['psnr'] and ours['ssim'] >= naive['ssim'])} "
-                           f"(CFM {ps(ours)}; naive-fm {ps(naive)}).")
+                           f"(CFM {ps(ours)}; naive-fm {ps(naive)}{spread(ours, naive)}).")
         reg, one = pick(b, "regression-l2", model="regression_l2"), pick(b, "cfm", 1, "cfm_psu")
         out.append(f"- **Regression: high PSNR but blurry** ({s}, L2 vs CFM at NFE 1, one network call each): "
                    f"{held(reg['psnr'] >= one['psnr'] and reg['sharpness'] < one['sharpness'])} "

@@ -37,7 +37,7 @@ def main():
     x_cond = pipe.upsample(pipe.autoencoder.encode(x))
     rows = [("bicubic", lambda: resize(image, (args.size * s, args.size * s))),
             ("decode (autoencoder alone)", lambda: pipe.autoencoder.decode(x_cond)),
-            ("x0 (encode + PSU + decode)", lambda: pipe(image, method="x0"))]
+            ("x0 (encode + upsample + decode, no flow)", lambda: pipe(image, method="x0"))]
     rows += [(f"cfm euler NFE {n}", lambda n=n: pipe(image, steps=n)) for n in (1, 4, 8)]
     times = {name: seconds(fn, args.repeats) for name, fn in rows}
     print(f"{args.size}² → {args.size * s}², {device_label(args.device)}, mean of {args.repeats} after a warm-up")

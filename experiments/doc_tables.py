@@ -456,3 +456,18 @@ def real_model(results: Path) -> str:
         f"crop's latent), then {made['steps']:,} steps (τ = {cfg['tau']}, sampled from {sampled}, colour fix "
         f"`{cfg.get('color_fix', 'none')}`) from the default's weights, on the default's autoencoder. Its figures "
         "on seeded degraded versions of BSD68 and Set14 are in [`docs/results.md`](docs/results.md).")
+
+
+def default_speed(results: Path) -> str:
+    """Seconds per photo of the embedded default, from benchmarks/upscale.py's raw results."""
+    command = "python benchmarks/upscale.py --size 512"
+    data = load(results, "bench/upscale_cpu.json")
+    if data is None:
+        return pending("bench/upscale_cpu.json", command)
+    st = data["settings"]
+    rows = [[f"`{name}`", num(v["seconds"], ".3g"), num(v["ratio"], ".2f")] for name, v in data["seconds"].items()]
+    return "\n\n".join([
+        f"{measured_by(data['meta'])} One {st['size']}² photo upscaled ×2 to {2 * st['size']}² (the astronaut), "
+        f"mean of {st['repeats']} after a warm-up, on an otherwise idle CPU; ratios are to the autoencoder's decode "
+        "alone, the floor every latent method pays.",
+        table(["method", "s / photo", "× decode"], rows)])

@@ -28,6 +28,7 @@ SECTIONS = [
     ("README.md", "default-model", doc_tables.default_model),
     ("README.md", "real-model", doc_tables.real_model),
     ("docs/default_model.md", "default-model", doc_tables.default_model),
+    ("docs/default_model.md", "default-speed", doc_tables.default_speed),
     ("docs/default_model.md", "autoencoder-progress", doc_tables.autoencoder_progress),
     ("docs/default_model.md", "autoencoder-color", doc_tables.autoencoder_color),
     ("docs/default_model.md", "tuning", doc_tables.tuning),

@@ -2,6 +2,8 @@
 
     python benchmarks/upscale.py [--model DIR] [--size 256] [--repeats 3] [--device cpu]
 
+Writes results/bench/upscale_<size>px_<device>.json.
+
 Every figure comes from this one run on this machine; ratios are relative to the autoencoder decode, the
 floor any latent method pays.
 """
@@ -42,7 +44,8 @@ def main():
     times = {name: seconds(fn, args.repeats) for name, fn in rows}
     print(f"{args.size}² → {args.size * s}², {device_label(args.device)}, mean of {args.repeats} after a warm-up")
     print_ratios(times, "decode (autoencoder alone)")
-    save_ratios("upscale", times, "decode (autoencoder alone)", args.device, **vars(args))
+    settings = {k: v for k, v in vars(args).items() if k != "device"}
+    save_ratios(f"upscale_{args.size}px", times, "decode (autoencoder alone)", args.device, **settings)
 
 
 if __name__ == "__main__":

@@ -459,15 +459,18 @@ def real_model(results: Path) -> str:
 
 
 def default_speed(results: Path) -> str:
-    """Seconds per photo of the embedded default, from benchmarks/upscale.py's raw results."""
-    command = "python benchmarks/upscale.py --size 512"
-    data = load(results, "bench/upscale_cpu.json")
-    if data is None:
-        return pending("bench/upscale_cpu.json", command)
-    st = data["settings"]
-    rows = [[f"`{name}`", num(v["seconds"], ".3g"), num(v["ratio"], ".2f")] for name, v in data["seconds"].items()]
+    """Seconds per photo of the embedded default, from benchmarks/upscale.py's raw results (one file per size)."""
+    files = sorted((results / "bench").glob("upscale_*px_cpu.json"), key=lambda p: int(p.name.split("_")[1][:-2]))
+    if not files:
+        return pending("bench/upscale_<size>px_cpu.json", "python benchmarks/upscale.py --size 256 (and 512)")
+    runs = [json.loads(p.read_text()) for p in files]
+    names = list(runs[0]["seconds"])
+    header = ["method", *[f"{r['settings']['size']}² → {2 * r['settings']['size']}²: s (× decode), mean of "
+                          f"{r['settings']['repeats']}" for r in runs]]
+    rows = [[f"`{name}`", *[f"{num(r['seconds'][name]['seconds'], '.3g')} ({num(r['seconds'][name]['ratio'], '.2f')})"
+                            for r in runs]] for name in names]
     return "\n\n".join([
-        f"{measured_by(data['meta'])} One {st['size']}² photo upscaled ×2 to {2 * st['size']}² (the astronaut), "
-        f"mean of {st['repeats']} after a warm-up, on an otherwise idle CPU; ratios are to the autoencoder's decode "
-        "alone, the floor every latent method pays.",
-        table(["method", "s / photo", "× decode"], rows)])
+        f"{measured_by(runs[0]['meta'])} One photo (the astronaut) resized to each input size and upscaled ×2, "
+        "timed after a warm-up on an otherwise idle CPU; in brackets, the ratio to the autoencoder's decode alone, "
+        "the floor every latent method pays.",
+        table(header, rows)])

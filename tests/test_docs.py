@@ -151,6 +151,18 @@ def test_ablation_report_gives_mean_and_std_over_seeds_and_judges_on_means(tmp_p
     assert "| rk4 | 1 | 23.15 ± 0.10" in text and "| euler | 4 | 23.10 ± 0.10" in text
 
 
+def test_a_diffusion_baseline_that_did_not_learn_is_not_compared(tmp_path):
+    for name, data in synthetic_evals(0).items():
+        if name.startswith("diffusion50"):  # 50 steps now worse than 4: the model never learned to denoise
+            data["results"][0]["psnr"] = 10.0
+        path = tmp_path / "ablations" / "seed0" / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data))
+    text = ablations.section(tmp_path)
+    assert "at 50 steps** (bsd68, PSNR and SSIM): not measured: the diffusion baseline did not learn" in text
+    assert "learned to denoise** (bsd68: 50 steps better than 4 in PSNR): did not hold" in text
+
+
 def test_one_seed_shows_no_spread_and_missing_runs_leave_a_note(tmp_path):
     assert "No raw results yet" in ablations.section(tmp_path)
     for name, data in synthetic_evals(0).items():

@@ -72,3 +72,20 @@ def test_the_samplers_estimate_of_x1_is_no_further_off_than_the_network(kind):
         step = scheduler.step(model(x, t.float() / 1000), t, x, generator=torch.Generator().manual_seed(0))
         assert (step.pred_original_sample - c).abs().max() <= error + 1e-4
         x = step.prev_sample
+
+
+def test_the_diffusion_loss_regresses_v():
+    # An oracle that knows x1 returns v = √ᾱ·ε − √(1−ᾱ)·x1 = (√ᾱ·x_t − x1)/√(1−ᾱ) exactly: the loss must vanish for
+    # it, and not for the ε it would have matched before.
+    x1, c = torch.randn(8, 4, 8, 8, dtype=torch.float64), torch.randn(8, 4, 8, 8, dtype=torch.float64)
+    alphas = diffusion_scheduler().alphas_cumprod.double()
+
+    def oracle(x_t, t, cond, predict="v"):
+        a = alphas[(t * 1000).round().long()].view(-1, 1, 1, 1)
+        eps = (x_t - a.sqrt() * x1) / (1 - a).sqrt()
+        return (a.sqrt() * x_t - x1) / (1 - a).sqrt() if predict == "v" else eps
+
+    loss = loss_for("diffusion")
+    assert loss(oracle, x1, c, torch.Generator().manual_seed(0)).item() < 1e-12
+    eps_oracle = lambda x_t, t, cond: oracle(x_t, t, cond, predict="eps")
+    assert loss(eps_oracle, x1, c, torch.Generator().manual_seed(0)).item() > 0.1

@@ -2,8 +2,8 @@
 solvers/names.py): flow/objectives.py holds the objectives themselves and takes its names from here."""
 from fmboost.solvers.names import SOLVER_NAMES
 
-# Objective → the solvers its sampler accepts: ODE solvers for the flows, diffusers' schedulers for the diffusion baseline
-# (an ODE solver's name, the default `euler` of every command, runs the deterministic DDIM), none for the
+# Objective → the solvers its sampler accepts: ODE solvers for the flows, diffusers' schedulers for the diffusion
+# baseline (an ODE solver's name, the default `euler` of every command, runs the deterministic DDIM), none for the
 # one-step regressions.
 OBJECTIVE_SOLVERS = {
     "cfm": SOLVER_NAMES,

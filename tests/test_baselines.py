@@ -1,4 +1,6 @@
 """The paper's baselines: same U-Net, data and loop; each trains, saves and samples the right shape."""
+import json
+
 import pytest
 import torch
 
@@ -89,3 +91,28 @@ def test_the_diffusion_loss_regresses_v():
     assert loss(oracle, x1, c, torch.Generator().manual_seed(0)).item() < 1e-12
     eps_oracle = lambda x_t, t, cond: oracle(x_t, t, cond, predict="eps")
     assert loss(eps_oracle, x1, c, torch.Generator().manual_seed(0)).item() > 0.1
+
+
+def test_a_diffusion_model_that_does_not_say_it_predicts_v_is_refused(tmp_path, tiny_vae_dir, capsys):
+    """Diffusion models made when the baseline regressed ε have no "prediction" in fmboost.json: sampled as v they
+    would give plausible-looking garbage, so loading one stops with one line (from the command line too)."""
+    from fmboost.autoencoders.vae import Autoencoder
+    from fmboost.cli.main import main
+    from fmboost.models.unet import CFMUNet
+
+    folder = tmp_path / "diffusion"
+    FMBoostPipeline(Autoencoder.from_pretrained(tiny_vae_dir), CFMUNet(latent_channels=4, **TINY_MODEL),
+                    objective="diffusion").save_pretrained(folder)
+    config = json.loads((folder / "fmboost.json").read_text())
+    assert config["prediction"] == "v"
+    assert FMBoostPipeline.from_pretrained(folder).config["prediction"] == "v"
+
+    del config["prediction"]
+    (folder / "fmboost.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="says nothing of what it predicts.*train it again"):
+        FMBoostPipeline.from_pretrained(folder)
+    random_photo(16, 16).save(tmp_path / "in.png")
+    code = main(["upscale", str(tmp_path / "in.png"), "--model", str(folder), "-o", str(tmp_path / "out.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and "train it again" in err and "Traceback" not in err
+    assert not (tmp_path / "out.png").exists()

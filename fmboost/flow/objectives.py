@@ -61,6 +61,9 @@ class NaiveFM(CFM):
         return (model(x_t, t, x_cond) - u_t).square().mean()
 
 
+DIFFUSION_PREDICTION = "v"  # written into a diffusion model's fmboost.json: ε-models of old must not load as v
+
+
 def diffusion_scheduler(kind: str = "ddpm"):
     """The cosine schedule ends at ᾱ ≈ 2e-9, so the sampler starts from pure noise at the last step ("trailing"; the
     default "leading" spacing starts 4 steps at t = 750, where the model never saw pure noise). v-prediction, not ε:

@@ -14,7 +14,7 @@ from fmboost.autoencoders.vae import Autoencoder
 from fmboost.data.files import normal_modes
 from fmboost.data.images import resize_by, to_pil, to_tensor
 from fmboost.data.sources import MODEL_CONFIG, hub_kwargs, looks_like_hub_id, not_fetched, resolve_model
-from fmboost.flow.objectives import get_objective
+from fmboost.flow.objectives import DIFFUSION_PREDICTION, get_objective
 from fmboost.flow.upsampling import upsample_image, upsample_latent
 from fmboost.pipelines.colorfix import color_fix as fix_colors
 from fmboost.models.unet import CFMUNet
@@ -24,12 +24,24 @@ from fmboost.pipelines.tiling import auto_tile_size, available_memory, tiled_ups
 CONFIG_NAME = MODEL_CONFIG
 
 
+def check_prediction(path: Path, config: dict) -> None:
+    """fmboost's diffusion baseline once regressed ε and now regresses v; sampling an ε-network as a v-network
+    gives plausible-looking garbage, so a diffusion model folder must say it predicts v (older ones say nothing)."""
+    if config.get("objective") == "diffusion" and config.get("prediction") != DIFFUSION_PREDICTION:
+        said = config.get("prediction")
+        what = f"predicts {said}" if said else "says nothing of what it predicts (made when fmboost's diffusion used ε)"
+        raise ValueError(f"{path}: this diffusion model {what}; fmboost samples {DIFFUSION_PREDICTION}-prediction "
+                         "diffusion models only: train it again")
+
+
 class FMBoostPipeline:
     def __init__(self, autoencoder: Autoencoder, model: CFMUNet | None, scale: int = 2, upsampling: str = "psu",
                  tau: float = 400, sigma_min: float = 0.0, objective: str = "cfm", **extra):
         self.autoencoder, self.model = autoencoder, model
         self.config = dict(scale=scale, upsampling=upsampling, tau=tau, sigma_min=sigma_min, objective=objective,
                            **extra)
+        if objective == "diffusion":  # what the network predicts travels with it (see check_prediction)
+            self.config.setdefault("prediction", DIFFUSION_PREDICTION)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "FMBoostPipeline":
@@ -47,6 +59,7 @@ class FMBoostPipeline:
             raise FileNotFoundError(f"{path} is not an fmboost model folder (no {CONFIG_NAME})")
         config = json.loads((path / CONFIG_NAME).read_text())
         config.pop("format", None)
+        check_prediction(path, config)
         autoencoder = config.pop("autoencoder", "autoencoder")
         local = path / autoencoder
         autoencoder = Autoencoder.from_pretrained(local if local.is_dir() else autoencoder)

@@ -4,6 +4,7 @@ import json
 import pytest
 import torch
 
+from fmboost.flow.noise import NUM_TRAIN_STEPS
 from fmboost.flow.objectives import diffusion_scheduler, loss_for, sample_diffusion
 from fmboost.pipelines.upscale import FMBoostPipeline
 from fmboost.training.config import TrainConfig
@@ -46,7 +47,7 @@ def point_mass_model(c, error=0.0):
     alphas = diffusion_scheduler().alphas_cumprod
 
     def v(x, t):
-        a = alphas[int(round(t.item() * 1000))]
+        a = alphas[int(round(t.item() * NUM_TRAIN_STEPS))]
         return a.sqrt() * (x - a.sqrt() * c) / (1 - a).sqrt() - (1 - a).sqrt() * c + error
     return v
 
@@ -71,7 +72,7 @@ def test_the_samplers_estimate_of_x1_is_no_further_off_than_the_network(kind):
     assert scheduler.timesteps[0] == 999  # the first step is where the noise is pure
     x = torch.randn(1, 4, 4, 4, generator=torch.Generator().manual_seed(0))
     for t in scheduler.timesteps:
-        step = scheduler.step(model(x, t.float() / 1000), t, x, generator=torch.Generator().manual_seed(0))
+        step = scheduler.step(model(x, t.float() / NUM_TRAIN_STEPS), t, x, generator=torch.Generator().manual_seed(0))
         assert (step.pred_original_sample - c).abs().max() <= error + 1e-4
         x = step.prev_sample
 
@@ -83,7 +84,7 @@ def test_the_diffusion_loss_regresses_v():
     alphas = diffusion_scheduler().alphas_cumprod.double()
 
     def oracle(x_t, t, cond, predict="v"):
-        a = alphas[(t * 1000).round().long()].view(-1, 1, 1, 1)
+        a = alphas[(t * NUM_TRAIN_STEPS).round().long()].view(-1, 1, 1, 1)
         eps = (x_t - a.sqrt() * x1) / (1 - a).sqrt()
         return (a.sqrt() * x_t - x1) / (1 - a).sqrt() if predict == "v" else eps
 

@@ -29,7 +29,8 @@ def check_prediction(path: Path, config: dict) -> None:
     gives plausible-looking garbage, so a diffusion model folder must say it predicts v (older ones say nothing)."""
     if config.get("objective") == "diffusion" and config.get("prediction") != DIFFUSION_PREDICTION:
         said = config.get("prediction")
-        what = f"predicts {said}" if said else "says nothing of what it predicts (made when fmboost's diffusion used ε)"
+        what = (f"predicts {said}" if said else
+                "says nothing of what it predicts (made when fmboost's diffusion used ε)")
         raise ValueError(f"{path}: this diffusion model {what}; fmboost samples {DIFFUSION_PREDICTION}-prediction "
                          "diffusion models only: train it again")
 

@@ -68,6 +68,14 @@ def cell(row, metric: str, fmt: str) -> str:
     return format(row[metric], fmt) + ("" if std is None else f" ± {std:{fmt}}")
 
 
+def seconds(row) -> str:
+    """Two significant digits of the mean, at least two decimals: bicubic takes a millisecond, flows seconds."""
+    if row is None or row.get("seconds") is None:
+        return "–"
+    digits = max(2, 1 - int(np.floor(np.log10(max(row["seconds"], 1e-9)))))
+    return cell(row, "seconds", f".{digits}f")
+
+
 def ps(row) -> str:
     """PSNR / SSIM / NIQE of a row (NIQE when measured)."""
     if row is None:
@@ -107,7 +115,7 @@ def baselines_table(bl) -> str:
         cells = []
         for s in SETS:
             r = pick(bl[s]["results"], r0["method"], r0["steps"], r0["model"])
-            cells += [ps(r), cell(r, "sharpness", ".2f"), cell(r, "seconds", ".2f")]
+            cells += [ps(r), cell(r, "sharpness", ".2f"), seconds(r)]
         lines.append([r0["method"], r0["steps"] or "–", *cells])
     return table(["method", "steps", *[f"{s} {c}" for s in SETS for c in ("PSNR / SSIM / NIQE", "sharpness",
                                                                           "s / img")]], lines)

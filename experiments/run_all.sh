@@ -33,11 +33,12 @@ for up in bilinear nearest; do
   fmboost prepare --from "$ROOT/shards_psu" --upsampling "$up" --out "$ROOT/shards_$up"
 done
 
-train_one() {  # skipped once done; `--resume auto` continues an interrupted run
+train_one() {  # skipped once done, or while another process holds its lock; `--resume auto` continues a run
   local name seed_dir; name=$(basename "$1" .yaml); seed_dir=$(dirname "$(dirname "$1")")
   [ -f "$seed_dir/$name/done" ] && return 0
-  fmboost train --config "$1" --resume auto > "$ROOT/logs/$(basename "$seed_dir")_$name.log" 2>&1 \
-    && touch "$seed_dir/$name/done" || { echo "$1 failed: see $ROOT/logs"; return 1; }
+  flock -n "$seed_dir/configs/$name.lock" fmboost train --config "$1" --resume auto \
+      > "$ROOT/logs/$(basename "$seed_dir")_$name.log" 2>&1 \
+    && touch "$seed_dir/$name/done" || { echo "$1 failed or running elsewhere (see $ROOT/logs)"; return 1; }
 }
 eval_one() {  # skipped once its results.md exists, or while another process holds its lock
   local out=${1##*--out }

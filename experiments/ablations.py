@@ -267,24 +267,30 @@ def plots(results: Path, docs: Path) -> None:
     import matplotlib.pyplot as plt
 
     def series(rows, key):
+        """{method: [(NFE, mean, std)]}; bicubic and the one-call regressions come out as single points."""
         out = {}
         for r in rows:
-            if r["method"] not in ("x0", "lanczos", "bicubic") and r.get(key) is not None:
-                out.setdefault(r["method"], []).append((max(r["nfe"], 1), r[key]))
+            if r["method"] not in ("x0", "lanczos") and r.get(key) is not None:
+                out.setdefault(r["method"], []).append((max(r["nfe"], 1), r[key], r.get(f"{key}_std") or 0.0))
         return out
 
     def save(path, panels):
         fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 2.9))
         for ax, (lines, title, ylabel) in zip(np.atleast_1d(axes), panels):
+            flat = iter([("k", ":"), ("dimgray", "--"), ("gray", "-.")])  # one-call methods: horizontal lines
             for label, points in lines.items():
-                xs, ys = zip(*sorted(points))
+                xs, ys, stds = zip(*sorted(points))
                 if len(xs) == 1:
-                    ax.axhline(ys[0], ls="--", lw=1, label=label)
+                    color, style = next(flat)
+                    ax.axhline(ys[0], color=color, ls=style, lw=1, label=label)
                 else:
-                    ax.plot(xs, ys, marker="o", ms=3, label=label)
-            ax.set_xscale("log", base=2)
+                    ax.errorbar(xs, ys, yerr=stds, marker="o", ms=3, capsize=2, label=label)
+            nfes = sorted({x for points in lines.values() for x, _, _ in points})
+            ax.set_xscale("log")
+            ax.set_xticks(nfes, [str(n) for n in nfes])
+            ax.minorticks_off()
             ax.set_title(title, fontsize=9)
-            ax.set_xlabel("NFE", fontsize=8)
+            ax.set_xlabel("NFE (error bars: std over seeds)", fontsize=8)
             ax.set_ylabel(ylabel, fontsize=8)
             ax.grid(alpha=0.3)
         np.atleast_1d(axes)[-1].legend(fontsize=7)

@@ -22,15 +22,15 @@ METRICS = ("psnr", "psnr_y", "ssim", "ssim_y", "sharpness", "niqe", "lpips", "fi
 KEY = ("model", "method", "steps")
 
 
-def seed_dirs(results: Path) -> list[Path]:
-    return sorted((results / "ablations").glob("seed*"), key=lambda p: int(p.name[4:]) if p.name[4:].isdigit() else 0)
+def seed_dirs(results: Path, folder: str = "ablations") -> list[Path]:
+    return sorted((results / folder).glob("seed*"), key=lambda p: int(p.name[4:]) if p.name[4:].isdigit() else 0)
 
 
-def load_seeds(results: Path, name: str, *extra: str) -> list[dict]:
+def load_seeds(results: Path, name: str, *extra: str, folder: str = "ablations") -> list[dict]:
     """Evaluation `name` of every seed that has it, with the rows of the `extra` evaluations of that seed added
     (one table can draw on runs that needed their own `fmboost eval`, such as diffusion at 50 steps)."""
     runs = []
-    for d in seed_dirs(results):
+    for d in seed_dirs(results, folder):
         if (d / f"{name}.json").is_file():
             run = json.loads((d / f"{name}.json").read_text())
             for e in extra:
@@ -141,6 +141,54 @@ def spread(a, b) -> str:
     return "; the PSNR gap is within the seeds' spread" if close else ""
 
 
+def equal_nfe(b: list[dict]) -> list[tuple[str, bool, dict, dict]]:
+    """The orderings one baselines evaluation decides on its own, as (label, held, CFM's row, the other's row):
+    CFM ≥ naive-fm and ≥ diffusion in PSNR and SSIM at NFE 1 and 4; L2 regression above CFM at NFE 1 in PSNR
+    yet blurrier."""
+    out = []
+    for label, method, model in (("naive flow matching", "naive-fm", "naive_fm"),
+                                 ("diffusion", "diffusion", "diffusion")):
+        for n in (1, 4):
+            other, ours = pick(b, method, n, model), pick(b, "cfm", n, "cfm_psu")
+            if other and ours:
+                ok = ours["psnr"] >= other["psnr"] and ours["ssim"] >= other["ssim"]
+                out.append((f"CFM ≥ {label} at equal NFE", ok, ours, other))
+    reg, one = pick(b, "regression-l2", model="regression_l2"), pick(b, "cfm", 1, "cfm_psu")
+    if reg and one:
+        out.append(("Regression: high PSNR but blurry",
+                    reg["psnr"] >= one["psnr"] and reg["sharpness"] < one["sharpness"], one, reg))
+    return out
+
+
+def whole_photos(results: Path) -> list[str]:
+    """The baselines evaluated again on whole photos (results/ablations_whole/seed<S>/baselines_<set>.json): do
+    the crops' equal-NFE orderings, judged on the same seeds' crops, come out the same?"""
+    whole = {s: aggregate(load_seeds(results, f"baselines_{s}", folder="ablations_whole")) for s in SETS}
+    if not all(whole.values()):
+        return []
+    seeds = sorted({int(d.name[4:]) for d in seed_dirs(results, "ablations_whole") if d.name[4:].isdigit()})
+    names = ", ".join(map(str, seeds))
+    lines = []
+    for s in SETS:
+        files = [results / "ablations" / f"seed{k}" / f"baselines_{s}.json" for k in seeds]
+        crop = aggregate([json.loads(f.read_text()) for f in files if f.is_file()])
+        if crop is None:
+            continue
+        was = {(label, ours["nfe"]): ok for label, ok, ours, _ in equal_nfe(crop["results"])}
+        now = [(label, ours["nfe"], ok) for label, ok, ours, _ in equal_nfe(whole[s]["results"])]
+        name = lambda label, n: f"{label.removesuffix(' at equal NFE')} at NFE {n}"
+        named = lambda want: "; ".join(name(label, n) for label, n, ok in now if ok == want) or "none"
+        changed = [name(label, n) for label, n, ok in now if was.get((label, n)) != ok]
+        same = "the same as on the crops" if not changed else "unlike the crops: " + "; ".join(changed)
+        lines.append(f"- {SET_NAMES[s]} ({len(whole[s]['images'])} whole photos): held: {named(True)}. Did not "
+                     f"hold: {named(False)}. {same[0].upper()}{same[1:]}.")
+    return [f"### Whole photos (seed{'s' if len(seeds) > 1 else ''} {names})",
+            f"The baselines evaluated again on {evaluated_on(whole)}, not their central crops "
+            f"({machine(whole[SETS[0]]['meta'])}; raw results in `results/ablations_whole/`), to check that the "
+            f"crops do not decide the orderings. Compared with the crops of the same seed{'s' * (len(seeds) > 1)}:",
+            "\n".join(lines), baselines_table(whole)]
+
+
 def verdicts(ev, tau, bl) -> list[str]:
     """One line per ordering of the paper, per set, judged on the means; the numbers that decide it beside."""
     out = []
@@ -169,19 +217,14 @@ def verdicts(ev, tau, bl) -> list[str]:
             "(below); it is compared at equal NFE instead"
         out.append(f"- **CFM at NFE 4 ≥ diffusion at 50 steps** ({s}, PSNR and SSIM): {verdict} "
                    f"(CFM {ps(cfm)}; diffusion {ps(diff)}{spread(cfm, diff)}).")
-        for label, method, model in (("naive flow matching", "naive-fm", "naive_fm"),
-                                     ("diffusion", "diffusion", "diffusion")):
-            for n in (1, 4):
-                other, ours = pick(b, method, n, model), pick(b, "cfm", n, "cfm_psu")
-                if other and ours:
-                    out.append(f"- **CFM ≥ {label} at equal NFE** ({s}, NFE {n}, PSNR and SSIM): "
-                               f"{held(ours['psnr'] >= other['psnr'] and ours['ssim'] >= other['ssim'])} "
-                               f"(CFM {ps(ours)}; {method} {ps(other)}{spread(ours, other)}).")
-        reg, one = pick(b, "regression-l2", model="regression_l2"), pick(b, "cfm", 1, "cfm_psu")
-        out.append(f"- **Regression: high PSNR but blurry** ({s}, L2 vs CFM at NFE 1, one network call each): "
-                   f"{held(reg['psnr'] >= one['psnr'] and reg['sharpness'] < one['sharpness'])} "
-                   f"(PSNR {cell(reg, 'psnr', '.2f')} vs {cell(one, 'psnr', '.2f')} dB; sharpness "
-                   f"{cell(reg, 'sharpness', '.2f')} vs {cell(one, 'sharpness', '.2f')}, 1 = HR).")
+        for label, ok, ours, other in equal_nfe(b):
+            if label.startswith("CFM"):
+                out.append(f"- **{label}** ({s}, NFE {ours['nfe']}, PSNR and SSIM): {held(ok)} "
+                           f"(CFM {ps(ours)}; {other['method']} {ps(other)}{spread(ours, other)}).")
+            else:
+                out.append(f"- **{label}** ({s}, L2 vs CFM at NFE 1, one network call each): {held(ok)} "
+                           f"(PSNR {cell(other, 'psnr', '.2f')} vs {cell(ours, 'psnr', '.2f')} dB; sharpness "
+                           f"{cell(other, 'sharpness', '.2f')} vs {cell(ours, 'sharpness', '.2f')}, 1 = HR).")
         bic = pick(b, "bicubic")
         trained = [x for x in b if x["method"] != "bicubic"] + [x for x in r if x["method"] == "cfm"] + \
             (tau[s]["results"] if tau[s] else [])
@@ -253,6 +296,7 @@ def section(results: Path) -> str:
     ]
     if all(all(sv[s].values()) for s in SETS):
         parts += ["### ODE solvers on cfm_psu at NFE 4", solver_table(bl, sv)]
+    parts += whole_photos(results)
     return "\n\n".join(parts)
 
 

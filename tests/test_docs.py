@@ -175,6 +175,31 @@ def test_one_seed_shows_no_spread_and_missing_runs_leave_a_note(tmp_path):
     assert "one seed (no spread)" in text and "±" not in text
 
 
+def test_whole_photos_check_names_each_ordering_that_changed_from_the_crops(tmp_path):
+    evals = synthetic_evals(0)
+    for name, data in evals.items():
+        path = tmp_path / "ablations" / "seed0" / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data))
+    assert "### Whole photos" not in ablations.section(tmp_path)  # nothing evaluated on whole photos yet
+    for s in ("bsd68", "set14"):
+        whole = {**evals[f"baselines_{s}"], "center_crop": None, "images": ["a", "b", "c"]}
+        if s == "bsd68":  # on whole photos naive-fm overtakes CFM at NFE 4
+            whole["results"] = [{**r, "psnr": 30.0} if r["method"] == "naive-fm" and r["steps"] == 4 else r
+                                for r in whole["results"]]
+        path = tmp_path / "ablations_whole" / "seed0" / f"baselines_{s}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(whole))
+    text = ablations.section(tmp_path)
+    assert "### Whole photos (seed 0)" in text and "the first 3 photos of BSD68" in text
+    bsd68 = next(x for x in text.splitlines() if x.startswith("- BSD68 (3 whole photos)"))
+    set14 = next(x for x in text.splitlines() if x.startswith("- Set14 (3 whole photos)"))
+    assert "Did not hold: CFM ≥ naive flow matching at NFE 4." in bsd68
+    assert bsd68.endswith("Unlike the crops: CFM ≥ naive flow matching at NFE 4.")
+    assert set14.endswith("The same as on the crops.") and "Did not hold: none." in set14
+    assert "| naive-fm | 4 | 30.00 / 0.600 / 6.00 |" in text
+
+
 def eval_file(rows, **extra):
     meta = {"date": "2026-01-01T00:00:00Z", "command": "python recipes/x/evaluate.py", "git_commit": "1" * 40,
             "git_dirty": True, "machine": {"cpu": "Test CPU", "cpu_cores": 2, "torch_threads": 1,

@@ -183,7 +183,8 @@ def whole_photos(results: Path) -> list[str]:
         lines.append(f"- {SET_NAMES[s]} ({len(whole[s]['images'])} whole photos): held: {named(True)}. Did not "
                      f"hold: {named(False)}. {same[0].upper()}{same[1:]}.")
     return [f"### Whole photos (seed{'s' if len(seeds) > 1 else ''} {names})",
-            f"The baselines evaluated again on {evaluated_on(whole)}, not their central crops "
+            f"The baselines evaluated again on {evaluated_on(whole)}, not their central crops, by "
+            f"`WHOLE_SEEDS='{' '.join(map(str, seeds))}' bash experiments/run_all.sh` "
             f"({machine(whole[SETS[0]]['meta'])}; raw results in `results/ablations_whole/`), to check that the "
             f"crops do not decide the orderings. Compared with the crops of the same seed{'s' * (len(seeds) > 1)}:",
             "\n".join(lines), baselines_table(whole)]

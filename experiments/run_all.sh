@@ -10,6 +10,8 @@
 # takes about 55 min of training and 35 min of evaluation.
 # CROP: evaluations score the central CROP×CROP square of each photo (default 224; 0 = whole photos, ~3× slower):
 # all 82 photos count, which a CPU could not afford at full size for 3 seeds × 11 models.
+# WHOLE_SEEDS: seeds whose baselines are evaluated again on whole photos (RESULTS_whole/seed<S>/, ~50 min a seed
+# on 2 cores), to check that the crops do not decide the orderings; e.g. WHOLE_SEEDS=0 (none by default).
 # FROM: prepared shards to derive the crops from instead of the photos, e.g. FROM=runs/default/shards (the
 # default recipe's: the same photos, crops, seed and autoencoder), which saves the encoding.
 set -euo pipefail
@@ -45,7 +47,8 @@ eval_one() {  # skipped once its results.md exists, or while another process hol
   out=${out%% *}
   mkdir -p "$out"
   [ -f "$out/results.md" ] && return 0
-  flock -n "$out/.lock" bash -c "$1 > $ROOT/logs/$(basename "$(dirname "$(dirname "$out")")")_eval_$(basename "$out").log 2>&1" \
+  local log; log=$(basename "$(dirname "$(dirname "$out")")")_$(basename "$(dirname "$out")")_$(basename "$out")
+  flock -n "$out/.lock" bash -c "$1 > $ROOT/logs/$log.log 2>&1" \
     || { echo "failed or running elsewhere: $1 (see $ROOT/logs)"; return 1; }
 }
 export -f train_one eval_one
@@ -83,6 +86,13 @@ for seed in $SEEDS; do
           $(save "solver_${solver%:*}_$set")")
     done
   done
+  if [[ " ${WHOLE_SEEDS:-} " == *" $seed "* ]]; then  # the baselines again, on whole photos
+    for set in bsd68 set14; do
+      evals+=("fmboost eval $DATA/val/$set --tuned-on '$TUNED_ON' --metrics psnr,ssim,sharpness,niqe \
+          --model $(models cfm_psu naive_fm diffusion regression_l1 regression_l2) --methods model,bicubic \
+          --steps 1,4 --out $S/eval_whole/baselines_$set --results-out ${RESULTS}_whole/seed$seed/baselines_$set.json")
+    done
+  fi
   printf '%s\n' "${evals[@]}" | xargs -P "$JOBS" -d '\n' -I{} bash -c 'eval_one "{}"'
   echo "seed $seed done: raw results in $RESULTS/seed$seed/"
 done

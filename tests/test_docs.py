@@ -162,7 +162,20 @@ def test_a_diffusion_baseline_that_did_not_learn_is_not_compared(tmp_path):
     text = ablations.section(tmp_path)
     assert "at 50 steps** (bsd68, PSNR and SSIM): not measured: the diffusion baseline had not learned" in text
     assert "- **CFM ≥ diffusion at equal NFE** (bsd68, NFE 4, PSNR and SSIM): held" in text  # still compared
-    assert "gains from more steps** (bsd68: 50 steps better than 4 in PSNR): did not hold" in text
+    assert "gains from more steps** (bsd68: 50 steps better than 4 in PSNR or NIQE): did not hold" in text
+
+
+def test_more_diffusion_steps_that_trade_psnr_for_a_better_niqe_count_as_learned(tmp_path):
+    for name, data in synthetic_evals(0).items():
+        if name.startswith("diffusion50"):  # 50 steps: lower PSNR than 4 but a better (lower) NIQE
+            data["results"][0].update(psnr=10.0, niqe=4.0)
+        path = tmp_path / "ablations" / "seed0" / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data))
+    text = ablations.section(tmp_path)
+    assert "gains from more steps** (bsd68: 50 steps better than 4 in PSNR or NIQE): held (PSNR 10.00 vs 15.00 " \
+           "dB; NIQE 4.00 vs 6.00;" in text
+    assert "- **CFM at NFE 4 ≥ diffusion at 50 steps** (bsd68, PSNR and SSIM): held (CFM 23.00" in text
 
 
 def test_one_seed_shows_no_spread_and_missing_runs_leave_a_note(tmp_path):

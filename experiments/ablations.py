@@ -26,11 +26,14 @@ def seed_dirs(results: Path, folder: str = "ablations") -> list[Path]:
     return sorted((results / folder).glob("seed*"), key=lambda p: int(p.name[4:]) if p.name[4:].isdigit() else 0)
 
 
-def load_seeds(results: Path, name: str, *extra: str, folder: str = "ablations") -> list[dict]:
-    """Evaluation `name` of every seed that has it, with the rows of the `extra` evaluations of that seed added
-    (one table can draw on runs that needed their own `fmboost eval`, such as diffusion at 50 steps)."""
+def load_seeds(results: Path, name: str, *extra: str, folder: str = "ablations", seeds=None) -> list[dict]:
+    """Evaluation `name` of every seed that has it (of `seeds` only, if given), with the rows of the `extra`
+    evaluations of that seed added (one table can draw on runs that needed their own `fmboost eval`, such as
+    diffusion at 50 steps)."""
     runs = []
     for d in seed_dirs(results, folder):
+        if seeds is not None and d.name[4:] not in {str(k) for k in seeds}:
+            continue
         if (d / f"{name}.json").is_file():
             run = json.loads((d / f"{name}.json").read_text())
             for e in extra:
@@ -170,8 +173,7 @@ def whole_photos(results: Path) -> list[str]:
     names = ", ".join(map(str, seeds))
     lines = []
     for s in SETS:
-        files = [results / "ablations" / f"seed{k}" / f"baselines_{s}.json" for k in seeds]
-        crop = aggregate([json.loads(f.read_text()) for f in files if f.is_file()])
+        crop = aggregate(load_seeds(results, f"baselines_{s}", seeds=seeds))
         if crop is None:
             continue
         was = {(label, ours["nfe"]): ok for label, ok, ours, _ in equal_nfe(crop["results"])}
@@ -188,6 +190,42 @@ def whole_photos(results: Path) -> list[str]:
             f"({machine(whole[SETS[0]]['meta'])}; raw results in `results/ablations_whole/`), to check that the "
             f"crops do not decide the orderings. Compared with the crops of the same seed{'s' * (len(seeds) > 1)}:",
             "\n".join(lines), baselines_table(whole)]
+
+
+def longer_diffusion(results: Path) -> list[str]:
+    """The diffusion baseline trained longer (experiments/longer/, results/ablations_longer/): do its 50 steps now
+    beat its 4? Beside it, the same seeds' diffusion and CFM at the ablations' budget."""
+    runs = {s: aggregate(load_seeds(results, f"diffusion_x3_{s}", folder="ablations_longer")) for s in SETS}
+    if not all(runs.values()):
+        return []
+    import yaml
+
+    here = Path(__file__).parent
+    longer = yaml.safe_load((here / "longer" / "diffusion_x3.yaml").read_text())["max_steps"]
+    base = yaml.safe_load((here / "configs" / "base.yaml").read_text())["max_steps"]
+    seeds = sorted(int(d.name[4:]) for d in seed_dirs(results, "ablations_longer") if d.name[4:].isdigit())
+    lines, rows = [], {}
+    for s in SETS:
+        short = aggregate(load_seeds(results, f"baselines_{s}", f"diffusion50_{s}", seeds=seeds))
+        if short is None:
+            return []
+        few, many = (pick(runs[s]["results"], "diffusion", n) for n in (4, 50))
+        lines.append(f"- **More steps help after {longer} training steps** ({SET_NAMES[s]}: {steps_line(many, few)}.")
+        for label, r, method, model in ((f"diffusion ({base})", short["results"], "diffusion", "diffusion"),
+                                        (f"diffusion ({longer})", runs[s]["results"], "diffusion", None),
+                                        (f"CFM ({base})", short["results"], "cfm", "cfm_psu")):
+            found = [pick(r, method, n, model) for n in (4, 50)]
+            rows.setdefault(label, []).extend(ps(x) if x else "–" for x in found)
+    many_seeds = len(seeds) > 1
+    return [f"### The diffusion baseline trained {longer // base}× longer (seed{'s' * many_seeds} "
+            f"{', '.join(map(str, seeds))})",
+            f"`bash experiments/longer/run.sh` trains the diffusion run again for {longer} steps instead of {base} "
+            f"(everything else as above) and evaluates it on the same crops "
+            f"({machine(runs[SETS[0]]['meta'])}; raw results in `results/ablations_longer/`). Not an equal-budget "
+            f"comparison: it asks whether the diffusion baseline's 50 steps lose to its 4 for want of training.",
+            "\n".join(lines),
+            table(["run (training steps)", *[f"{SET_NAMES[s]} {n} steps" for s in SETS for n in (4, 50)]],
+                  [[label, *cells] for label, cells in rows.items()])]
 
 
 def verdicts(ev, tau, bl) -> list[str]:
@@ -309,7 +347,7 @@ def section(results: Path) -> str:
     ]
     if all(all(sv[s].values()) for s in SETS):
         parts += ["### ODE solvers on cfm_psu at NFE 4", solver_table(bl, sv)]
-    parts += whole_photos(results)
+    parts += longer_diffusion(results) + whole_photos(results)
     return "\n\n".join(parts)
 
 

@@ -178,6 +178,29 @@ def test_more_diffusion_steps_that_trade_psnr_for_a_better_niqe_count_as_learned
     assert "- **CFM at NFE 4 ≥ diffusion at 50 steps** (bsd68, PSNR and SSIM): held (CFM 23.00" in text
 
 
+def test_the_longer_diffusion_run_is_judged_on_its_own_steps_beside_the_same_seed_at_the_base_budget(tmp_path):
+    for name, data in synthetic_evals(0).items():
+        path = tmp_path / "ablations" / "seed0" / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data))
+    assert "trained 3× longer" not in ablations.section(tmp_path)  # not run yet: no subsection
+    for s, psnr50 in (("bsd68", 21.0), ("set14", 19.0)):  # bsd68: 50 steps now beat 4 (20 dB); set14 not
+        rows = [row("diffusion_x3", "diffusion", 4, 20.0), row("diffusion_x3", "diffusion", 50, psnr50)]
+        data = {**synthetic_evals(0)[f"baselines_{s}"], "results": rows}
+        path = tmp_path / "ablations_longer" / "seed0" / f"diffusion_x3_{s}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data))
+    text = ablations.section(tmp_path)
+    assert "### The diffusion baseline trained 3× longer (seed 0)" in text
+    assert "- **More steps help after 2250 training steps** (BSD68: 50 steps better than 4 in PSNR or NIQE): held " \
+           "(PSNR 21.00 vs 20.00 dB" in text
+    assert "(Set14: 50 steps better than 4 in PSNR or NIQE): did not hold (PSNR 19.00 vs 20.00 dB" in text
+    # the base budget's diffusion (15 dB at 4 steps, 17 at 50) and CFM (23 dB at 4, no 50) beside it
+    assert "| diffusion (750) | 15.00 / 0.600 / 6.00 | 17.00 / 0.600 / 6.00 |" in text
+    assert "| diffusion (2250) | 20.00 / 0.600 / 6.00 | 21.00 / 0.600 / 6.00 | 20.00 / 0.600 / 6.00 | 19.00" in text
+    assert "| CFM (750) | 23.00 / 0.600 / 6.00 | – |" in text
+
+
 def test_one_seed_shows_no_spread_and_missing_runs_leave_a_note(tmp_path):
     assert "No raw results yet" in ablations.section(tmp_path)
     for name, data in synthetic_evals(0).items():

@@ -192,16 +192,18 @@ def whole_photos(results: Path) -> list[str]:
             "\n".join(lines), baselines_table(whole)]
 
 
-def longer_diffusion(results: Path) -> list[str]:
-    """The diffusion baseline trained longer (experiments/longer/, results/ablations_longer/): do its 50 steps now
-    beat its 4? Beside it, the same seeds' diffusion and CFM at the ablations' budget."""
-    runs = {s: aggregate(load_seeds(results, f"diffusion_x3_{s}", folder="ablations_longer")) for s in SETS}
-    if not all(runs.values()):
+def longer_training(results: Path) -> list[str]:
+    """Seed 0's diffusion and CFM runs trained longer (experiments/longer/, results/ablations_longer/): do the
+    diffusion baseline's 50 steps now beat its 4, and how do the two compare at equal NFE? Beside them, the same
+    seeds' runs at the ablations' budget."""
+    longer = {s: aggregate(load_seeds(results, f"diffusion_x3_{s}", folder="ablations_longer")) for s in SETS}
+    equal = {s: aggregate(load_seeds(results, f"equal_x3_{s}", folder="ablations_longer")) for s in SETS}
+    if not all(longer.values()):
         return []
     import yaml
 
     here = Path(__file__).parent
-    longer = yaml.safe_load((here / "longer" / "diffusion_x3.yaml").read_text())["max_steps"]
+    steps = yaml.safe_load((here / "longer" / "diffusion_x3.yaml").read_text())["max_steps"]
     base = yaml.safe_load((here / "configs" / "base.yaml").read_text())["max_steps"]
     seeds = sorted(int(d.name[4:]) for d in seed_dirs(results, "ablations_longer") if d.name[4:].isdigit())
     lines, rows = [], {}
@@ -209,23 +211,33 @@ def longer_diffusion(results: Path) -> list[str]:
         short = aggregate(load_seeds(results, f"baselines_{s}", f"diffusion50_{s}", seeds=seeds))
         if short is None:
             return []
-        few, many = (pick(runs[s]["results"], "diffusion", n) for n in (4, 50))
-        lines.append(f"- **More steps help after {longer} training steps** ({SET_NAMES[s]}: {steps_line(many, few)}.")
+        long_rows = longer[s]["results"] + (equal[s]["results"] if equal[s] else [])
+        few, many = (pick(long_rows, "diffusion", n, "diffusion_x3") for n in (4, 50))
+        lines.append(f"- **More steps help after {steps} training steps** ({SET_NAMES[s]}: {steps_line(many, few)}.")
+        for n in (1, 4):
+            ours, other = pick(long_rows, "cfm", n, "cfm_x3"), pick(long_rows, "diffusion", n, "diffusion_x3")
+            if ours and other:
+                ok = ours["psnr"] >= other["psnr"] and ours["ssim"] >= other["ssim"]
+                lines.append(f"- **CFM ≥ diffusion at equal NFE after {steps} training steps** ({SET_NAMES[s]}, "
+                             f"NFE {n}, PSNR and SSIM): {held(ok)} (CFM {ps(ours)}; diffusion {ps(other)}).")
         for label, r, method, model in ((f"diffusion ({base})", short["results"], "diffusion", "diffusion"),
-                                        (f"diffusion ({longer})", runs[s]["results"], "diffusion", None),
-                                        (f"CFM ({base})", short["results"], "cfm", "cfm_psu")):
-            found = [pick(r, method, n, model) for n in (4, 50)]
+                                        (f"diffusion ({steps})", long_rows, "diffusion", "diffusion_x3"),
+                                        (f"CFM ({base})", short["results"], "cfm", "cfm_psu"),
+                                        (f"CFM ({steps})", long_rows, "cfm", "cfm_x3")):
+            found = [pick(r, method, n, model) for n in NFES]
             rows.setdefault(label, []).extend(ps(x) if x else "–" for x in found)
-    many_seeds = len(seeds) > 1
-    return [f"### The diffusion baseline trained {longer // base}× longer (seed{'s' * many_seeds} "
+    return [f"### Longer training: {steps} steps instead of {base} (seed{'s' * (len(seeds) > 1)} "
             f"{', '.join(map(str, seeds))})",
-            f"`bash experiments/longer/run.sh` trains the diffusion run again for {longer} steps instead of {base} "
-            f"(everything else as above) and evaluates it on the same crops "
-            f"({machine(runs[SETS[0]]['meta'])}; raw results in `results/ablations_longer/`). Not an equal-budget "
-            f"comparison: it asks whether the diffusion baseline's 50 steps lose to its 4 for want of training.",
+            f"`bash experiments/longer/run.sh` trains the diffusion and CFM runs again for {steps} steps (everything "
+            f"else as above) and evaluates them on the same crops ({machine(longer[SETS[0]]['meta'])}; raw results "
+            f"in `results/ablations_longer/`): does the diffusion baseline's 50 steps lose to its 4 for want of "
+            f"training, and does CFM's lead at equal NFE survive a longer budget?",
             "\n".join(lines),
-            table(["run (training steps)", *[f"{SET_NAMES[s]} {n} steps" for s in SETS for n in (4, 50)]],
+            table(["run (training steps)", *[f"{SET_NAMES[s]} NFE {n}" for s in SETS for n in NFES]],
                   [[label, *cells] for label, cells in rows.items()])]
+
+
+NFES = (1, 4, 50)  # the longer-training table's columns
 
 
 def verdicts(ev, tau, bl) -> list[str]:
@@ -347,7 +359,7 @@ def section(results: Path) -> str:
     ]
     if all(all(sv[s].values()) for s in SETS):
         parts += ["### ODE solvers on cfm_psu at NFE 4", solver_table(bl, sv)]
-    parts += longer_diffusion(results) + whole_photos(results)
+    parts += longer_training(results) + whole_photos(results)
     return "\n\n".join(parts)
 
 

@@ -178,27 +178,41 @@ def test_more_diffusion_steps_that_trade_psnr_for_a_better_niqe_count_as_learned
     assert "- **CFM at NFE 4 ≥ diffusion at 50 steps** (bsd68, PSNR and SSIM): held (CFM 23.00" in text
 
 
-def test_the_longer_diffusion_run_is_judged_on_its_own_steps_beside_the_same_seed_at_the_base_budget(tmp_path):
+def test_longer_training_is_judged_on_its_own_steps_beside_the_same_seed_at_the_base_budget(tmp_path):
     for name, data in synthetic_evals(0).items():
         path = tmp_path / "ablations" / "seed0" / f"{name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data))
-    assert "trained 3× longer" not in ablations.section(tmp_path)  # not run yet: no subsection
-    for s, psnr50 in (("bsd68", 21.0), ("set14", 19.0)):  # bsd68: 50 steps now beat 4 (20 dB); set14 not
-        rows = [row("diffusion_x3", "diffusion", 4, 20.0), row("diffusion_x3", "diffusion", 50, psnr50)]
-        data = {**synthetic_evals(0)[f"baselines_{s}"], "results": rows}
-        path = tmp_path / "ablations_longer" / "seed0" / f"diffusion_x3_{s}.json"
+    assert "### Longer training" not in ablations.section(tmp_path)  # not run yet: no subsection
+
+    def write(name, rows):
+        path = tmp_path / "ablations_longer" / "seed0" / f"{name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data))
+        path.write_text(json.dumps({**synthetic_evals(0)["baselines_bsd68"], "results": rows}))
+
+    for s, psnr50 in (("bsd68", 21.0), ("set14", 19.0)):  # bsd68: 50 steps now beat 4 (20 dB); set14 not
+        write(f"diffusion_x3_{s}", [row("diffusion_x3", "diffusion", 4, 20.0),
+                                    row("diffusion_x3", "diffusion", 50, psnr50)])
     text = ablations.section(tmp_path)
-    assert "### The diffusion baseline trained 3× longer (seed 0)" in text
+    assert "### Longer training: 2250 steps instead of 750 (seed 0)" in text
     assert "- **More steps help after 2250 training steps** (BSD68: 50 steps better than 4 in PSNR or NIQE): held " \
            "(PSNR 21.00 vs 20.00 dB" in text
     assert "(Set14: 50 steps better than 4 in PSNR or NIQE): did not hold (PSNR 19.00 vs 20.00 dB" in text
-    # the base budget's diffusion (15 dB at 4 steps, 17 at 50) and CFM (23 dB at 4, no 50) beside it
-    assert "| diffusion (750) | 15.00 / 0.600 / 6.00 | 17.00 / 0.600 / 6.00 |" in text
-    assert "| diffusion (2250) | 20.00 / 0.600 / 6.00 | 21.00 / 0.600 / 6.00 | 20.00 / 0.600 / 6.00 | 19.00" in text
-    assert "| CFM (750) | 23.00 / 0.600 / 6.00 | – |" in text
+    assert "at equal NFE after" not in text  # the longer CFM run is not evaluated yet
+    # the base budget's diffusion (15 dB at NFE 1 and 4, 17 at 50) and CFM (23 dB at 1 and 4) beside it
+    assert "| diffusion (750) | 15.00 / 0.600 / 6.00 | 15.00 / 0.600 / 6.00 | 17.00 / 0.600 / 6.00 |" in text
+    assert "| diffusion (2250) | – | 20.00 / 0.600 / 6.00 | 21.00 / 0.600 / 6.00 | – | 20.00" in text
+    assert "| CFM (750) | 23.00 / 0.600 / 6.00 | 23.00 / 0.600 / 6.00 | – |" in text
+
+    for s in ("bsd68", "set14"):  # CFM trained as long: ahead at NFE 1, behind at NFE 4
+        write(f"equal_x3_{s}", [row("cfm_x3", "cfm", 1, 19.5), row("cfm_x3", "cfm", 4, 19.0),
+                                row("diffusion_x3", "diffusion", 1, 18.0), row("diffusion_x3", "diffusion", 4, 20.0)])
+    text = ablations.section(tmp_path)
+    assert "- **CFM ≥ diffusion at equal NFE after 2250 training steps** (BSD68, NFE 1, PSNR and SSIM): held " \
+           "(CFM 19.50 / 0.600 / 6.00; diffusion 18.00" in text
+    assert "(Set14, NFE 4, PSNR and SSIM): did not hold (CFM 19.00 / 0.600 / 6.00; diffusion 20.00" in text
+    assert "| diffusion (2250) | 18.00 / 0.600 / 6.00 | 20.00 / 0.600 / 6.00 | 21.00" in text
+    assert "| CFM (2250) | 19.50 / 0.600 / 6.00 | 19.00 / 0.600 / 6.00 | – |" in text
 
 
 def test_one_seed_shows_no_spread_and_missing_runs_leave_a_note(tmp_path):

@@ -188,7 +188,8 @@ def whole_photos(results: Path) -> list[str]:
             f"The baselines evaluated again on {evaluated_on(whole)}, not their central crops, by "
             f"`WHOLE_SEEDS='{' '.join(map(str, seeds))}' bash experiments/run_all.sh` "
             f"({machine(whole[SETS[0]]['meta'])}; raw results in `results/ablations_whole/`), to check that the "
-            f"crops do not decide the orderings. Compared with the crops of the same seed{'s' * (len(seeds) > 1)}:",
+            f"crops do not decide the orderings; its seconds per image were taken while other jobs shared the "
+            f"CPU and compare with nothing. Compared with the crops of the same seed{'s' * (len(seeds) > 1)}:",
             "\n".join(lines), baselines_table(whole)]
 
 

@@ -22,8 +22,29 @@ METRICS = ("psnr", "psnr_y", "ssim", "ssim_y", "sharpness", "niqe", "lpips", "fi
 KEY = ("model", "method", "steps")
 
 
+def seed_of(folder: Path) -> int | None:
+    """S of a seed<S> folder; None for any other name."""
+    digits = folder.name[4:]
+    return int(digits) if digits.isdigit() else None
+
+
 def seed_dirs(results: Path, folder: str = "ablations") -> list[Path]:
-    return sorted((results / folder).glob("seed*"), key=lambda p: int(p.name[4:]) if p.name[4:].isdigit() else 0)
+    return sorted((results / folder).glob("seed*"), key=lambda p: seed_of(p) or 0)
+
+
+def seed_numbers(results: Path, folder: str) -> list[int]:
+    return [k for k in map(seed_of, seed_dirs(results, folder)) if k is not None]
+
+
+def seeds_named(seeds: list[int]) -> str:
+    return f"seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))}"
+
+
+def experiment_config(name: str) -> dict:
+    """One of experiments/' YAML files (the settings the runs were made with), e.g. `configs/base.yaml`."""
+    import yaml
+
+    return yaml.safe_load((Path(__file__).parent / name).read_text())
 
 
 def load_seeds(results: Path, name: str, *extra: str, folder: str = "ablations", seeds=None) -> list[dict]:
@@ -32,7 +53,7 @@ def load_seeds(results: Path, name: str, *extra: str, folder: str = "ablations",
     diffusion at 50 steps)."""
     runs = []
     for d in seed_dirs(results, folder):
-        if seeds is not None and d.name[4:] not in {str(k) for k in seeds}:
+        if seeds is not None and seed_of(d) not in seeds:
             continue
         if (d / f"{name}.json").is_file():
             run = json.loads((d / f"{name}.json").read_text())
@@ -144,19 +165,21 @@ def spread(a, b) -> str:
     return "; the PSNR gap is within the seeds' spread" if close else ""
 
 
-def equal_nfe(b: list[dict]) -> list[tuple[str, bool, dict, dict]]:
+BASELINES = (("naive flow matching", "naive-fm", "naive_fm"), ("diffusion", "diffusion", "diffusion"))
+
+
+def equal_nfe(b: list[dict], cfm: str = "cfm_psu", others=BASELINES) -> list[tuple[str, bool, dict, dict]]:
     """The orderings one baselines evaluation decides on its own, as (label, held, CFM's row, the other's row):
-    CFM ≥ naive-fm and ≥ diffusion in PSNR and SSIM at NFE 1 and 4; L2 regression above CFM at NFE 1 in PSNR
-    yet blurrier."""
+    CFM (the model `cfm`) ≥ each of `others` (label, method, model) in PSNR and SSIM at NFE 1 and 4; L2
+    regression above CFM at NFE 1 in PSNR yet blurrier, where evaluated."""
     out = []
-    for label, method, model in (("naive flow matching", "naive-fm", "naive_fm"),
-                                 ("diffusion", "diffusion", "diffusion")):
+    for label, method, model in others:
         for n in (1, 4):
-            other, ours = pick(b, method, n, model), pick(b, "cfm", n, "cfm_psu")
+            other, ours = pick(b, method, n, model), pick(b, "cfm", n, cfm)
             if other and ours:
                 ok = ours["psnr"] >= other["psnr"] and ours["ssim"] >= other["ssim"]
-                out.append((f"CFM ≥ {label} at equal NFE", ok, ours, other))
-    reg, one = pick(b, "regression-l2", model="regression_l2"), pick(b, "cfm", 1, "cfm_psu")
+                out.append((f"CFM ≥ {label}", ok, ours, other))
+    reg, one = pick(b, "regression-l2", model="regression_l2"), pick(b, "cfm", 1, cfm)
     if reg and one:
         out.append(("Regression: high PSNR but blurry",
                     reg["psnr"] >= one["psnr"] and reg["sharpness"] < one["sharpness"], one, reg))
@@ -169,8 +192,7 @@ def whole_photos(results: Path) -> list[str]:
     whole = {s: aggregate(load_seeds(results, f"baselines_{s}", folder="ablations_whole")) for s in SETS}
     if not all(whole.values()):
         return []
-    seeds = sorted({int(d.name[4:]) for d in seed_dirs(results, "ablations_whole") if d.name[4:].isdigit()})
-    names = ", ".join(map(str, seeds))
+    seeds = seed_numbers(results, "ablations_whole")
     lines = []
     for s in SETS:
         crop = aggregate(load_seeds(results, f"baselines_{s}", seeds=seeds))
@@ -178,13 +200,13 @@ def whole_photos(results: Path) -> list[str]:
             continue
         was = {(label, ours["nfe"]): ok for label, ok, ours, _ in equal_nfe(crop["results"])}
         now = [(label, ours["nfe"], ok) for label, ok, ours, _ in equal_nfe(whole[s]["results"])]
-        name = lambda label, n: f"{label.removesuffix(' at equal NFE')} at NFE {n}"
+        name = lambda label, n: f"{label} at NFE {n}"
         named = lambda want: "; ".join(name(label, n) for label, n, ok in now if ok == want) or "none"
         changed = [name(label, n) for label, n, ok in now if was.get((label, n)) != ok]
         same = "the same as on the crops" if not changed else "unlike the crops: " + "; ".join(changed)
         lines.append(f"- {SET_NAMES[s]} ({len(whole[s]['images'])} whole photos): held: {named(True)}. Did not "
                      f"hold: {named(False)}. {same[0].upper()}{same[1:]}.")
-    return [f"### Whole photos (seed{'s' if len(seeds) > 1 else ''} {names})",
+    return [f"### Whole photos ({seeds_named(seeds)})",
             f"The baselines evaluated again on {evaluated_on(whole)}, not their central crops, by "
             f"`WHOLE_SEEDS='{' '.join(map(str, seeds))}' bash experiments/run_all.sh` "
             f"({machine(whole[SETS[0]]['meta'])}; raw results in `results/ablations_whole/`), to check that the "
@@ -201,12 +223,9 @@ def longer_training(results: Path) -> list[str]:
     equal = {s: aggregate(load_seeds(results, f"equal_x3_{s}", folder="ablations_longer")) for s in SETS}
     if not all(longer.values()):
         return []
-    import yaml
-
-    here = Path(__file__).parent
-    steps = yaml.safe_load((here / "longer" / "diffusion_x3.yaml").read_text())["max_steps"]
-    base = yaml.safe_load((here / "configs" / "base.yaml").read_text())["max_steps"]
-    seeds = sorted(int(d.name[4:]) for d in seed_dirs(results, "ablations_longer") if d.name[4:].isdigit())
+    steps = experiment_config("longer/diffusion_x3.yaml")["max_steps"]
+    base = experiment_config("configs/base.yaml")["max_steps"]
+    seeds = seed_numbers(results, "ablations_longer")
     lines, rows = [], {}
     for s in SETS:
         short = aggregate(load_seeds(results, f"baselines_{s}", f"diffusion50_{s}", seeds=seeds))
@@ -215,20 +234,16 @@ def longer_training(results: Path) -> list[str]:
         long_rows = longer[s]["results"] + (equal[s]["results"] if equal[s] else [])
         few, many = (pick(long_rows, "diffusion", n, "diffusion_x3") for n in (4, 50))
         lines.append(f"- **More steps help after {steps} training steps** ({SET_NAMES[s]}: {steps_line(many, few)}.")
-        for n in (1, 4):
-            ours, other = pick(long_rows, "cfm", n, "cfm_x3"), pick(long_rows, "diffusion", n, "diffusion_x3")
-            if ours and other:
-                ok = ours["psnr"] >= other["psnr"] and ours["ssim"] >= other["ssim"]
-                lines.append(f"- **CFM ≥ diffusion at equal NFE after {steps} training steps** ({SET_NAMES[s]}, "
-                             f"NFE {n}, PSNR and SSIM): {held(ok)} (CFM {ps(ours)}; diffusion {ps(other)}).")
+        for label, ok, ours, other in equal_nfe(long_rows, "cfm_x3", (("diffusion", "diffusion", "diffusion_x3"),)):
+            lines.append(f"- **{label} at equal NFE after {steps} training steps** ({SET_NAMES[s]}, "
+                         f"NFE {ours['nfe']}, PSNR and SSIM): {held(ok)} (CFM {ps(ours)}; diffusion {ps(other)}).")
         for label, r, method, model in ((f"diffusion ({base})", short["results"], "diffusion", "diffusion"),
                                         (f"diffusion ({steps})", long_rows, "diffusion", "diffusion_x3"),
                                         (f"CFM ({base})", short["results"], "cfm", "cfm_psu"),
                                         (f"CFM ({steps})", long_rows, "cfm", "cfm_x3")):
             found = [pick(r, method, n, model) for n in NFES]
             rows.setdefault(label, []).extend(ps(x) if x else "–" for x in found)
-    return [f"### Longer training: {steps} steps instead of {base} (seed{'s' * (len(seeds) > 1)} "
-            f"{', '.join(map(str, seeds))})",
+    return [f"### Longer training: {steps} steps instead of {base} ({seeds_named(seeds)})",
             f"`bash experiments/longer/run.sh` trains the diffusion and CFM runs again for {steps} steps (everything "
             f"else as above) and evaluates them on the same crops ({machine(longer[SETS[0]]['meta'])}; raw results "
             f"in `results/ablations_longer/`): does the diffusion baseline's 50 steps lose to its 4 for want of "
@@ -271,7 +286,7 @@ def verdicts(ev, tau, bl) -> list[str]:
                    f"(CFM {ps(cfm)}; diffusion {ps(diff)}{spread(cfm, diff)}).")
         for label, ok, ours, other in equal_nfe(b):
             if label.startswith("CFM"):
-                out.append(f"- **{label}** ({s}, NFE {ours['nfe']}, PSNR and SSIM): {held(ok)} "
+                out.append(f"- **{label} at equal NFE** ({s}, NFE {ours['nfe']}, PSNR and SSIM): {held(ok)} "
                            f"(CFM {ps(ours)}; {other['method']} {ps(other)}{spread(ours, other)}).")
             else:
                 out.append(f"- **{label}** ({s}, L2 vs CFM at NFE 1, one network call each): {held(ok)} "
@@ -315,9 +330,7 @@ def load_all(results: Path):
 
 def budget() -> str:
     """The shared training settings, read from the configs the runs used."""
-    import yaml
-
-    base = yaml.safe_load((Path(__file__).parent / "configs" / "base.yaml").read_text())
+    base = experiment_config("configs/base.yaml")
     return (f"`{base['preset']}` preset, {base['max_steps']} steps of batch {base['batch_size']} per run, every "
             f"run on the same crops")
 

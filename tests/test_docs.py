@@ -122,12 +122,17 @@ def synthetic_evals(seed: int) -> dict:
                             "results": rows} for s in ("bsd68", "set14") for name, rows in files.items()}
 
 
+def write_raw(results, name: str, data: dict, seed: int = 0, folder: str = "ablations") -> None:
+    """One raw result file, where run_all.sh (or experiments/longer/run.sh) writes it."""
+    path = results / folder / f"seed{seed}" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
 def test_ablation_report_gives_mean_and_std_over_seeds_and_judges_on_means(tmp_path):
     for seed in range(3):
         for name, data in synthetic_evals(seed).items():
-            path = tmp_path / "ablations" / f"seed{seed}" / f"{name}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(data))
+            write_raw(tmp_path, name, data, seed)
     agg = ablations.aggregate(ablations.load_seeds(tmp_path, "cfm_bsd68"))
     psu4 = next(r for r in agg["results"] if r["model"] == "cfm_psu" and r["method"] == "cfm" and r["steps"] == 4)
     assert agg["seeds"] == 3 and psu4["n"] == 3
@@ -156,9 +161,7 @@ def test_a_diffusion_baseline_that_did_not_learn_is_not_compared(tmp_path):
     for name, data in synthetic_evals(0).items():
         if name.startswith("diffusion50"):  # 50 steps now worse than 4: the model had not learned enough
             data["results"][0]["psnr"] = 10.0
-        path = tmp_path / "ablations" / "seed0" / f"{name}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data))
+        write_raw(tmp_path, name, data)
     text = ablations.section(tmp_path)
     assert "at 50 steps** (bsd68, PSNR and SSIM): not measured: the diffusion baseline had not learned" in text
     assert "- **CFM ≥ diffusion at equal NFE** (bsd68, NFE 4, PSNR and SSIM): held" in text  # still compared
@@ -169,9 +172,7 @@ def test_more_diffusion_steps_that_trade_psnr_for_a_better_niqe_count_as_learned
     for name, data in synthetic_evals(0).items():
         if name.startswith("diffusion50"):  # 50 steps: lower PSNR than 4 but a better (lower) NIQE
             data["results"][0].update(psnr=10.0, niqe=4.0)
-        path = tmp_path / "ablations" / "seed0" / f"{name}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data))
+        write_raw(tmp_path, name, data)
     text = ablations.section(tmp_path)
     assert "gains from more steps** (bsd68: 50 steps better than 4 in PSNR or NIQE): held (PSNR 10.00 vs 15.00 " \
            "dB; NIQE 4.00 vs 6.00;" in text
@@ -180,15 +181,12 @@ def test_more_diffusion_steps_that_trade_psnr_for_a_better_niqe_count_as_learned
 
 def test_longer_training_is_judged_on_its_own_steps_beside_the_same_seed_at_the_base_budget(tmp_path):
     for name, data in synthetic_evals(0).items():
-        path = tmp_path / "ablations" / "seed0" / f"{name}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data))
+        write_raw(tmp_path, name, data)
     assert "### Longer training" not in ablations.section(tmp_path)  # not run yet: no subsection
 
     def write(name, rows):
-        path = tmp_path / "ablations_longer" / "seed0" / f"{name}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({**synthetic_evals(0)["baselines_bsd68"], "results": rows}))
+        data = {**synthetic_evals(0)["baselines_bsd68"], "results": rows}
+        write_raw(tmp_path, name, data, folder="ablations_longer")
 
     for s, psnr50 in (("bsd68", 21.0), ("set14", 19.0)):  # bsd68: 50 steps now beat 4 (20 dB); set14 not
         write(f"diffusion_x3_{s}", [row("diffusion_x3", "diffusion", 4, 20.0),
@@ -218,9 +216,7 @@ def test_longer_training_is_judged_on_its_own_steps_beside_the_same_seed_at_the_
 def test_one_seed_shows_no_spread_and_missing_runs_leave_a_note(tmp_path):
     assert "No raw results yet" in ablations.section(tmp_path)
     for name, data in synthetic_evals(0).items():
-        path = tmp_path / "ablations" / "seed0" / f"{name}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data))
+        write_raw(tmp_path, name, data)
     text = ablations.section(tmp_path)
     assert "one seed (no spread)" in text and "±" not in text
 
@@ -228,18 +224,14 @@ def test_one_seed_shows_no_spread_and_missing_runs_leave_a_note(tmp_path):
 def test_whole_photos_check_names_each_ordering_that_changed_from_the_crops(tmp_path):
     evals = synthetic_evals(0)
     for name, data in evals.items():
-        path = tmp_path / "ablations" / "seed0" / f"{name}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data))
+        write_raw(tmp_path, name, data)
     assert "### Whole photos" not in ablations.section(tmp_path)  # nothing evaluated on whole photos yet
     for s in ("bsd68", "set14"):
         whole = {**evals[f"baselines_{s}"], "center_crop": None, "images": ["a", "b", "c"]}
         if s == "bsd68":  # on whole photos naive-fm overtakes CFM at NFE 4
             whole["results"] = [{**r, "psnr": 30.0} if r["method"] == "naive-fm" and r["steps"] == 4 else r
                                 for r in whole["results"]]
-        path = tmp_path / "ablations_whole" / "seed0" / f"baselines_{s}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(whole))
+        write_raw(tmp_path, f"baselines_{s}", whole, folder="ablations_whole")
     text = ablations.section(tmp_path)
     assert "### Whole photos (seed 0)" in text and "the first 3 photos of BSD68" in text
     bsd68 = next(x for x in text.splitlines() if x.startswith("- BSD68 (3 whole photos)"))

@@ -13,6 +13,7 @@ from diffusers import AutoencoderKL
 
 from fmboost.data.files import normal_modes
 from fmboost.data.sources import EMBEDDED_MODELS, hub_kwargs, looks_like_hub_id, not_fetched, resolve_autoencoder
+from fmboost.errors import MissingError
 
 
 def small_autoencoder_config(block_out_channels=(32, 64, 128), latent_channels: int = 4) -> dict:
@@ -40,11 +41,11 @@ class Autoencoder:
             try:
                 return cls(AutoencoderKL.from_pretrained(name, subfolder=subfolder, **kwargs))
             except OSError as e:
-                raise FileNotFoundError(f"{name_or_path}: cannot load an AutoencoderKL from this folder (give an "
+                raise MissingError(f"{name_or_path}: cannot load an AutoencoderKL from this folder (give an "
                                         f"AutoencoderKL folder or an fmboost model folder): "
                                         f"{str(e).splitlines()[0]}") from None
         if not looks_like_hub_id(name):
-            raise FileNotFoundError(f"{name_or_path}: no such folder (nor an embedded model's name: "
+            raise MissingError(f"{name_or_path}: no such folder (nor an embedded model's name: "
                                     f"{', '.join(EMBEDDED_MODELS)})")
         parts = name.split("/")
         if subfolder is None and len(parts) > 2:

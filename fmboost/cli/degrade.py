@@ -8,6 +8,8 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 
+from fmboost.errors import InputError, MissingError
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -37,9 +39,9 @@ def output_path(out_dir: Path, relative: Path, png: bool) -> Path:
 
 def check_folders(in_dir: Path, out_dir: Path) -> None:
     if not in_dir.is_dir():
-        raise FileNotFoundError(f"{in_dir}: no such folder")
+        raise MissingError(f"{in_dir}: no such folder")
     if out_dir.resolve() == in_dir.resolve() or in_dir.resolve() in out_dir.resolve().parents:
-        raise ValueError(f"OUT_DIR {out_dir} is IN_DIR or inside it; choose another folder")
+        raise InputError(f"OUT_DIR {out_dir} is IN_DIR or inside it; choose another folder")
 
 
 def cmd_degrade(args) -> int:
@@ -50,11 +52,11 @@ def cmd_degrade(args) -> int:
 
     in_dir, out_dir = Path(args.in_dir), Path(args.out_dir)
     if args.scale < 2:
-        raise ValueError(f"--scale must be at least 2, got {args.scale}")
+        raise InputError(f"--scale must be at least 2, got {args.scale}")
     check_folders(in_dir, out_dir)
     paths = list_images(in_dir)
     if not paths:
-        raise ValueError(f"{in_dir}: no images found (png, jpg, webp, ...)")
+        raise InputError(f"{in_dir}: no images found (png, jpg, webp, ...)")
     skipped, written = [], 0
     for path in tqdm(paths, desc="degrade", unit="img"):
         relative = path.relative_to(in_dir)

@@ -20,6 +20,8 @@ from PIL import Image
 from scipy.signal import fftconvolve
 from scipy.special import j1
 
+from fmboost.errors import InputError
+
 KERNEL_LIST = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
 RESIZE_MODES = ("area", "bilinear", "bicubic")
 
@@ -238,7 +240,7 @@ def degrade(hr: np.ndarray, scale: int, rng: np.random.Generator,
     """H×W×3 uint8 → (H // scale)×(W // scale)×3 uint8 (H and W are first cropped to multiples of the scale)."""
     h, w = hr.shape[0] // scale, hr.shape[1] // scale
     if h < 1 or w < 1:
-        raise ValueError(f"a {hr.shape[1]}×{hr.shape[0]} image is too small to downscale ×{scale}")
+        raise InputError(f"a {hr.shape[1]}×{hr.shape[0]} image is too small to downscale ×{scale}")
     out = hr[:h * scale, :w * scale].astype(np.float32) / 255
     out = degradation_stage(out, rng, config.first, config, out.shape[:2])
     out = random_jpeg(out, rng, config.first)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from fmboost.data.images import ImageError, holdout, list_images, load_image, resize
+from fmboost.errors import MissingError
 
 
 def split_photos(folders: list[str], holdout_every: int) -> tuple[list[Path], list[Path]]:
@@ -21,7 +22,7 @@ def split_photos(folders: list[str], holdout_every: int) -> tuple[list[Path], li
     train, held = [], []
     for folder in folders:
         if not Path(folder).is_dir():
-            raise FileNotFoundError(f"{folder}: no such folder of photos")
+            raise MissingError(f"{folder}: no such folder of photos")
         kept, back = holdout(list_images(folder), holdout_every)
         train, held = train + kept, held + back
     return train, held

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
+from fmboost.errors import InputError, MissingError
+
 MANIFEST = "manifest.json"
 KEYS = ("x1", "x_cond")  # what training reads; z_lr stays on disk
 
@@ -28,7 +30,7 @@ def seeded(*key: int) -> torch.Generator:
 def read_manifest(folder) -> dict:
     folder = Path(folder)
     if not (folder / MANIFEST).exists():
-        raise FileNotFoundError(f"{folder} has no {MANIFEST}; make it with `fmboost prepare` (or, after a sharded "
+        raise MissingError(f"{folder} has no {MANIFEST}; make it with `fmboost prepare` (or, after a sharded "
                                 f"run, `fmboost prepare --merge {folder}`)")
     return json.loads((folder / MANIFEST).read_text())
 
@@ -40,7 +42,7 @@ def shard_sizes(folder, manifest: dict) -> list[tuple[str, int]]:
         with safe_open(str(Path(folder) / name), "pt") as f:
             sizes.append((name, f.get_slice("x1").get_shape()[0]))
     if not sizes:
-        raise ValueError(f"{folder} holds no training pairs")
+        raise InputError(f"{folder} holds no training pairs")
     return sizes
 
 
@@ -91,7 +93,7 @@ def pair_batches(folder, batch_size: int, seed: int = 0, rank: int = 0, world: i
     kept in memory once read (small data sets then cost no reading after the first epoch)."""
     sizes = shard_sizes(folder, read_manifest(folder))
     if sum(n for _, n in sizes) < world:
-        raise ValueError(f"{folder} holds {sum(n for _, n in sizes)} pairs, fewer than the {world} processes")
+        raise InputError(f"{folder} holds {sum(n for _, n in sizes)} pairs, fewer than the {world} processes")
     small = sum((Path(folder) / name).stat().st_size for name, _ in sizes) <= cache_mb * 2 ** 20
     read = functools.cache(read_shard) if small else read_shard
     return rebatch(rank_pieces(folder, sizes, seed, rank, world, start, read), batch_size)

@@ -23,6 +23,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from fmboost.data.images import list_images, load_image, resize, resize_by
+from fmboost.errors import InputError, MissingError
 from fmboost.evaluation import metrics as M
 from fmboost.evaluation.niqe import niqe, niqe_fits
 from fmboost.evaluation.provenance import cpu_model, run_meta, write_json
@@ -51,7 +52,7 @@ def evaluate(hr_dir, model_dirs=(), scale: int = 2, methods=DEFAULT_METHODS, ste
     if isinstance(model_dirs, (str, Path)):
         model_dirs = [model_dirs]
     if solver not in SOLVERS:
-        raise ValueError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
+        raise InputError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
     if solver == "dopri5":  # adaptive: its tolerances, not `steps`, set the NFE, so one run says it all
         steps = list(steps)[:1]
     device = resolve_device(device)
@@ -122,26 +123,26 @@ def downscale(hr: Image.Image, scale: int) -> tuple[Image.Image, Image.Image]:
 def load_pairs(hr_dir, scale: int, lr_dir=None, max_images: int | None = None,
                center_crop: int | None = None) -> list[dict]:
     if scale < 2:
-        raise ValueError(f"--scale must be at least 2, got {scale}")
+        raise InputError(f"--scale must be at least 2, got {scale}")
     if center_crop is not None:
         if lr_dir:  # the given LR images would no longer match the cropped references
-            raise ValueError("--center-crop cannot be combined with --lr-dir")
+            raise InputError("--center-crop cannot be combined with --lr-dir")
         if center_crop < MIN_SIDE + 2 * scale:
-            raise ValueError(f"--center-crop must be at least {MIN_SIDE + 2 * scale} px, got {center_crop}")
+            raise InputError(f"--center-crop must be at least {MIN_SIDE + 2 * scale} px, got {center_crop}")
     if not Path(hr_dir).is_dir():
-        raise FileNotFoundError(f"{hr_dir}: no such folder")
+        raise MissingError(f"{hr_dir}: no such folder")
     paths = list_images(hr_dir)[:max_images]
     if not paths:
-        raise ValueError(f"{hr_dir}: no images found (png, jpg, webp, ...)")
+        raise InputError(f"{hr_dir}: no images found (png, jpg, webp, ...)")
     lr_paths = {p.stem: p for p in list_images(lr_dir)} if lr_dir else None
     if lr_dir and not Path(lr_dir).is_dir():
-        raise FileNotFoundError(f"--lr-dir {lr_dir}: no such folder")
+        raise MissingError(f"--lr-dir {lr_dir}: no such folder")
     pairs = []
     for path in paths:
         hr = load_image(path)
         if center_crop:
             if min(hr.size) < center_crop:
-                raise ValueError(f"{path}: {hr.width}×{hr.height} is smaller than --center-crop {center_crop}")
+                raise InputError(f"{path}: {hr.width}×{hr.height} is smaller than --center-crop {center_crop}")
             left, top = (hr.width - center_crop) // 2, (hr.height - center_crop) // 2
             hr = hr.crop((left, top, left + center_crop, top + center_crop))
         if lr_paths is None:
@@ -149,7 +150,7 @@ def load_pairs(hr_dir, scale: int, lr_dir=None, max_images: int | None = None,
         else:
             hr, lr = match_lr(path, hr, lr_paths, scale)
         if min(hr.size) < MIN_SIDE + 2 * scale:
-            raise ValueError(f"{path}: {hr.width}×{hr.height} is too small to evaluate "
+            raise InputError(f"{path}: {hr.width}×{hr.height} is too small to evaluate "
                              f"(need {MIN_SIDE + 2 * scale} px a side)")
         pairs.append({"name": path.stem, "hr": hr, "lr": lr})
     return pairs
@@ -158,11 +159,11 @@ def load_pairs(hr_dir, scale: int, lr_dir=None, max_images: int | None = None,
 def match_lr(path: Path, hr: Image.Image, lr_paths: dict, scale: int) -> tuple[Image.Image, Image.Image]:
     """A given LR image fixes the size: HR is cropped to LR × scale, which must fit inside it."""
     if path.stem not in lr_paths:
-        raise FileNotFoundError(f"--lr-dir has no image named {path.stem}.* for {path}")
+        raise MissingError(f"--lr-dir has no image named {path.stem}.* for {path}")
     lr = load_image(lr_paths[path.stem])
     w, h = lr.width * scale, lr.height * scale
     if w > hr.width or h > hr.height:
-        raise ValueError(f"{lr_paths[path.stem]}: {lr.width}×{lr.height} × {scale} is larger than {path} "
+        raise InputError(f"{lr_paths[path.stem]}: {lr.width}×{lr.height} × {scale} is larger than {path} "
                          f"({hr.width}×{hr.height})")
     return hr.crop((0, 0, w, h)), lr
 
@@ -177,17 +178,17 @@ def plan_runs(model_dirs, methods, steps) -> list[dict]:
 
     methods, steps = list(dict.fromkeys(methods)), sorted(set(steps))
     if not methods:
-        raise ValueError("no methods to evaluate")
+        raise InputError("no methods to evaluate")
     unknown = [m for m in methods if m not in KNOWN]
     if unknown:
-        raise ValueError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(KNOWN)}")
+        raise InputError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(KNOWN)}")
     if any(s < 1 for s in steps):
-        raise ValueError(f"--steps must all be at least 1, got {steps}")
+        raise InputError(f"--steps must all be at least 1, got {steps}")
     if any(stepped(m) for m in methods) and not steps:
-        raise ValueError("no step counts given for the flow methods")
+        raise InputError("no step counts given for the flow methods")
     dirs = [Path(d) for d in model_dirs]
     if not dirs and any(m not in PIXEL for m in methods):
-        raise ValueError("methods other than bicubic/lanczos need --model")
+        raise InputError("methods other than bicubic/lanczos need --model")
     labels = [model_label(d) for d in dirs]
     if len(set(labels)) < len(labels):
         labels = [str(d) for d in dirs]
@@ -220,12 +221,12 @@ def load_models(model_dirs, scale: int, device: str) -> dict:
     pipes = {}
     for d in sorted(model_dirs):
         if not d.is_dir():
-            raise FileNotFoundError(f"--model {d}: no such folder")
+            raise MissingError(f"--model {d}: no such folder")
         if not (d / CONFIG_NAME).is_file():
-            raise FileNotFoundError(f"--model {d}: not an fmboost model folder (no {CONFIG_NAME})")
+            raise MissingError(f"--model {d}: not an fmboost model folder (no {CONFIG_NAME})")
         pipe = FMBoostPipeline.from_pretrained(d, device=device)
         if pipe.config["scale"] != scale:
-            raise ValueError(f"--model {d} upscales ×{pipe.config['scale']}, but --scale is {scale}")
+            raise InputError(f"--model {d} upscales ×{pipe.config['scale']}, but --scale is {scale}")
         pipes[d] = pipe
     return pipes
 
@@ -233,7 +234,7 @@ def load_models(model_dirs, scale: int, device: str) -> dict:
 def check_metrics(metrics) -> None:
     unknown = set(metrics) - set(METRICS)
     if unknown:
-        raise ValueError(f"unknown metric(s) {', '.join(sorted(unknown))}; choose from {', '.join(METRICS)}")
+        raise InputError(f"unknown metric(s) {', '.join(sorted(unknown))}; choose from {', '.join(METRICS)}")
 
 
 def load_metric_nets(metrics, hub_dir, device: str, n_images: int) -> tuple[dict, dict, set]:

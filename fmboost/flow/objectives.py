@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
+from fmboost.errors import InputError
 from fmboost.flow.noise import NUM_TRAIN_STEPS, noise_augment, rand, randn_like
 from fmboost.flow.objective import cfm_loss, cfm_path
 from fmboost.flow.names import OBJECTIVE_SOLVERS
@@ -156,7 +157,7 @@ OBJECTIVES = {
 def get_objective(name: str, sigma_min: float = 0.0, tau: float = 400):
     """The objective called `name` (a model folder's `objective`), with the path's σ_min and CFM's τ."""
     if name not in OBJECTIVES:
-        raise ValueError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}")
+        raise InputError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}")
     return OBJECTIVES[name](sigma_min, tau)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fmboost.errors import InputError
 from fmboost.flow.names import UPSAMPLING  # noqa: F401  (re-exported)
 
 
@@ -21,7 +22,7 @@ def upsample_latent(z_lr: torch.Tensor, scale: int, method: str = "psu", autoenc
     map, with D(z_lr) standing in for the low-res pixels."""
     if method in ("psu", "pixel"):
         if autoencoder is None:
-            raise ValueError("psu upsampling needs the autoencoder")
+            raise InputError("psu upsampling needs the autoencoder")
         image = autoencoder.decode(z_lr, tile=tile)
         image = F.interpolate(image, scale_factor=scale, mode="bicubic", align_corners=False).clamp(-1, 1)
         return autoencoder.encode(image, tile=tile)  # the ×s image is the large one: tile it too
@@ -29,4 +30,4 @@ def upsample_latent(z_lr: torch.Tensor, scale: int, method: str = "psu", autoenc
         return F.interpolate(z_lr, scale_factor=scale, mode="bilinear", align_corners=False)
     if method == "nearest":
         return F.interpolate(z_lr, scale_factor=scale, mode="nearest")
-    raise ValueError(f"unknown upsampling {method!r}; choose one of {', '.join(UPSAMPLING)}")
+    raise InputError(f"unknown upsampling {method!r}; choose one of {', '.join(UPSAMPLING)}")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from fmboost.errors import InputError
+
 
 def mps_available() -> bool:
     return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
@@ -13,9 +15,9 @@ def resolve_device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "mps" if mps_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"{name}: no CUDA device is available")
+        raise InputError(f"{name}: no CUDA device is available")
     if name == "mps" and not mps_available():
-        raise ValueError(f"{name}: no Apple MPS device is available (macOS with Apple silicon only)")
+        raise InputError(f"{name}: no Apple MPS device is available (macOS with Apple silicon only)")
     return name
 
 

@@ -1,4 +1,5 @@
 """U-Net presets as plain data. `faces` and `general` are the paper's; `tiny` trains on a CPU."""
+from fmboost.errors import InputError
 
 PRESETS = {
     # Paper, faces: channels 128, 3 res-blocks per level, multipliers (1,2,3,4), attention at 16×16
@@ -24,5 +25,5 @@ def build_model(preset: str, latent_channels: int = 4, **overrides):
     from fmboost.models.unet import CFMUNet
 
     if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        raise InputError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     return CFMUNet(latent_channels=latent_channels, **{**PRESETS[preset], **overrides})

@@ -27,8 +27,10 @@ from pathlib import Path
 
 import torch
 
+from fmboost.errors import InputError
 
-class GenerateInputError(ValueError):
+
+class GenerateInputError(InputError):
     """A request this base and these stages cannot run. `part` says what it is about (base, lcm_lora, scale,
     base_size, negative, attention_scale), so the command line and the web page word it in their own terms; the
     message names no flag."""

@@ -13,6 +13,7 @@ from PIL import Image
 
 from fmboost.data.images import IMAGE_SUFFIXES, ImageError, open_image, output_format, save_image_atomic, to_rgb
 from fmboost.data.metadata import carried, fill_transparent, save_params, with_alpha
+from fmboost.errors import InputError
 from fmboost.pipelines.scaling import upscale_to
 
 FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff": ".tif"}
@@ -64,7 +65,7 @@ def plan_jobs(inputs: list[str], output: str | None, tag: str, fmt: str = "png",
         clashes.setdefault(job.output.resolve(), []).append(job.source)
     for target, sources in clashes.items():
         if len(sources) > 1:
-            raise ValueError(f"{sources[0]} and {sources[1]} would both be written to {target}; "
+            raise InputError(f"{sources[0]} and {sources[1]} would both be written to {target}; "
                              f"keep the input suffix with --format same, or use -o")
     return jobs
 

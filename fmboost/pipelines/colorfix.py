@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fmboost.errors import InputError
 from fmboost.pipelines.methods import COLOR_FIXES  # noqa: F401  (re-exported)
 
 
@@ -46,4 +47,4 @@ def color_fix(output: torch.Tensor, reference: torch.Tensor, method: str = "wave
         mean, std = output.mean(dims, keepdim=True), output.std(dims, keepdim=True).clamp_min(1e-5)
         ref_mean, ref_std = reference.mean(dims, keepdim=True), reference.std(dims, keepdim=True)
         return ((output - mean) / std * ref_std + ref_mean).clamp(-1, 1)
-    raise ValueError(f"unknown colour fix {method!r}: expected one of {', '.join(COLOR_FIXES)}")
+    raise InputError(f"unknown colour fix {method!r}: expected one of {', '.join(COLOR_FIXES)}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm, trange
 
+from fmboost.errors import InputError
 from fmboost.solvers.names import EVALS_PER_STEP  # noqa: F401  (re-exported)
 
 
@@ -92,9 +93,9 @@ def solve(velocity, x, steps: int = 4, solver: str = "euler", disable=None, call
     """Integrates from t=0 to 1 and returns (x1, NFE). For dopri5 `steps` is ignored: the tolerances decide.
     `callback(nfe)` is called after every evaluation of `velocity` (a progress bar's hook)."""
     if solver not in SOLVERS:
-        raise ValueError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
+        raise InputError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
     if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
+        raise InputError(f"steps must be at least 1, got {steps}")
     counted = CountNFE(velocity, callback)
     x = SOLVERS[solver](counted, x, time_grid(steps, x.device, x.dtype), disable=disable)
     return x, counted.nfe

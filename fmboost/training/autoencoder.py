@@ -32,6 +32,7 @@ from tqdm import tqdm
 from fmboost.autoencoders.vae import Autoencoder, small_autoencoder_config
 from fmboost.data.files import normal_modes
 from fmboost.data.photos import center_crops, load_photos, sample_crops, split_photos
+from fmboost.errors import InputError, MissingError
 from fmboost.training.config import read_settings
 from fmboost.training.precision import resolve_bf16
 
@@ -71,10 +72,10 @@ class AutoencoderConfig:
         values.pop("trained_steps", None)  # written into training.json by a finished run
         unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
-            raise ValueError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
+            raise InputError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
         values.update({k: v for k, v in overrides.items() if v is not None})
         if not values.get("data"):
-            raise ValueError("no photo folders: give --data or `data:` in the config")
+            raise InputError("no photo folders: give --data or `data:` in the config")
         return cls(**values)
 
 
@@ -209,7 +210,7 @@ def load_init(path: str, vae) -> None:
         if candidate.is_file():
             vae.load_state_dict(load_file(candidate))
             return
-    raise FileNotFoundError(f"{path}: no autoencoder weights (a checkpoint folder or a saved autoencoder)")
+    raise MissingError(f"{path}: no autoencoder weights (a checkpoint folder or a saved autoencoder)")
 
 
 # --- the loop ------------------------------------------------------------------------------------------------------
@@ -253,7 +254,7 @@ def train(cfg: AutoencoderConfig) -> Path:
     train_files, held_files = split_photos(cfg.data, cfg.holdout_every)
     photos = [p for p in load_photos(train_files) if min(p.shape[1:]) >= cfg.crop]
     if not photos:
-        raise ValueError(f"no photo in {', '.join(cfg.data)} is at least {cfg.crop} px a side (the crop size)")
+        raise InputError(f"no photo in {', '.join(cfg.data)} is at least {cfg.crop} px a side (the crop size)")
     val = center_crops(load_photos(held_files), cfg.val_crop) if cfg.val_every else []
     print(f"{len(photos)} training photos (with half-size copies), {len(val)} held back", file=sys.stderr)
 

@@ -17,6 +17,7 @@ from accelerate.utils import broadcast_object_list
 from safetensors.torch import load_file, save_file
 
 from fmboost.data.files import remove, write_atomic
+from fmboost.errors import InputError
 from fmboost.training.config import TrainConfig
 from fmboost.training.distributed import full_tensors, like, sharded
 
@@ -72,7 +73,7 @@ def resume_folder(accelerator, out: Path, resume) -> Path | None:
     """The checkpoint to continue from: with --resume the newest complete one, chosen by rank 0 for every rank."""
     if not resume:
         if checkpoint_folders(out):
-            raise ValueError(f"{out} already holds checkpoints of a run: add --resume to continue it, or choose "
+            raise InputError(f"{out} already holds checkpoints of a run: add --resume to continue it, or choose "
                              f"another --out")
         return None
     found = [newest_checkpoint(out) if accelerator.is_main_process else None]

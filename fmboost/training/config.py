@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from fmboost.errors import InputError
+
 
 @dataclass
 class TrainConfig:
@@ -52,7 +54,7 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - known
         if unknown:
-            raise ValueError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
+            raise InputError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
@@ -65,6 +67,6 @@ def read_settings(path) -> dict:
     text = Path(path).read_text()
     values = (json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)) or {}
     if not isinstance(values, dict):
-        raise ValueError(f"{path}: expected a mapping of settings")
+        raise InputError(f"{path}: expected a mapping of settings")
     base = values.pop("base", None)
     return {**read_settings(Path(path).parent / base), **values} if base else values

@@ -8,13 +8,14 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType
 
+from fmboost.errors import InputError
 from fmboost.training.config import TrainConfig
 from fmboost.training.precision import resolve_bf16
 
 
 def make_accelerator(cfg: TrainConfig) -> Accelerator:
     if cfg.distributed not in ("ddp", "fsdp"):
-        raise ValueError(f"distributed {cfg.distributed!r}: choose ddp or fsdp")
+        raise InputError(f"distributed {cfg.distributed!r}: choose ddp or fsdp")
     fsdp = None
     if cfg.distributed == "fsdp":
         from accelerate import FullyShardedDataParallelPlugin
@@ -29,14 +30,14 @@ def make_accelerator(cfg: TrainConfig) -> Accelerator:
     accelerator = Accelerator(cpu=cpu, mixed_precision="bf16" if bf16 else "no", fsdp_plugin=fsdp,
                               dynamo_backend="inductor" if cfg.compile else "no")
     if sharded(accelerator) and accelerator.state.fsdp_plugin.fsdp_version != 2:
-        raise ValueError("FSDP from the launcher's config (FSDP1) is not supported: leave it out of the accelerate "
+        raise InputError("FSDP from the launcher's config (FSDP1) is not supported: leave it out of the accelerate "
                          "config and set `distributed: fsdp` in the training config (FSDP2)")
     return accelerator
 
 
 def per_process_batch(cfg: TrainConfig, processes: int) -> int:
     if cfg.grad_accum < 1 or cfg.batch_size % (processes * cfg.grad_accum):
-        raise ValueError(f"batch_size {cfg.batch_size} is the global batch: it must be a multiple of "
+        raise InputError(f"batch_size {cfg.batch_size} is the global batch: it must be a multiple of "
                          f"{processes} process(es) × grad_accum {cfg.grad_accum}")
     return cfg.batch_size // (processes * cfg.grad_accum)
 

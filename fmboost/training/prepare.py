@@ -28,6 +28,7 @@ from fmboost.data.degradations import degrade_image, image_rng
 from fmboost.data.files import write_atomic
 from fmboost.data.images import ImageError, holdout, list_images, load_image, resize, to_tensor
 from fmboost.data.stream import MANIFEST, read_manifest
+from fmboost.errors import InputError, MissingError
 from fmboost.flow.upsampling import upsample_image, upsample_latent
 
 DEGRADATIONS = ("none", "realesrgan")
@@ -80,15 +81,15 @@ def prepare(images_dirs, out, vae, size: int = 256, scale: int = 2, upsampling: 
     images_dirs = [str(d) for d in (images_dirs if isinstance(images_dirs, (list, tuple)) else [images_dirs])]
     paths = [p for d in images_dirs for p in holdout(list_images(d), holdout_every)[0]]
     if not paths:
-        raise FileNotFoundError(f"no images (png, jpg, webp, ...) found in {', '.join(images_dirs)}")
+        raise MissingError(f"no images (png, jpg, webp, ...) found in {', '.join(images_dirs)}")
     if degradation not in DEGRADATIONS:
-        raise ValueError(f"degradation {degradation!r}: choose one of {', '.join(DEGRADATIONS)}")
+        raise InputError(f"degradation {degradation!r}: choose one of {', '.join(DEGRADATIONS)}")
     if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} is not one of the {world_size} processes (0..{world_size - 1})")
+        raise InputError(f"rank {rank} is not one of the {world_size} processes (0..{world_size - 1})")
     autoencoder = Autoencoder.from_pretrained(vae).to(device)
     f = autoencoder.downsample_factor
     if size % (f * scale):
-        raise ValueError(f"--size must be a multiple of {f * scale} (downsampling factor {f} × scale {scale})")
+        raise InputError(f"--size must be a multiple of {f * scale} (downsampling factor {f} × scale {scale})")
     vae = str(Path(vae).resolve()) if Path(vae).is_dir() else str(vae)  # hub ids stay as they are
     settings = dict(vae=vae, size=size, scale=scale, upsampling=upsampling, crops_per_image=crops_per_image,
                     images_per_shard=images_per_shard, seed=seed, images_dirs=images_dirs,
@@ -99,7 +100,7 @@ def prepare(images_dirs, out, vae, size: int = 256, scale: int = 2, upsampling: 
     if (out / name).exists():
         old = {"degradation": "none", "holdout_every": 0, **json.loads((out / name).read_text())}  # older lack them
         if {k: old.get(k) for k in settings} != settings:
-            raise ValueError(f"{out} holds shards made with other settings; choose another --out")
+            raise InputError(f"{out} holds shards made with other settings; choose another --out")
         manifest = old
     out.mkdir(parents=True, exist_ok=True)
     groups = [paths[i:i + images_per_shard] for i in range(0, len(paths), images_per_shard)]
@@ -150,16 +151,16 @@ def merge(out) -> dict:
     out = Path(out)
     found = sorted(out.glob("manifest.rank*-of-*.json"))
     if not found:
-        raise FileNotFoundError(f"{out} holds no per-rank manifests (manifest.rankR-of-W.json) to merge")
+        raise MissingError(f"{out} holds no per-rank manifests (manifest.rankR-of-W.json) to merge")
     world_size = json.loads(found[0].read_text())["world_size"]
     missing = unfinished_ranks(out, world_size)
     if missing:
-        raise ValueError(f"{out}: rank(s) {', '.join(map(str, missing))} of {world_size} have not finished; "
+        raise InputError(f"{out}: rank(s) {', '.join(map(str, missing))} of {world_size} have not finished; "
                          f"run them (again) first")
     ranks = [json.loads((out / rank_manifest(r, world_size)).read_text()) for r in range(world_size)]
     settings = lambda m: {k: v for k, v in m.items() if k not in ("rank", "shards", "skipped", "count")}
     if any(settings(m) != settings(ranks[0]) for m in ranks):
-        raise ValueError(f"{out}: the ranks' manifests disagree on the settings; rerun prepare with one command")
+        raise InputError(f"{out}: the ranks' manifests disagree on the settings; rerun prepare with one command")
     merged = {k: v for k, v in settings(ranks[0]).items() if k not in ("world_size", "groups")}
     merged["shards"] = [None] * ranks[0]["groups"]
     for m in ranks:
@@ -174,20 +175,20 @@ def reupsample(src, out, upsampling: str, device: str = "cpu") -> dict:
     """Shards like `src`'s with x_cond = upsample(z_lr) by `upsampling`; x1 and z_lr are copied unchanged."""
     src, out = Path(src), Path(out)
     if upsampling == "pixel":
-        raise ValueError("pixel upsampling starts from the low-res pixels, which shards do not keep: prepare the "
+        raise InputError("pixel upsampling starts from the low-res pixels, which shards do not keep: prepare the "
                          "photos again with it")
     manifest = read_manifest(src)
     shards = [s for s in manifest["shards"] if s]
     if not shards:
-        raise ValueError(f"{src} holds no training pairs")
+        raise InputError(f"{src} holds no training pairs")
     with safe_open(str(src / shards[0]), "pt") as f:  # the header only: the loop below reads the tensors
         if "z_lr" not in f.keys():
-            raise ValueError(f"{src}: its shards lack z_lr, so their upsampling cannot be changed")
+            raise InputError(f"{src}: its shards lack z_lr, so their upsampling cannot be changed")
     derived = {**manifest, "upsampling": upsampling, "derived_from": str(src.resolve())}
     if (out / MANIFEST).exists():
         if json.loads((out / MANIFEST).read_text()) == derived:
             return derived  # already made
-        raise ValueError(f"{out} already holds other shards; choose another --out")
+        raise InputError(f"{out} already holds other shards; choose another --out")
     autoencoder = Autoencoder.from_pretrained(manifest["vae"]).to(device) if upsampling == "psu" else None
     out.mkdir(parents=True, exist_ok=True)
     for name in tqdm(shards, desc=f"re-upsample ({upsampling})", unit="shard"):
@@ -205,5 +206,5 @@ def load_shards(folder) -> tuple[dict[str, torch.Tensor], dict]:
     manifest = read_manifest(folder)
     parts = [load_file(str(Path(folder) / s)) for s in manifest["shards"] if s]
     if not parts:
-        raise ValueError(f"{folder} holds no training pairs")
+        raise InputError(f"{folder} holds no training pairs")
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}, manifest

@@ -24,6 +24,7 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from fmboost.data.stream import pair_batches, read_manifest, seeded
+from fmboost.errors import InputError, MissingError
 from fmboost.flow.objectives import loss_for
 from fmboost.models.presets import build_model
 from fmboost.training.checkpoints import checkpoint_folders, restore, resume_folder, save_checkpoint
@@ -49,7 +50,7 @@ class TrainingStopped(Exception):
 
 def lr_lambda(warmup_steps: int, max_steps: int, decay: str = "none"):
     if decay not in ("none", "cosine"):
-        raise ValueError(f"lr_decay {decay!r}: choose none or cosine")
+        raise InputError(f"lr_decay {decay!r}: choose none or cosine")
 
     def factor(step):
         warm = min(1.0, (step + 1) / max(1, warmup_steps))
@@ -80,7 +81,7 @@ def describe_run(processes: int, distributed: str, device: str, mixed_precision:
 def effective_lr(cfg: TrainConfig) -> float:
     """`lr` moved from the global batch it was tuned for (reference_batch) to batch_size by the lr_scaling rule."""
     if cfg.lr_scaling not in LR_SCALING:
-        raise ValueError(f"lr_scaling {cfg.lr_scaling!r}: choose one of {', '.join(LR_SCALING)}")
+        raise InputError(f"lr_scaling {cfg.lr_scaling!r}: choose one of {', '.join(LR_SCALING)}")
     return cfg.lr * LR_SCALING[cfg.lr_scaling](cfg.batch_size / cfg.reference_batch)
 
 
@@ -94,10 +95,10 @@ def initial_model(cfg: TrainConfig, latent_channels: int):
     folder = Path(resolve_model(cfg.init))  # `default`, `real`: the embedded models
     folder = folder / "cfm" if (folder / "cfm").is_dir() else folder
     if not (folder / "config.json").exists():
-        raise FileNotFoundError(f"init: {cfg.init} is not a model folder (no cfm/config.json)")
+        raise MissingError(f"init: {cfg.init} is not a model folder (no cfm/config.json)")
     model = CFMUNet.from_pretrained(folder)
     if model.config.latent_channels != latent_channels:
-        raise ValueError(f"init: {cfg.init} has {model.config.latent_channels} latent channels, "
+        raise InputError(f"init: {cfg.init} has {model.config.latent_channels} latent channels, "
                          f"the data {latent_channels}")
     return model
 
@@ -181,7 +182,7 @@ def announce(accelerator, out: Path, cfg: TrainConfig, per_process: int, lr: flo
 def train(cfg: TrainConfig, resume: bool | str = False) -> Path:
     """Trains, or with `resume` (True or "auto") continues from the newest complete checkpoint in cfg.out."""
     if not cfg.data:
-        raise ValueError("no training data: give --data SHARDS_DIR (made by `fmboost prepare`) or `data:` in the config")
+        raise InputError("no training data: give --data SHARDS_DIR (made by `fmboost prepare`) or `data:` in the config")
     out = Path(cfg.out)
     accelerator = make_accelerator(cfg)
     rank, main = accelerator.process_index, accelerator.is_main_process

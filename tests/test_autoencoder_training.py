@@ -176,3 +176,82 @@ def test_cfm_trainer_falls_back_to_fp32_on_a_cpu_without_bf16(monkeypatch, capsy
         assert accelerator.mixed_precision == "no" and "bf16 off" in capsys.readouterr().err
     finally:
         AcceleratorState._reset_state(True)
+
+
+# ---------------------------------------------------------------- the CFM trainer's checkpoint protocol (issue 23)
+
+def test_checkpoints_are_verified_and_a_damaged_one_is_refused(tmp_path, photos_dir, capsys):
+    from fmboost.errors import FmboostError
+    from fmboost.training.checkpoints import COMPLETE, checkpoint_problem
+
+    train(config(photos_dir, tmp_path / "run", 2))
+    ckpt = tmp_path / "run" / "checkpoint"
+    record = json.loads((ckpt / COMPLETE).read_text())
+    assert record["step"] == 2 and set(record["files"]) == {"model.safetensors", "optimizer.safetensors", "state.json"}
+    assert checkpoint_problem(ckpt) is None
+    assert not list(tmp_path.glob("run/*.tmp")) and not list(tmp_path.glob("run/*.old"))
+    with open(ckpt / "model.safetensors", "r+b") as f:  # one flipped byte in the weights
+        f.seek(-1, 2)
+        last = f.read(1)
+        f.seek(-1, 2)
+        f.write(bytes([last[0] ^ 1]))
+    with pytest.raises(FmboostError, match="model.safetensors") as e:
+        train(config(photos_dir, tmp_path / "run", 4))
+    assert "\n" not in str(e.value) and json.loads((ckpt / "state.json").read_text())["step"] == 2
+
+
+def test_a_run_killed_between_the_renames_resumes_from_the_previous_checkpoint(tmp_path, photos_dir, capsys):
+    train(config(photos_dir, tmp_path / "run", 2))
+    ckpt = tmp_path / "run" / "checkpoint"
+    ckpt.rename(ckpt.with_name("checkpoint.old"))  # what write_atomic leaves if killed between its two renames
+    capsys.readouterr()
+    train(config(photos_dir, tmp_path / "run", 3))
+    assert "resumed at step 2" in capsys.readouterr().err
+    assert json.loads((ckpt / "state.json").read_text())["step"] == 3
+
+
+def test_sigterm_finishes_the_step_checkpoints_exports_and_exits_with_its_code(tmp_path, photos_dir, monkeypatch,
+                                                                               capsys):
+    import os
+    import signal
+
+    sample = T.sample_crops
+    calls = []
+
+    def sample_then_signal(*args, **kwargs):  # SIGTERM arrives during the second step
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return sample(*args, **kwargs)
+
+    monkeypatch.setattr(T, "sample_crops", sample_then_signal)
+    code = main(["train-autoencoder", "--data", str(photos_dir), "--out", str(tmp_path / "run"), "--steps", "5",
+                 "--threads", "1", "--config", str(write_config(tmp_path))])
+    assert code == 128 + signal.SIGTERM and "stopped by SIGTERM at step 2" in capsys.readouterr().err
+    assert json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())["step"] == 2
+    assert json.loads((tmp_path / "run" / "autoencoder" / "training.json").read_text())["trained_steps"] == 2
+    assert signal.getsignal(signal.SIGTERM) is not None  # the handler was put back
+
+
+def write_config(tmp_path):
+    path = tmp_path / "ae.json"
+    path.write_text(json.dumps(dict(block_out_channels=[8, 16], latent_channels=4, warmup=2, batch_size=2, crop=32,
+                                    holdout_every=0, checkpoint_every=100, val_every=0)))
+    return path
+
+
+def test_the_committed_autoencoder_checkpoint_still_loads():
+    """recipes/default/progress/autoencoder/checkpoint was written before checkpoints had a record: it still passes
+    the check and resumes (its weights, optimizer state, RNG and step)."""
+    from pathlib import Path
+
+    folder = Path(__file__).parents[1] / "recipes" / "default" / "progress" / "autoencoder" / "checkpoint"
+    settings = json.loads((folder.parent / "config.json").read_text())
+    vae = AutoencoderKL(**small_autoencoder_config(settings["block_out_channels"], settings["latent_channels"]))
+    opt = torch.optim.AdamW(vae.parameters(), lr=settings["lr"])
+    rng = random.Random()
+    T.check_checkpoint(folder)
+    step = T.load_checkpoint(folder, vae, opt, rng)
+    assert step == json.loads((folder / "state.json").read_text())["step"] > 0
+    assert all(torch.equal(v, vae.state_dict()[k]) for k, v in load_file(folder / "model.safetensors").items())
+    assert len(opt.state) == len(list(vae.parameters()))

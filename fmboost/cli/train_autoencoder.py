@@ -1,9 +1,11 @@
 """`fmboost train-autoencoder --config FILE`: train fmboost's own small AutoencoderKL on folders of photos.
 
-Registered by fmboost/cli/main.py; user mistakes raise ValueError / FileNotFoundError with a one-line message,
+Registered by fmboost/cli/main.py; user mistakes raise an FmboostError (fmboost/errors.py) with a one-line message,
 which main turns into exit code 2.
 """
 from __future__ import annotations
+
+import sys
 
 
 def add_parser(subparsers) -> None:
@@ -26,8 +28,13 @@ def add_parser(subparsers) -> None:
 
 def cmd_train_autoencoder(args) -> int:
     from fmboost.training.autoencoder import AutoencoderConfig, train
+    from fmboost.training.stopping import TrainingStopped
 
     cfg = AutoencoderConfig.load(args.config, data=args.data, out=args.out, steps=args.steps,
                                  max_minutes=args.max_minutes, threads=args.threads, init=args.init)
-    train(cfg)
+    try:
+        train(cfg)
+    except TrainingStopped as e:
+        print(f"fmboost train-autoencoder: {e}", file=sys.stderr)
+        return e.exit_code
     return 0

@@ -10,20 +10,34 @@ from pathlib import Path
 def write_atomic(path: str | os.PathLike, write, tmp: str | os.PathLike | None = None) -> Path:
     """Calls `write(TMP)` for a temporary file or folder beside `path`, then renames it into place, so an
     interrupted run never leaves half of it under the final name. TMP is per process (two ranks may write one
-    manifest at once) unless `tmp` names it; it is removed if `write` fails."""
+    manifest at once) unless `tmp` names it; it is removed if `write` fails. A folder replaces the one there by
+    way of PATH.old (os.replace cannot put a folder over a non-empty one): a run killed between the two renames
+    leaves the previous folder complete as PATH.old, which `recover_old` puts back."""
     path = Path(path)
     tmp = Path(tmp) if tmp is not None else path.with_name(f".{path.name}.{os.getpid()}.tmp")
     remove(tmp)  # what a crash left
     try:
         write(tmp)
         normal_modes(tmp)
-        if path.is_dir() and tmp.is_dir():
-            shutil.rmtree(path)  # os.replace cannot put a folder over a non-empty one
+        old, swap = path.with_name(path.name + ".old"), path.is_dir() and tmp.is_dir()
+        if swap:
+            remove(old)
+            path.rename(old)
         os.replace(tmp, path)
+        if swap:
+            remove(old)
     except BaseException:
         remove(tmp)
         raise
     return path
+
+
+def recover_old(path: str | os.PathLike) -> None:
+    """Puts PATH.old back when PATH is missing: what `write_atomic` leaves when a run dies between its renames."""
+    path = Path(path)
+    old = path.with_name(path.name + ".old")
+    if not path.exists() and old.is_dir():
+        old.rename(path)
 
 
 def umask() -> int:

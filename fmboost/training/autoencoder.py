@@ -6,18 +6,17 @@ augmentation (hue rotation, saturation, brightness) shows it colours that photo 
 and magenta, which it otherwise shifts. Every `holdout_every`-th photo is held back for validation: the PSNR
 logged there is what recipes are tuned on, never the reporting sets.
 
-Checkpoints are safetensors (model, optimizer, RNG) plus a JSON state, written to a temporary folder and renamed
-into place, so a run killed at any moment resumes from the last one exactly as if it had never stopped.
+Checkpoints are safetensors (model, optimizer, RNG) plus a JSON state in OUT/checkpoint, written by the CFM
+trainer's protocol (training/checkpoints.py: a temporary folder, its files' record in complete.json, renamed into
+place), so a run killed at any moment resumes from the last one exactly as if it had never stopped, and a damaged one
+is refused rather than trained on. SIGTERM and Ctrl-C stop it as they stop `fmboost train` (training/stopping.py).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
-import os
 import random
-import shutil
-import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,11 +29,13 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from fmboost.autoencoders.vae import Autoencoder, small_autoencoder_config
-from fmboost.data.files import normal_modes
+from fmboost.data.files import recover_old, write_atomic
 from fmboost.data.photos import center_crops, load_photos, sample_crops, split_photos
 from fmboost.errors import InputError, MissingError
+from fmboost.training.checkpoints import checkpoint_problem, write_verified
 from fmboost.training.config import read_settings
 from fmboost.training.precision import resolve_bf16
+from fmboost.training.stopping import stop_signals, stopped
 
 
 @dataclass
@@ -155,24 +156,27 @@ def initialise(vae, cfg: AutoencoderConfig) -> None:
 # --- checkpoints ---------------------------------------------------------------------------------------------------
 
 def save_checkpoint(folder: Path, vae, opt, step: int, rng: random.Random) -> None:
-    """model.safetensors, optimizer.safetensors and state.json, renamed into place together."""
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, tmp / "model.safetensors")
-    opt_state = opt.state_dict()
-    tensors = {f"{i}.{k}": v for i, s in opt_state["state"].items() for k, v in s.items()}
-    tensors["torch_rng"] = torch.get_rng_state()
-    save_file(tensors, tmp / "optimizer.safetensors")
-    version, internal, gauss = rng.getstate()
-    state = dict(step=step, param_groups=opt_state["param_groups"], py_rng=[version, list(internal), gauss])
-    (tmp / "state.json").write_text(json.dumps(state))
-    normal_modes(tmp)  # safetensors writes owner-only files
-    old = folder.with_name(folder.name + ".old")
-    if folder.exists():
-        folder.rename(old)
-    tmp.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
+    """model.safetensors, optimizer.safetensors and state.json, verified and renamed into place together by the CFM
+    trainer's protocol (training/checkpoints.py); the previous checkpoint stays whole until the new one is."""
+    def write(tmp: Path) -> None:
+        save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, tmp / "model.safetensors")
+        opt_state = opt.state_dict()
+        tensors = {f"{i}.{k}": v for i, s in opt_state["state"].items() for k, v in s.items()}
+        tensors["torch_rng"] = torch.get_rng_state()
+        save_file(tensors, tmp / "optimizer.safetensors")
+        version, internal, gauss = rng.getstate()
+        state = dict(step=step, param_groups=opt_state["param_groups"], py_rng=[version, list(internal), gauss])
+        (tmp / "state.json").write_text(json.dumps(state))
+
+    write_verified(folder, step, write, tmp=folder.with_name(folder.name + ".tmp"))
+
+
+def check_checkpoint(folder: Path) -> None:
+    """Refuses to resume from a checkpoint whose files do not match its record (complete.json): starting over
+    would throw the run away, so the user decides. Checkpoints written before the record existed pass."""
+    problem = checkpoint_problem(folder)
+    if problem:
+        raise InputError(f"{folder}: damaged checkpoint ({problem}); move it away to start over, or restore it")
 
 
 def load_checkpoint(folder: Path, vae, opt, rng: random.Random) -> int:
@@ -221,26 +225,6 @@ def lr_at(cfg: AutoencoderConfig, step: int) -> float:
     return cfg.lr * min(1.0, (step + 1) / cfg.warmup) * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
 
 
-class StopRequest:
-    """SIGTERM finishes the current step, writes a checkpoint and stops, like Ctrl-C."""
-
-    def __init__(self):
-        self.requested = False
-        self.previous = signal.signal(signal.SIGTERM, self.request) if _main_thread() else None
-
-    def request(self, *_):
-        self.requested = True
-
-    def close(self):
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
-
-
-def _main_thread() -> bool:
-    import threading
-    return threading.current_thread() is threading.main_thread()
-
-
 def train(cfg: AutoencoderConfig) -> Path:
     """Trains (or resumes) to `cfg.steps`, or until `max_minutes`; saves OUT/autoencoder and returns its path."""
     from diffusers import AutoencoderKL
@@ -263,11 +247,11 @@ def train(cfg: AutoencoderConfig) -> Path:
     initialise(vae, cfg)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
     ckpt, step = out / "checkpoint", 0
-    if not ckpt.exists() and ckpt.with_name("checkpoint.old").exists():  # killed between save_checkpoint's renames
-        ckpt.with_name("checkpoint.old").rename(ckpt)
+    recover_old(ckpt)  # killed between the renames of save_checkpoint
     if not ckpt.exists() and (out / "checkpoint.pt").exists():
         convert_legacy_checkpoint(out, vae, opt, rng)
     if ckpt.exists():
+        check_checkpoint(ckpt)
         step = load_checkpoint(ckpt, vae, opt, rng)
         print(f"resumed at step {step}", file=sys.stderr)
     elif cfg.init:
@@ -276,12 +260,12 @@ def train(cfg: AutoencoderConfig) -> Path:
     bf16 = resolve_bf16(cfg.bf16, "cpu")
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
 
-    stop, log = StopRequest(), open(out / "log.csv", "a")
+    log = open(out / "log.csv", "a")
     deadline = time.time() + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
     bar = tqdm(total=cfg.steps, initial=step, desc="autoencoder", file=sys.stderr)
     t0 = time.time()
-    try:
-        while step < cfg.steps and time.time() < deadline and not stop.requested:
+    with stop_signals() as received:  # SIGTERM or Ctrl-C: finish the step, checkpoint, export, stop
+        while step < cfg.steps and time.time() < deadline and not received:
             for g in opt.param_groups:
                 g["lr"] = lr_at(cfg, step)
             x = sample_crops(photos, cfg.batch_size, cfg.crop, rng, cfg.color_augment)
@@ -304,25 +288,24 @@ def train(cfg: AutoencoderConfig) -> Path:
             if step % cfg.checkpoint_every == 0:
                 save_checkpoint(ckpt, vae, opt, step, rng)
                 log.flush()
-    except KeyboardInterrupt:
-        print("interrupted: writing a checkpoint", file=sys.stderr)
-    finally:
-        stop.close()
         bar.close()
         log.close()
-    save_checkpoint(ckpt, vae, opt, step, rng)
-    return export(vae, cfg, photos, step, out)
+        save_checkpoint(ckpt, vae, opt, step, rng)
+        folder = export(vae, cfg, photos, step, out)
+    if received and step < cfg.steps:
+        raise stopped(received[0], step, ckpt, "the same command")
+    return folder
 
 
 def export(vae, cfg: AutoencoderConfig, photos: list[torch.Tensor], step: int, out: Path) -> Path:
     """OUT/autoencoder: a diffusers AutoencoderKL folder with its latent scaling factor and training.json."""
     vae.register_to_config(scaling_factor=latent_scaling_factor(vae, photos))
     folder = out / "autoencoder"
-    tmp = out / "autoencoder.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    Autoencoder(vae).save_pretrained(tmp)
-    (tmp / "training.json").write_text(json.dumps({**dataclasses.asdict(cfg), "trained_steps": step}, indent=2))
-    shutil.rmtree(folder, ignore_errors=True)
-    os.replace(tmp, folder)
+
+    def write(tmp: Path) -> None:
+        Autoencoder(vae).save_pretrained(tmp)
+        (tmp / "training.json").write_text(json.dumps({**dataclasses.asdict(cfg), "trained_steps": step}, indent=2))
+
+    write_atomic(folder, write, tmp=out / "autoencoder.tmp")
     print(f"saved {folder} at step {step} (scaling_factor {vae.config.scaling_factor:.4f})", file=sys.stderr)
     return folder

@@ -82,21 +82,30 @@ def resume_folder(accelerator, out: Path, resume) -> Path | None:
     return broadcast_object_list(found)[0]
 
 
-def write_checkpoint(out: Path, step: int, tensors: dict, state: dict, cfg: TrainConfig) -> Path:
-    root = out / "checkpoints"
-
-    def write(tmp: Path) -> None:
+def write_verified(folder: Path, step: int, write, tmp: Path | None = None) -> Path:
+    """The protocol both trainers write checkpoints with: `write(TMP)` fills a new temporary folder, complete.json
+    records the size and sha256 of each of its files, and the folder is renamed into place (data/files.py)."""
+    def fill(tmp: Path) -> None:
         tmp.mkdir(parents=True)
-        for name, values in tensors.items():
-            save_file(values, str(tmp / f"{name}.safetensors"))
-        torch.save(state, tmp / "state.pt")
-        (tmp / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        write(tmp)
         files = {f.name: {"bytes": f.stat().st_size, "sha256": sha256(f)} for f in sorted(tmp.iterdir())}
         # Written last: without it, or with files that no longer match it, the folder is not a checkpoint.
         (tmp / COMPLETE).write_text(json.dumps({"step": step, "files": files}, indent=2))
 
+    return write_atomic(folder, fill, tmp=tmp)
+
+
+def write_checkpoint(out: Path, step: int, tensors: dict, state: dict, cfg: TrainConfig) -> Path:
+    root = out / "checkpoints"
+
+    def write(tmp: Path) -> None:
+        for name, values in tensors.items():
+            save_file(values, str(tmp / f"{name}.safetensors"))
+        torch.save(state, tmp / "state.pt")
+        (tmp / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+
     # A stale folder of this step, from a run not resumed from it, is replaced.
-    final = write_atomic(root / f"step_{step:07d}", write, tmp=root / f".tmp_step_{step:07d}")
+    final = write_verified(root / f"step_{step:07d}", step, write, tmp=root / f".tmp_step_{step:07d}")
     prune(root, step, cfg.keep_checkpoints)
     return final
 

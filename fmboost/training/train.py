@@ -14,8 +14,6 @@ import copy
 import csv
 import json
 import math
-import signal
-import threading
 import time
 from pathlib import Path
 
@@ -31,21 +29,14 @@ from fmboost.training.checkpoints import checkpoint_folders, restore, resume_fol
 from fmboost.training.config import TrainConfig
 from fmboost.training.distributed import agree, make_accelerator, per_process_batch, sharded
 from fmboost.training.export import export_ema
+from fmboost.training.stopping import TrainingStopped, stop_signals, stopped  # noqa: F401  (re-exported)
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 LR_SCALING = {"none": lambda ratio: 1.0, "linear": lambda ratio: ratio, "sqrt": math.sqrt}
 
 
 class TrainingDiverged(RuntimeError):
     pass
 
-
-class TrainingStopped(Exception):
-    """SIGTERM or SIGINT arrived: the step in flight was finished and checkpointed."""
-
-    def __init__(self, signum: int, message: str):
-        super().__init__(message)
-        self.exit_code = 128 + signum  # the shell's "ended by this signal", so scripts do not carry on
 
 
 def lr_lambda(warmup_steps: int, max_steps: int, decay: str = "none"):
@@ -112,24 +103,6 @@ def make_optimizer(params, lr: float, weight_decay: float, fused: bool) -> torch
 def update_ema(ema: dict, model, decay: float) -> None:
     for name, p in model.named_parameters():
         ema[name].lerp_(p.detach().float(), 1 - decay)
-
-
-# ---------------------------------------------------------------- checkpoints
-
-@contextlib.contextmanager
-def stop_signals():
-    """Collects SIGTERM/SIGINT instead of dying, for the loop to finish its step, checkpoint and stop. Launchers
-    (torchrun, Slurm) pass signals on to every process, some twice: later ones are collected too."""
-    received = []
-    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
-        yield received
-        return
-    old = {s: signal.signal(s, lambda signum, frame: received.append(signum)) for s in STOP_SIGNALS}
-    try:
-        yield received
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
 
 
 def to_device(x: torch.Tensor, device, channels_last: bool) -> torch.Tensor:
@@ -259,10 +232,7 @@ def train(cfg: TrainConfig, resume: bool | str = False) -> Path:
             save_checkpoint(accelerator, out, net, ema, opt, sched, step, cfg)
         if received and step < cfg.max_steps:
             accelerator.wait_for_everyone()
-            name = signal.Signals(received[0]).name
-            raise TrainingStopped(received[0], f"stopped by {name} at step {step}; checkpoint in "
-                                               f"{out / 'checkpoints' / f'step_{step:07d}'} (continue with "
-                                               f"--resume auto)")
+            raise stopped(received[0], step, out / "checkpoints" / f"step_{step:07d}", "--resume auto")
     export_ema(accelerator, out, template, ema, manifest, cfg, step)
     accelerator.wait_for_everyone()
     accelerator.end_training()

@@ -11,6 +11,7 @@ from PIL import Image
 
 from fmboost.data import metadata
 from fmboost.data.files import write_atomic
+from fmboost.errors import InputError
 
 if TYPE_CHECKING:
     import torch
@@ -21,7 +22,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 DEFAULT_MAX_PIXELS = 1024 * 1024
 
 
-class ImageError(ValueError):
+class ImageError(InputError):
     """An input image that cannot be used; the message is meant for the user as it is."""
 
 
@@ -86,6 +87,24 @@ def to_rgb(im: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         im = Image.alpha_composite(background, rgba)
     return im.convert("RGB")
+
+
+GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F")
+
+
+def is_grey(im: Image.Image) -> bool:
+    """Whether every pixel's colour channels are equal: a grey mode, or RGB(A) whose R, G and B agree."""
+    if im.mode in GREY_MODES:
+        return True
+    if im.mode not in ("RGB", "RGBA", "RGBX"):
+        return False  # palette, CMYK, YCbCr...: their RGB is rarely grey, and converting to ask costs a copy
+    r, g, b = (np.asarray(c) for c in im.split()[:3])
+    return bool(np.array_equal(r, g) and np.array_equal(g, b))
+
+
+def grey_rgb(im: Image.Image) -> Image.Image:
+    """`im`'s luma (ITU-R 601, as PIL's L) in all three channels, exactly equal: grey in, grey out."""
+    return im.convert("L").convert("RGB")
 
 
 def to_tensor(im: Image.Image) -> torch.Tensor:

@@ -9,7 +9,6 @@ the hub. No torch here, so a command can find out what it will load before payin
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 import socket
@@ -17,18 +16,19 @@ import threading
 from pathlib import Path
 from urllib.parse import urlparse
 
+from fmboost.data.model_config import CONFIG_FILE, ModelConfig, is_model_folder
+from fmboost.errors import MissingError
+
 # Models shipped inside the package, selectable by name (`--model real`). Both are ×2 on one small
 # AutoencoderKL: `default` trained on clean bicubic downsamples (recipes/default), `real` fine-tuned from it on
 # Real-ESRGAN degradations (recipes/real).
 EMBEDDED_MODELS = {name: Path(__file__).parents[1] / "weights" / name for name in ("default", "real")}
 DEFAULT_MODEL = EMBEDDED_MODELS["default"]
-MODEL_CONFIG = "fmboost.json"  # marks a model folder (FMBoostPipeline.save_pretrained)
-# A model folder's settings when its fmboost.json leaves them out (FMBoostPipeline's own defaults).
-MODEL_DEFAULTS = dict(scale=2, upsampling="psu", tau=400, sigma_min=0.0, objective="cfm")
+MODEL_CONFIG = CONFIG_FILE  # marks a model folder (FMBoostPipeline.save_pretrained)
 HUB_TIMEOUT_S = 1.5  # how long the hub gets to accept a connection before it counts as unreachable
 
 
-class HubUnreachable(FileNotFoundError):
+class HubUnreachable(MissingError):
     """`name` is not a local folder nor in the hub's cache, and the hub cannot give it. The message names no
     command-line flag; `for_flag` words it for the command that took the name."""
 
@@ -37,8 +37,12 @@ class HubUnreachable(FileNotFoundError):
         super().__init__(f"{self.name}: {self.reason}; {self.hint('its folder')}")
 
     def hint(self, where: str) -> str:
-        return (f"download it where there is a connection (`huggingface-cli download {self.name} --local-dir DIR`) "
-                f"and pass {where}")
+        """The download command of huggingface-hub's `hf` (it replaced `huggingface-cli`), for the repository: a
+        subfolder id (owner/name/vae) is then DIR/vae."""
+        sub = "/".join(self.name.split("/")[2:])
+        repo = "/".join(self.name.split("/")[:2])
+        return (f"download it where there is a connection (`hf download {repo} --local-dir DIR`) "
+                f"and pass {where}{'/' + sub if sub else ''}")
 
     def for_flag(self, flag: str) -> str:
         return f"{flag} {self.name}: {self.reason}; {self.hint(f'{flag} DIR')}"
@@ -50,15 +54,11 @@ def resolve_model(name: str | os.PathLike) -> str:
     return str(EMBEDDED_MODELS[name]) if name in EMBEDDED_MODELS and not Path(name).exists() else name
 
 
-def read_model_config(name: str | os.PathLike) -> dict | None:
-    """A local model folder's settings (fmboost.json over MODEL_DEFAULTS, its `format` tag dropped); None for
-    anything else (an autoencoder folder, a hub id)."""
-    path = Path(resolve_model(name)) / MODEL_CONFIG
-    if not path.is_file():
-        return None
-    config = {**MODEL_DEFAULTS, **json.loads(path.read_text())}
-    config.pop("format", None)
-    return config
+def read_model_config(name: str | os.PathLike) -> ModelConfig | None:
+    """A local model folder's settings (data/model_config.py); None for anything else (an autoencoder folder, a
+    hub id). Callers that already hold the folder read `ModelConfig.read(folder)` instead."""
+    folder = resolve_model(name)
+    return ModelConfig.read(folder) if is_model_folder(folder) else None
 
 
 def resolve_autoencoder(name: str | os.PathLike) -> str:
@@ -67,9 +67,8 @@ def resolve_autoencoder(name: str | os.PathLike) -> str:
     config = read_model_config(name)
     if config is None:
         return str(name)
-    autoencoder = config.get("autoencoder", "autoencoder")
-    local = Path(resolve_model(name)) / autoencoder
-    return str(local) if local.is_dir() else autoencoder
+    local = Path(resolve_model(name)) / config.autoencoder
+    return str(local) if local.is_dir() else config.autoencoder
 
 
 def looks_like_hub_id(name: str) -> bool:
@@ -116,7 +115,7 @@ def check_fetchable(name: str | os.PathLike) -> None:
     """Raises HubUnreachable at once for a hub id that is neither in the cache nor fetchable now (offline), so a
     command fails before it imports torch and diffusers (seconds); local paths and embedded names pass, and so does
     any id while the hub can be reached (the download itself says what is wrong)."""
-    name = resolve_model(name)
+    name = str(name)  # `default`, `real` are not hub ids: they pass as local names do
     if Path(name).exists() or not looks_like_hub_id(name) or not hub_offline():
         return
     from huggingface_hub import snapshot_download

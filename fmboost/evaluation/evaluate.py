@@ -13,7 +13,6 @@ The protocol is the usual one for ×s super-resolution:
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from fmboost.data.images import list_images, load_image, resize, resize_by
+from fmboost.data.model_config import ModelConfig, is_model_folder
 from fmboost.errors import InputError, MissingError
 from fmboost.evaluation import metrics as M
 from fmboost.evaluation.niqe import niqe, niqe_fits
@@ -39,7 +39,7 @@ MIN_SIDE = 11  # SSIM's window
 
 
 def evaluate(hr_dir, model_dirs=(), scale: int = 2, methods=DEFAULT_METHODS, steps=(1, 2, 4, 8),
-             solver: str = "euler", out_dir="runs/eval", lr_dir=None, device: str = "cpu",
+             solver: str = ModelConfig.solver, out_dir="runs/eval", lr_dir=None, device: str = "cpu",
              max_images: int | None = None, metrics=METRICS, hub_dir=None, patch_size: int = 299,
              patches_per_image: int = 10, seed: int = 0, tuned_on: str | None = None,
              results_out=None, center_crop: int | None = None) -> dict:
@@ -202,12 +202,9 @@ def plan_runs(model_dirs, methods, steps) -> list[dict]:
 
 
 def model_objective(folder: Path) -> str:
-    """The objective a model folder was trained with (FMBoostPipeline's default, cfm, if its config does not say);
-    "model", resolved when it loads, for a hub id."""
-    from fmboost.pipelines.upscale import CONFIG_NAME
-
-    config = Path(folder) / CONFIG_NAME
-    return json.loads(config.read_text()).get("objective", "cfm") if config.is_file() else "model"
+    """The objective a model folder was trained with (its config's); "model", resolved when it loads, for a hub
+    id."""
+    return ModelConfig.read(folder).objective if is_model_folder(folder) else "model"
 
 
 def run_name(run: dict) -> str:

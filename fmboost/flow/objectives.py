@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
+from fmboost.data.model_config import ModelConfig
 from fmboost.errors import InputError
 from fmboost.flow.noise import NUM_TRAIN_STEPS, noise_augment, rand, randn_like
 from fmboost.flow.objective import cfm_loss, cfm_path
@@ -39,7 +40,8 @@ class CFM:
     def loss(self, model, x1, x_cond, generator=None) -> torch.Tensor:
         return cfm_loss(model, x1, x_cond, self.sigma_min, self.tau, generator)
 
-    def sample(self, net, x_cond, steps: int = 4, solver: str = "euler", generator=None, callback=None,
+    def sample(self, net, x_cond, steps: int = ModelConfig.steps, solver: str = ModelConfig.solver, generator=None,
+               callback=None,
                disable=True):
         return solve(net, self.x0(x_cond, generator), steps, solver, callback=callback, disable=disable)
 

@@ -19,6 +19,7 @@ from PIL import Image
 from fmboost.autoencoders.vae import Autoencoder
 from fmboost.data.images import to_pil
 from fmboost.data.sources import hub_kwargs, not_fetched
+from fmboost.errors import InputError
 from fmboost.pipelines import bases
 from fmboost.pipelines.bases import GenerateInputError
 from fmboost.pipelines.attention import attention_scaling
@@ -104,13 +105,13 @@ def check_latent_space(stage: FMBoostPipeline, base_ae: Autoencoder, model_name:
     """A CFM model only transports latents of the autoencoder it was trained on."""
     why = latent_space_mismatch(stage.autoencoder, base_ae)
     if why:
-        raise ValueError(f"CFM model {model_name} and base {base_name} work in different latent spaces: {why}. "
+        raise InputError(f"CFM model {model_name} and base {base_name} work in different latent spaces: {why}. "
                          f"Train a CFM model on the base's VAE (fmboost prepare --vae {base_name}/vae ...)")
 
 
 def cascade(stages: list[FMBoostPipeline], scale: int | None) -> list[FMBoostPipeline]:
     """Stages whose scales multiply to `scale`: the given models in order, or one model repeated (×2 twice = ×4)."""
-    scales = [s.config["scale"] for s in stages]
+    scales = [s.config.scale for s in stages]
     if scale is None or math.prod(scales) == scale:
         return stages
     if len(stages) == 1 and scales[0] > 1:
@@ -166,7 +167,7 @@ class BoostedLatentDiffusionPipeline:
                                                   f"for this base")
         sides = (width // f, height // f)
         for i, stage in enumerate(stages):
-            sides = tuple(s * stage.config["scale"] for s in sides)
+            sides = tuple(s * stage.config.scale for s in sides)
             if stage.model is not None and any(s % stage.model.size_multiple for s in sides):
                 raise GenerateInputError("base_size", f"{width}x{height}: stage {i + 1}'s latent, "
                                                       f"{sides[0]}×{sides[1]}, must have sides that are multiples "
@@ -192,17 +193,17 @@ class BoostedLatentDiffusionPipeline:
                           **kwargs).images
         z = bases.flow_latents(self.base, z, width, height, self.decoder.downsample_factor)  # FLUX: unpacked
         if not torch.is_tensor(z) or z.ndim != 4 or z.shape[1] != self.decoder.latent_channels:
-            raise ValueError(f"the base returned latents of shape {tuple(getattr(z, 'shape', ()))}; fmboost needs "
+            raise InputError(f"the base returned latents of shape {tuple(getattr(z, 'shape', ()))}; fmboost needs "
                              f"B×{self.decoder.latent_channels}×H×W")
         return z.float()
 
     @torch.no_grad()
-    def boost(self, z: torch.Tensor, stages: list[FMBoostPipeline], steps: int = 4, solver: str = "euler",
+    def boost(self, z: torch.Tensor, stages: list[FMBoostPipeline], steps: int | None = None, solver: str | None = None,
               seed: int = 0, tile: bool | None = None, method: str = "cfm", callback=None) -> torch.Tensor:
         """Each stage: upsample (PSU with its own autoencoder, as in training), then the flow (or x0 alone).
         `callback(nfe)` follows every evaluation of a stage's network."""
         for i, stage in enumerate(stages):
-            pixels = z.shape[-2] * z.shape[-1] * (stage.config["scale"] * self.decoder.downsample_factor) ** 2
+            pixels = z.shape[-2] * z.shape[-1] * (stage.config.scale * self.decoder.downsample_factor) ** 2
             x_cond = stage.upsample(z.to(stage.device), tile=auto_tile(tile, pixels))
             z = x_cond if method == "x0" else stage.flow(x_cond, steps, solver, seed + i, callback=callback)[0]
         return z
@@ -215,7 +216,7 @@ class BoostedLatentDiffusionPipeline:
     @torch.no_grad()
     def __call__(self, prompt: str, negative_prompt: str | None = None, base_steps: int | None = None,
                  guidance: float | None = None, base_size: int | tuple[int, int] | None = None,
-                 scale: int | None = None, steps: int = 4, solver: str = "euler", seed: int = 0,
+                 scale: int | None = None, steps: int | None = None, solver: str | None = None, seed: int = 0,
                  attention_scale: bool = False, tile: bool | None = None, method: str = "cfm",
                  callback=None) -> Image.Image:
         """One image. `method="x0"` skips the flow (PSU-upsampled latent only: the baseline); "base" decodes the
@@ -223,7 +224,7 @@ class BoostedLatentDiffusionPipeline:
         size). `base_steps`, `guidance` None: the base's defaults (pipelines/bases.py). `tile=None` tiles only
         above 1024² pixels. `callback` follows each base step and each evaluation of a flow's network."""
         if method not in ("cfm", "x0", "base"):
-            raise ValueError(f"unknown method {method!r}; choose one of cfm, x0, base")
+            raise InputError(f"unknown method {method!r}; choose one of cfm, x0, base")
         base_size = self.default_size if base_size is None else base_size
         width, height = (int(base_size),) * 2 if isinstance(base_size, (int, str)) else base_size
         lcm = type(self.base.scheduler).__name__ == "LCMScheduler"  # an LCM-LoRA was fused (add_lcm_lora)
@@ -238,13 +239,14 @@ class BoostedLatentDiffusionPipeline:
             z = self.boost(z, stages, steps, solver, seed, tile, method, callback=callback)
         return self.decode(z, tile)
 
-    def work(self, base_steps: int, scale: int | None = None, steps: int = 4, solver: str = "euler",
+    def work(self, base_steps: int, scale: int | None = None, steps: int | None = None, solver: str | None = None,
              method: str = "cfm") -> int | None:
         """How many times `__call__` calls its callback: base steps plus each stage's network evaluations (what its
         objective says they cost); None where a solver decides (dopri5)."""
         if method != "cfm":
             return base_steps
-        flows = [stage.objective.nfe(steps, solver) for stage in cascade(self.stages, scale)]
+        flows = [stage.objective.nfe(steps or stage.config.steps, solver or stage.config.solver)
+                 for stage in cascade(self.stages, scale)]
         return None if None in flows else base_steps + sum(flows)
 
 

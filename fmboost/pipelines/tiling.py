@@ -60,6 +60,12 @@ def default_overlap(tile: int, multiple: int = 1) -> int:
     return max(2 * multiple, tile // 8 // multiple * multiple)
 
 
+def count_tiles(h: int, w: int, tile: int, overlap: int | None = None) -> int:
+    """How many tiles `tiled_upscale` cuts an h×w input into."""
+    overlap = default_overlap(tile) if overlap is None else overlap
+    return len(tile_starts(h, tile, overlap)) * len(tile_starts(w, tile, overlap))
+
+
 def tiled_upscale(upscale, x: torch.Tensor, scale: int, tile: int, overlap: int | None = None,
                   disable: bool | None = True) -> torch.Tensor:
     """Runs `upscale` (1×3×h×w → 1×3×(h·scale)×(w·scale)) per tile of x and blends the results."""

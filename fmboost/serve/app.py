@@ -103,7 +103,7 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 def capabilities(pipe) -> dict:
     """What a served model can run, asked of its objective: its own method (none without a network) and the
     baselines, and the solvers its objective's sampler takes. The page offers these and nothing else."""
-    objective = pipe.config.get("objective", "cfm") if pipe.model is not None else None
+    objective = pipe.config.objective if pipe.model is not None else None
     return dict(objective=objective, methods=[objective, *BASELINES] if objective else list(BASELINES),
                 solvers=list(pipe.objective.solvers) if objective else [])
 
@@ -129,13 +129,15 @@ def parse_model(query, models: dict) -> str:
 
 
 def parse_flow(query, models: dict, limits: Limits, solvers=SOLVER_NAMES) -> dict:
-    """What upscale and text-to-image requests share: the model, the flow's steps and solver (one of `solvers`,
-    the first when none is given), the seed."""
+    """What upscale and text-to-image requests share: the model, the flow's steps and solver (one of `solvers`;
+    when none is given the model's own, if it is one of them, else the first), the seed."""
     model = parse_model(query, models)
-    solver = str(query.get("solver") or solvers[0])
+    own = models[model].config  # the model folder's defaults (data/model_config.py)
+    solver = str(query.get("solver") or (own.solver if own.solver in solvers else solvers[0]))
     if solver not in solvers:
         raise UploadError(f"unknown solver {solver!r}; choose one of {', '.join(solvers)}")
-    return dict(model=model, solver=solver, steps=bounded(query, "steps", 4, 1, limits.max_steps),
+    steps = bounded(query, "steps", min(own.steps, limits.max_steps), 1, limits.max_steps)
+    return dict(model=model, solver=solver, steps=steps,
                 seed=bounded(query, "seed", 0, 0, 2**32 - 1))
 
 

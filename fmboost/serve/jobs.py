@@ -20,6 +20,7 @@ from pathlib import Path
 from PIL import Image
 
 from fmboost.data.files import write_atomic
+from fmboost.data.model_config import ModelConfig
 from fmboost.pipelines.methods import MODEL_METHODS
 
 
@@ -31,8 +32,8 @@ class QueueFull(Exception):
 class Job:
     image: Image.Image | None
     model: str
-    steps: int = 4
-    solver: str = "euler"
+    steps: int = ModelConfig.steps  # requests get the model's own (serve/app.py parse_flow)
+    solver: str = ModelConfig.solver
     method: str = "cfm"
     seed: int = 0
     name: str = "image"  # the download is called NAME_x2.png

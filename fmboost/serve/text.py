@@ -38,8 +38,9 @@ class TextToImage:
         return dict(base=self.name, models=list(self.models), base_steps=self.base_steps, width=self.size[0],
                     height=self.size[1])
 
-    def __call__(self, model: str, prompt: str, negative_prompt: str = "", base_steps: int = 25, steps: int = 4,
-                 solver: str = "euler", seed: int = 0, callback=None) -> tuple[Image.Image, Image.Image]:
+    def __call__(self, model: str, prompt: str, negative_prompt: str = "", base_steps: int = 25,
+                 steps: int | None = None, solver: str | None = None, seed: int = 0,
+                 callback=None) -> tuple[Image.Image, Image.Image]:
         """(the base's low-res picture, the boosted one); the flow's noise follows the seed as in `generate`.
         `callback` follows each base step and each evaluation of the flow's network."""
         z = self.pipe.base_latents(prompt, negative_prompt or None, base_steps, self.guidance, *self.size, seed=seed,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm, trange
 
+from fmboost.data.model_config import ModelConfig
 from fmboost.errors import InputError
 from fmboost.solvers.names import EVALS_PER_STEP  # noqa: F401  (re-exported)
 
@@ -89,7 +90,7 @@ SOLVERS = {"euler": sample_euler, "midpoint": sample_midpoint, "heun": sample_he
            "dopri5": sample_dopri5}
 
 
-def solve(velocity, x, steps: int = 4, solver: str = "euler", disable=None, callback=None):
+def solve(velocity, x, steps: int = ModelConfig.steps, solver: str = ModelConfig.solver, disable=None, callback=None):
     """Integrates from t=0 to 1 and returns (x1, NFE). For dopri5 `steps` is ignored: the tolerances decide.
     `callback(nfe)` is called after every evaluation of `velocity` (a progress bar's hook)."""
     if solver not in SOLVERS:

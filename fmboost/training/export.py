@@ -52,11 +52,12 @@ def export_ema(accelerator, out: Path, template, ema: dict, manifest: dict, cfg:
 
 @torch.no_grad()
 def save_sample_grid(path: Path, pipe, data: dict, n: int = 4) -> None:
-    """Rows: x0 decoded (the starting point), the CFM result at 4 Euler steps, the ground truth x1."""
+    """Rows: x0 decoded (the starting point), the CFM result at the model's default steps and solver, the ground
+    truth x1."""
     from fmboost.data.images import save_image_atomic, to_pil
 
     x_cond, x1 = data["x_cond"][:n].to(pipe.device), data["x1"][:n].to(pipe.device)
-    pred, _ = pipe.flow(x_cond, steps=4)
+    pred, _ = pipe.flow(x_cond)
     rows = [pipe.autoencoder.decode(z) for z in (x_cond, pred, x1)]
     grid = torch.cat([torch.cat(list(r), dim=2) for r in rows], dim=1)
     save_image_atomic(to_pil(grid), path)

@@ -33,9 +33,12 @@ def test_prepare_train_upscale_info_end_to_end(tmp_path, tiny_vae_dir, photos_di
     assert code == 0
     with Image.open(tmp_path / "photo_x2.png") as im:
         assert im.size == (48, 40)
-    code, out, _ = run(capsys, "info", tmp_path / "run" / "model")
+    code, out, _ = run(capsys, "info", tmp_path / "run" / "model", "--json")
     info = json.loads(out)
     assert code == 0 and info["scale"] == 2 and info["cfm"]["parameters"] > 0
+    assert not any(k.startswith("_") for k in info["cfm"])  # no `_name_or_path`: where it was saved from
+    code, out, _ = run(capsys, "info", tmp_path / "run" / "model")
+    assert code == 0 and "×2" in out and "step(s) of euler" in out and f"{info['cfm']['parameters']:,}" in out
 
 
 def test_upscale_several_inputs_into_a_folder_with_every_solver(tmp_path, tiny_model_dir, capsys):
@@ -164,3 +167,164 @@ def test_outputs_get_a_normal_files_permissions(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "out.png").stat().st_mode) == 0o644  # not mkstemp's owner-only 0o600
+
+
+# ---------------------------------------------------------------- issue 23: the rough edges a new user hits
+
+def test_grey_in_grey_out_with_the_embedded_default(tmp_path, capsys):
+    """A grey photo (mode L, or RGB with R == G == B) comes out grey, channels exactly equal, through the command
+    line and the library alike; a colour photo keeps its colours."""
+    from fmboost.pipelines.upscale import FMBoostPipeline
+
+    grey = random_photo(24, 28).convert("L")
+    grey.save(tmp_path / "l.png")
+    grey.convert("RGB").save(tmp_path / "rgb.png")
+    for name in ("l", "rgb"):
+        code, _, err = run(capsys, "upscale", tmp_path / f"{name}.png", "--steps", "1")
+        assert code == 0, err
+        a = np.asarray(Image.open(tmp_path / f"{name}_x2.png").convert("RGB")).astype(int)
+        assert a.shape == (48, 56, 3) and (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all()
+    pipe = FMBoostPipeline.from_pretrained("default")
+    out = np.asarray(pipe(grey.convert("RGB"), steps=1, tile=True, tile_size=32)).astype(int)
+    assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
+    colour = np.asarray(pipe(random_photo(24, 28), steps=1)).astype(int)
+    assert np.abs(colour[..., 0] - colour[..., 1]).max() > 10
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["--tile-size", "0"], ["--tile-size", "at least"]),
+    (["--tile-size", "1"], ["--tile-size", "at least"]),
+    (["--size", "0x0"], ["--size", "positive"]),
+    (["--size", "1920"], ["--size", "WIDTHxHEIGHT"]),
+    (["--steps", "0"], ["--steps", "at least 1"]),
+])
+def test_upscale_flag_mistakes_name_the_flag(tmp_path, capsys, argv, words):
+    random_photo(16, 16).save(tmp_path / "a.png")
+    code, _, err = run(capsys, "upscale", tmp_path / "a.png", *argv)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and all(w in err for w in words), err
+    assert "overlap of" not in err and not list(tmp_path.glob("*_x*"))
+
+
+def test_a_size_over_the_limit_names_the_pass_that_is_too_large(tmp_path, capsys):
+    random_photo(60, 80).save(tmp_path / "a.png")
+    code, _, err = run(capsys, "upscale", tmp_path / "a.png", "--size", "300x", "--max-pixels", "10000")
+    # 80×60 → 300×225 takes two ×2 passes: the second runs on 160×120 = 19,200 pixels, over 10,000.
+    assert code == 2 and "2 ×2 passes" in err and "the last from 160×120" in err and "300×225" in err, err
+
+
+def test_several_inputs_into_one_image_name_are_refused_with_advice_that_helps(tmp_path, capsys):
+    for name in ("a", "b"):
+        random_photo(16, 16).save(tmp_path / f"{name}.png")
+    code, _, err = run(capsys, "upscale", tmp_path / "a.png", tmp_path / "b.png", "-o", tmp_path / "single.png",
+                       "--method", "bicubic")
+    assert code == 2 and "-o FOLDER" in err and not (tmp_path / "single.png").exists()
+    code, _, err = run(capsys, "upscale", tmp_path / "a.png", "--method", "bicubic", "-o", tmp_path / "one.png")
+    assert code == 0
+    code, _, err = run(capsys, "upscale", tmp_path / "a.png", "--method", "bicubic", "-o", tmp_path / "one.png")
+    assert code == 2 and "another -o" in err  # they used -o already
+
+
+def test_every_run_counts_what_it_wrote_and_a_rerun_keeps_the_failure_summary(tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(2):
+        random_photo(16, 16, seed=i).save(src / f"p{i}.png")
+    (src / "broken.png").write_bytes(b"not a png")
+    code, out, err = run(capsys, "upscale", src, "--method", "bicubic")
+    assert code == 1 and "2 of 3 image(s) written" in out and "1 of 3 image(s) failed" in err
+    code, out, err = run(capsys, "upscale", src, "--method", "bicubic")
+    assert code == 1 and "0 of 3 image(s) written" in out and "skipped 2" in out
+    assert "1 of 3 image(s) failed" in err and "broken.png" in err
+
+
+def test_generate_model_does_not_swallow_the_prompt():
+    from fmboost.cli.main import build_parser
+
+    args = build_parser().parse_args(["generate", "--base", "B", "--model", "M1", "a lighthouse", "--model", "M2"])
+    assert args.prompt == ["a lighthouse"] and args.model == ["M1", "M2"]
+
+
+def test_an_unknown_flag_prints_the_commands_usage_and_version_is_known(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["info", "--bogus"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "usage: fmboost info" in err and "--bogus" in err
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    from fmboost import __version__
+    assert e.value.code == 0 and __version__ in capsys.readouterr().out
+
+
+def test_info_names_its_argument_and_prints_text(capsys):
+    code, _, err = run(capsys, "info", "nosuchdir")
+    assert code == 2 and "MODEL nosuchdir" in err and "--model" not in err
+    code, out, _ = run(capsys, "info")
+    assert code == 0 and "embedded `default`" in out and "_name_or_path" not in out and not out.startswith("{")
+
+
+def test_a_reader_who_leaves_gets_no_traceback(tmp_path):
+    """`fmboost info | head` with head gone before fmboost writes: no BrokenPipeError traceback."""
+    proc = subprocess.Popen([sys.executable, "-m", "fmboost.cli.main", "info"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader leaves at once
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert "Traceback" not in err and "BrokenPipe" not in err and proc.returncode == 141, err
+
+
+def test_a_missing_file_is_reported_before_torch_is_imported(tmp_path):
+    code = ("import sys\nfrom fmboost.cli.main import main\ncode = main(sys.argv[1:])\n"
+            "print('torch' in sys.modules)\nsys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", code, "upscale", str(tmp_path / "nothere.png")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "nothere.png: no such file" in done.stderr
+    assert done.stdout.strip() == "False"
+
+
+def test_a_tiled_upscale_shows_one_bar_over_every_network_evaluation(tiny_model_dir, capsys):
+    from fmboost.pipelines.tiling import count_tiles
+    from fmboost.pipelines.upscale import FMBoostPipeline
+
+    pipe = FMBoostPipeline.from_pretrained(tiny_model_dir)
+    tiles = count_tiles(64, 64, 32)
+    pipe(random_photo(64, 64), steps=2, solver="midpoint", tile=True, tile_size=32, disable=False)
+    err = capsys.readouterr().err
+    assert tiles > 1 and f"{tiles} tiles" in err and f"/{tiles * 4} " in err and "NFE" in err
+    assert f"1/{tiles * 4} " in err  # it moves within the first tile
+
+
+def test_user_mistakes_in_every_command_are_one_line_and_bugs_keep_their_traceback(tmp_path, capsys, monkeypatch):
+    from fmboost.cli import info
+
+    code, _, err = run(capsys, "degrade", tmp_path / "none", tmp_path / "out")
+    assert code == 2 and err.count("\n") == 1 and "no such folder" in err
+    code, _, err = run(capsys, "generate", "--base", "b", "--model", "m")
+    assert code == 2 and err.count("\n") == 1 and "no prompt" in err
+    code, _, err = run(capsys, "eval", tmp_path, "--methods", "magic")
+    assert code == 2 and err.count("\n") == 1
+    monkeypatch.setattr(info, "as_text", lambda d: 1 / 0)  # a bug, not a user's mistake
+    with pytest.raises(ZeroDivisionError):
+        main(["info"])
+
+
+def test_device_and_solver_are_one_shared_flag(capsys):
+    from fmboost.cli.main import build_parser
+
+    parser = build_parser()
+    for command in ("upscale", "eval", "generate", "prepare", "serve"):
+        device = next(a for a in parser.commands[command]._actions if "--device" in a.option_strings)
+        assert list(device.choices) == ["auto", "cpu", "cuda", "mps"], command
+    for command in ("upscale", "eval", "generate"):
+        solver = next(a for a in parser.commands[command]._actions if "--solver" in a.option_strings)
+        assert solver.default is None and "dopri5" in solver.choices, command
+
+
+def test_the_readme_first_commands_output_is_ignored_by_git_and_examples_are_not():
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    ignored = lambda path: subprocess.run(["git", "check-ignore", "-q", path], cwd=root).returncode == 0
+    assert ignored("astronaut_x2.png") and not ignored("examples/astronaut_x2.png")

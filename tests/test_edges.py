@@ -91,6 +91,17 @@ def test_an_unreachable_hub_endpoint_counts_as_offline(monkeypatch):
     assert hub_offline()
 
 
+def test_the_download_command_the_hint_names_is_installed():
+    """huggingface-hub replaced `huggingface-cli` with `hf`: the hint must name the one that is there."""
+    from importlib.metadata import entry_points
+
+    assert "hf" in {ep.name for ep in entry_points(group="console_scripts")}
+    from fmboost.data.sources import HubUnreachable
+
+    line = HubUnreachable("owner/name/vae", "offline").for_flag("--vae")  # a subfolder of a repository
+    assert "`hf download owner/name --local-dir DIR`" in line and line.endswith("pass --vae DIR/vae")
+
+
 @pytest.mark.parametrize("offline", ["1", None], ids=["HF_HUB_OFFLINE", "no-network"])
 def test_a_hub_id_that_cannot_be_fetched_fails_fast_in_one_line_in_every_command(tmp_path, photos_dir, tiny_model_dir,
                                                                                   monkeypatch, capsys, offline):
@@ -113,7 +124,8 @@ def test_a_hub_id_that_cannot_be_fetched_fails_fast_in_one_line_in_every_command
         assert time.monotonic() - start < 10, argv  # a guard against retries, not a speed target
         line = err.strip()
         assert code == 2 and len(line.splitlines()) == 1, err
-        assert f"{flag} {BOGUS}:" in line and "huggingface-cli download" in line and f"pass {flag} DIR" in line
+        assert f"{flag} {BOGUS}:" in line and f"`hf download {BOGUS} --local-dir DIR`" in line \
+            and f"pass {flag} DIR" in line
     from fmboost.cli.serve import main as serve
 
     assert serve(["--no-default", "--model", BOGUS, "--port", "0"]) == 2

@@ -42,11 +42,11 @@ class Autoencoder:
                 return cls(AutoencoderKL.from_pretrained(name, subfolder=subfolder, **kwargs))
             except OSError as e:
                 raise MissingError(f"{name_or_path}: cannot load an AutoencoderKL from this folder (give an "
-                                        f"AutoencoderKL folder or an fmboost model folder): "
-                                        f"{str(e).splitlines()[0]}") from None
+                                   f"AutoencoderKL folder or an fmboost model folder): "
+                                   f"{str(e).splitlines()[0]}") from None
         if not looks_like_hub_id(name):
             raise MissingError(f"{name_or_path}: no such folder (nor an embedded model's name: "
-                                    f"{', '.join(EMBEDDED_MODELS)})")
+                               f"{', '.join(EMBEDDED_MODELS)})")
         parts = name.split("/")
         if subfolder is None and len(parts) > 2:
             name, subfolder = "/".join(parts[:2]), "/".join(parts[2:])

@@ -1,7 +1,7 @@
 """`fmboost degrade IN_DIR OUT_DIR`: seeded Real-ESRGAN-style low-res copies of photos, for inspection and
 benchmarks (`fmboost eval HR_DIR --lr-dir OUT_DIR` pairs them by file stem).
 
-User mistakes raise ValueError / FileNotFoundError with a one-line message, which main turns into exit code 2.
+User mistakes raise an FmboostError (fmboost/errors.py) with a one-line message, which main turns into exit code 2.
 """
 from __future__ import annotations
 

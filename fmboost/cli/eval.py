@@ -1,20 +1,21 @@
 """`fmboost eval`: compare methods and step counts on a folder of high-res photos.
 
-User mistakes raise ValueError / FileNotFoundError with a one-line message, which main turns into exit code 2.
+User mistakes raise an FmboostError (fmboost/errors.py) with a one-line message, which main turns into exit code 2.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from fmboost.cli.common import pick_device, resolve_model
-from fmboost.solvers.names import SOLVER_NAMES
+from fmboost.cli.common import add_device_flag, add_solver_flag, pick_device, resolve_model
+from fmboost.data.model_config import ModelConfig
+from fmboost.errors import InputError, MissingError
 
 
 def int_list(text: str) -> list[int]:
     try:
         return [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise ValueError(f"--steps {text}: expected integers separated by commas, e.g. 1,2,4,8") from None
+        raise InputError(f"--steps {text}: expected integers separated by commas, e.g. 1,2,4,8") from None
 
 
 def name_list(text: str) -> list[str]:
@@ -34,9 +35,12 @@ def add_parser(subparsers) -> None:
     ev.add_argument("--model", nargs="+", default=["default"], metavar="DIR",
                     help="one or more model folders or embedded models (default, real); default: default")
     ev.add_argument("--scale", type=int, default=2, help="upscaling factor; must match the models (default 2)")
-    ev.add_argument("--methods", default="cfm,x0,bicubic,lanczos", help="comma-separated (default: %(default)s)")
+    ev.add_argument("--methods", default="cfm,x0,bicubic,lanczos",
+                    help="comma-separated, of cfm, x0, bicubic, lanczos, the baselines naive-fm, diffusion, "
+                         "regression-l1, regression-l2 (each needs a model trained with that objective) and model "
+                         "(each model folder's own objective) (default: %(default)s)")
     ev.add_argument("--steps", default="1,2,4,8", help="step counts of the flow methods (default: %(default)s)")
-    ev.add_argument("--solver", default="euler", choices=SOLVER_NAMES)
+    add_solver_flag(ev, "ODE solver of the flow methods (one for every model)")
     ev.add_argument("--lr-dir", help="low-res inputs, matched to HR_DIR by file stem (default: downscale HR)")
     ev.add_argument("--out", default="runs/eval", help="output folder (default: %(default)s)")
     ev.add_argument("--max-images", type=int, help="only the first N photos (sorted by path)")
@@ -50,7 +54,7 @@ def add_parser(subparsers) -> None:
     ev.add_argument("--metric-weights", metavar="DIR",
                     help="torch hub folder whose checkpoints/ holds the LPIPS / Inception weights "
                          "(default: torch.hub.get_dir())")
-    ev.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_device_flag(ev)
     ev.add_argument("--seed", type=int, default=0, help="seed of the noise augmentation and of p-FID patches")
     ev.add_argument("--results-out", metavar="FILE",
                     help="also write results.json to FILE (e.g. results/NAME.json, to commit: see results/README.md)")
@@ -63,12 +67,13 @@ def cmd_eval(args) -> int:
     from fmboost.evaluation.evaluate import evaluate
 
     if args.max_images is not None and args.max_images < 1:
-        raise ValueError(f"--max-images must be at least 1, got {args.max_images}")
+        raise InputError(f"--max-images must be at least 1, got {args.max_images}")
     if args.metric_weights and not Path(args.metric_weights).is_dir():
-        raise FileNotFoundError(f"--metric-weights {args.metric_weights}: no such folder")
+        raise MissingError(f"--metric-weights {args.metric_weights}: no such folder")
     models = [resolve_model(m) for m in args.model]
     results = evaluate(args.hr_dir, models, scale=args.scale, methods=name_list(args.methods),
-                       steps=int_list(args.steps), solver=args.solver, out_dir=args.out, lr_dir=args.lr_dir,
+                       steps=int_list(args.steps), solver=args.solver or ModelConfig.solver, out_dir=args.out,
+                       lr_dir=args.lr_dir,
                        device=pick_device(args.device), max_images=args.max_images, metrics=name_list(args.metrics),
                        hub_dir=args.metric_weights, seed=args.seed, tuned_on=args.tuned_on,
                        results_out=args.results_out, center_crop=args.center_crop)

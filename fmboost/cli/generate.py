@@ -1,6 +1,6 @@
 """`fmboost generate`: text → 1024² (2048²) with a diffusers base at 512² and CFM ×2 (×4).
 
-User mistakes raise ValueError / FileNotFoundError with a one-line message, which main turns into exit code 2.
+User mistakes raise an FmboostError (fmboost/errors.py) with a one-line message, which main turns into exit code 2.
 """
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import os
 import time
 from pathlib import Path
 
-from fmboost.cli.common import UserError, check_source, flag_errors, pick_device
+from fmboost.cli.common import (UserError, add_device_flag, add_solver_flag, add_steps_flag, check_source, find_model,
+                                flag_errors, load_pipeline, pick_device)
 from fmboost.data.files import slug
-from fmboost.solvers.names import SOLVER_NAMES
+from fmboost.errors import InputError, MissingError
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
@@ -30,9 +31,10 @@ def add_parser(subparsers) -> None:
                                                  "stable-diffusion-v1-5/stable-diffusion-v1-5, "
                                                  "stabilityai/stable-diffusion-xl-base-1.0, "
                                                  "black-forest-labs/FLUX.1-schnell")
-    g.add_argument("--model", required=True, nargs="+", metavar="CFM_DIR",
-                   help="CFM model folder(s) or hub id(s) trained on the base's VAE; one is repeated for --scale 4 "
-                        "(the embedded default and real work on their own autoencoder's latents only)")
+    g.add_argument("--model", required=True, action="append", metavar="CFM_DIR",
+                   help="CFM model folder or hub id trained on the base's VAE; repeat --model for a cascade of "
+                        "stages, or give one, repeated for --scale 4 (the embedded default and real work on their "
+                        "own autoencoder's latents only)")
     g.add_argument("--lcm-lora", metavar="ID", help="LCM-LoRA to fuse into a U-Net base (e.g. "
                                                     "latent-consistency/lcm-lora-sdv1-5 or lcm-lora-sdxl; needs peft)")
     g.add_argument("--base-steps", type=int,
@@ -44,8 +46,8 @@ def add_parser(subparsers) -> None:
     g.add_argument("--base-size", help="base resolution in pixels, N or WxH (default: the base's training size: "
                                        "512 for SD1.5, 1024 for SDXL, SD3, FLUX)")
     g.add_argument("--scale", type=int, help="total upscaling: 2, or 4 = two ×2 stages (default: the models')")
-    g.add_argument("--steps", type=int, default=4, help="ODE steps of each CFM stage (default 4)")
-    g.add_argument("--solver", default="euler", choices=SOLVER_NAMES)
+    add_steps_flag(g, "ODE steps of each CFM stage")
+    add_solver_flag(g, "ODE solver of each CFM stage")
     g.add_argument("--method", default="cfm", choices=["cfm", "x0", "base"],
                    help="cfm: the flow; x0: the PSU-upsampled latent without the flow; base: the base's own "
                         "latent decoded at base size (baselines)")
@@ -57,7 +59,7 @@ def add_parser(subparsers) -> None:
                         "image and text tokens jointly, which this does not rescale, so it is refused for them")
     g.add_argument("--tile", action=argparse.BooleanOptionalAction, default=None,
                    help="tiled decoding (default: only above 1024² pixels)")
-    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_device_flag(g)
     g.add_argument("--dtype", default="auto", choices=["auto", *DTYPES],
                    help="of the base (default: fp16 on cuda, fp32 on cpu); CFM runs in fp32")
     g.add_argument("-o", "--output", default=".",
@@ -73,7 +75,7 @@ def parse_size(text: str) -> tuple[int, int]:
     except ValueError:
         parts = []
     if len(parts) not in (1, 2) or min(parts) < 1:
-        raise ValueError(f"--base-size {text}: expected N or WxH in pixels, e.g. 512 or 768x512")
+        raise InputError(f"--base-size {text}: expected N or WxH in pixels, e.g. 512 or 768x512")
     return (parts[0], parts[-1])
 
 
@@ -81,11 +83,11 @@ def read_prompts(path: str | os.PathLike) -> list[str]:
     """One prompt a line; blank lines and lines starting with # are skipped."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"--prompts {path}: no such file")
+        raise MissingError(f"--prompts {path}: no such file")
     prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
     prompts = [p for p in prompts if p and not p.startswith("#")]
     if not prompts:
-        raise ValueError(f"--prompts {path}: no prompts in the file (one a line)")
+        raise InputError(f"--prompts {path}: no prompts in the file (one a line)")
     return prompts
 
 
@@ -93,7 +95,7 @@ def output_paths(prompts: list[str], output: str, seed: int, method: str = "cfm"
     out = Path(output)
     if out.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"):
         if len(prompts) > 1:
-            raise ValueError(f"-o {output}: several prompts need an output folder, not a file")
+            raise InputError(f"-o {output}: several prompts need an output folder, not a file")
         return [out]
     tag = "" if method == "cfm" else f"_{method}"
     return [out / f"{i:03d}_{slug(p)}_s{seed + i}{tag}.png" for i, p in enumerate(prompts)]
@@ -102,28 +104,26 @@ def output_paths(prompts: list[str], output: str, seed: int, method: str = "cfm"
 def cmd_generate(args) -> int:
     prompts = list(args.prompt) + (read_prompts(args.prompts) if args.prompts else [])
     if not prompts:
-        raise ValueError("no prompt: give one or more PROMPT arguments or --prompts FILE")
+        raise InputError("no prompt: give one or more PROMPT arguments or --prompts FILE")
     for name, value in (("--steps", args.steps), ("--base-steps", args.base_steps)):
         if value is not None and value < 1:
-            raise ValueError(f"{name} must be at least 1, got {value}")
+            raise InputError(f"{name} must be at least 1, got {value}")
     if args.scale is not None and args.scale < 1:
-        raise ValueError(f"--scale must be at least 1, got {args.scale}")
+        raise InputError(f"--scale must be at least 1, got {args.scale}")
     size = parse_size(args.base_size) if args.base_size else None
     # Check outputs before loading gigabytes of weights, so a clash fails fast and writes nothing.
     outs = output_paths(prompts, args.output, args.seed, args.method)
     for o in outs:
         if o.exists() and not args.overwrite:
-            raise ValueError(f"{o} exists; use --overwrite or another -o")
+            raise InputError(f"{o} exists; use --overwrite or another -o")
     check_source(args.base, "--base")  # a hub id that cannot be had fails now, before torch is imported
-    for model in args.model:
-        check_source(model, "--model")
+    sources = [find_model(model) for model in args.model]  # likewise, and a folder's config read once
     import torch
     from tqdm.auto import tqdm
 
     from fmboost.data.images import save_image_atomic
     from fmboost.pipelines.bases import check_attention_scaling, check_negative_prompt, load_dtype, sampling_defaults
     from fmboost.pipelines.generate import BoostedLatentDiffusionPipeline, load_base
-    from fmboost.pipelines.upscale import FMBoostPipeline
 
     device = pick_device(args.device)
     quiet_loading()
@@ -131,9 +131,9 @@ def cmd_generate(args) -> int:
     t0 = time.time()
     with worded_errors():
         stages = []
-        for model in args.model:  # the cheap checks first: a typo costs no base load
+        for source in sources:  # the cheap checks first: a typo costs no base load
             with worded_errors("--model"):
-                stages.append(FMBoostPipeline.from_pretrained(model, device=device))
+                stages.append(load_pipeline(source, device))
         with worded_errors("--base"):
             base = load_base(args.base, device, dtype, args.lcm_lora)
         pipe = BoostedLatentDiffusionPipeline(base, stages, str(args.base), list(args.model))

@@ -1,4 +1,4 @@
-"""`fmboost info [MODEL]`: a model folder's settings, autoencoder and parameter counts.
+"""`fmboost info [MODEL] [--json]`: a model folder's settings, autoencoder and parameter counts.
 
 A local folder is described from its JSON files and the safetensors headers (shapes only), without torch, so the
 command answers at once; a hub id is loaded as `upscale` would load it.
@@ -10,47 +10,79 @@ import math
 import struct
 from pathlib import Path
 
-from fmboost.cli.common import load_pipeline
-from fmboost.data.sources import read_model_config, resolve_autoencoder, resolve_model
+from fmboost.cli.common import find_model, load_pipeline
+from fmboost.data.sources import EMBEDDED_MODELS, resolve_autoencoder
 
 
 def add_parser(subparsers) -> None:
     info = subparsers.add_parser("info", help="describe a model folder",
-                          description="Print a model's settings, autoencoder and parameter counts.")
-    info.add_argument("model", nargs="?", default="default", help="model folder, hub id, default or real")
+                                 description="Print a model's settings (those `upscale` uses when no flag says "
+                                             "otherwise), its autoencoder and parameter counts.")
+    info.add_argument("model", nargs="?", default="default", metavar="MODEL",
+                      help="model folder, hub id, or an embedded model: default or real (default: default)")
+    info.add_argument("--json", action="store_true", help="print the description as JSON, for scripts")
     info.set_defaults(func=cmd_info)
 
 
 def cmd_info(args) -> int:
-    described = describe_folder(args.model) if read_model_config(args.model) else None
-    print(json.dumps(described or describe_loaded(args.model), indent=2, default=str))
+    source = find_model(args.model, flag="MODEL")
+    described = describe_folder(source) if source.config is not None else None
+    described = described or describe_loaded(source)
+    print(json.dumps(described, indent=2, default=str) if args.json else as_text(described))
     return 0
 
 
-def describe_folder(model: str) -> dict | None:
+def public(config: dict) -> dict:
+    """A diffusers config without its bookkeeping (`_class_name`, `_diffusers_version`, `_name_or_path`: the
+    last says where the weights were loaded from, not what they are)."""
+    return {k: v for k, v in config.items() if not k.startswith("_")}
+
+
+def describe_folder(source) -> dict | None:
     """The description from the files alone; None when the weights are not plain safetensors folders."""
-    config, folder = read_model_config(model), Path(resolve_model(model))
-    ae, cfm = Path(resolve_autoencoder(model)), folder / "cfm"
+    folder = Path(source.where)
+    ae, cfm = Path(resolve_autoencoder(folder)), folder / "cfm"
     ae_config = read_json(ae / "config.json")
     ae_params, cfm_params = parameters(ae), parameters(cfm) if cfm.is_dir() else 0
     if ae_config is None or ae_params is None or cfm_params is None:
         return None
-    return {"model": str(model), **config,
+    return {"model": source.name, "folder": str(folder), **source.config.to_dict(),
             "autoencoder": {"parameters": ae_params,
                             "downsample_factor": 2 ** (len(ae_config["block_out_channels"]) - 1),
                             "latent_channels": ae_config["latent_channels"],
                             "scaling_factor": float(ae_config.get("scaling_factor", 1.0))},
-            "cfm": {"parameters": cfm_params, **read_json(cfm / "config.json")} if cfm.is_dir() else None}
+            "cfm": {"parameters": cfm_params, **public(read_json(cfm / "config.json"))} if cfm.is_dir() else None}
 
 
-def describe_loaded(model: str) -> dict:
-    pipe = load_pipeline(model, "cpu")
+def describe_loaded(source) -> dict:
+    pipe = load_pipeline(source, "cpu")
     count = lambda m: sum(p.numel() for p in m.parameters())
     ae = pipe.autoencoder
-    return {"model": str(model), **pipe.config,
+    return {"model": source.name, "folder": source.where, **pipe.config.to_dict(),
             "autoencoder": {"parameters": count(ae.vae), "downsample_factor": ae.downsample_factor,
                             "latent_channels": ae.latent_channels, "scaling_factor": ae.scaling_factor},
-            "cfm": None if pipe.model is None else {"parameters": count(pipe.model), **dict(pipe.model.config)}}
+            "cfm": None if pipe.model is None else {"parameters": count(pipe.model), **public(dict(pipe.model.config))}}
+
+
+def as_text(d: dict) -> str:
+    """The description for a person: what the model does, how it samples by default, what it is made of."""
+    embedded = next((name for name, folder in EMBEDDED_MODELS.items() if str(folder) == d["folder"]), None)
+    where = f"the embedded `{embedded}` ({d['folder']})" if embedded else d["folder"]
+    ae, cfm = d["autoencoder"], d["cfm"]
+    lines = [
+        f"model        {where}" if embedded or d["model"] == d["folder"] else f"model        {d['model']} ({where})",
+        f"upscales     ×{d['scale']}, trained as {d['objective']}, x0 by {d['upsampling']} upsampling, "
+        f"sampling τ {d['tau']:g}, σ_min {d['sigma_min']:g}",
+        f"defaults     {d['steps']} step(s) of {d['solver']}, colour fix {d['color_fix']} (flags override them)",
+        f"autoencoder  {ae['parameters']:,} parameters, ×{ae['downsample_factor']} downsampling, "
+        f"{ae['latent_channels']} latent channels, scaling factor {ae['scaling_factor']:.4g}",
+    ]
+    if cfm is None:
+        lines.append("network      none (no cfm/): only the methods x0, bicubic and lanczos run")
+    else:
+        shape = ", ".join(f"{k} {v}" for k, v in cfm.items() if k != "parameters")
+        lines.append(f"network      {cfm['parameters']:,} parameters ({shape})")
+    return "\n".join(lines)
 
 
 def read_json(path: Path) -> dict | None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fmboost.cli.common import UserError, check_source, env_int, flag_errors, pick_device
+from fmboost.cli.common import UserError, add_device_flag, check_source, env_int, flag_errors, pick_device
 from fmboost.flow.names import UPSAMPLING
 
 
@@ -21,17 +21,21 @@ def add_parser(subparsers) -> None:
                                   "stable-diffusion-v1-5/stable-diffusion-v1-5/vae)")
     pr.add_argument("--size", type=int, default=256, help="high-res crop size in pixels (default 256)")
     pr.add_argument("--scale", type=int, default=2, help="upscaling factor (default 2)")
-    pr.add_argument("--upsampling", default="psu", choices=UPSAMPLING)
-    pr.add_argument("--crops-per-image", type=int, default=4)
+    pr.add_argument("--upsampling", default="psu", choices=UPSAMPLING,
+                    help="how x_cond (the flow's x0 and condition) is made from the low-res crop: psu (decode, "
+                         "bicubic-enlarge, encode; the default), bilinear or nearest (resize the latent), pixel "
+                         "(encode the bicubic-enlarged low-res pixels)")
+    pr.add_argument("--crops-per-image", type=int, default=4,
+                    help="random crops taken from each photo (default 4)")
     pr.add_argument("--images-per-shard", type=int, default=64,
                     help="photos per shard (default 64): the unit that processes split and training streams")
-    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--seed", type=int, default=0, help="seed of the crops and degradations (default 0)")
     pr.add_argument("--holdout-every", type=int, default=0, metavar="N",
                     help="leave every N-th photo of each folder out (0, the default: none), to tune on photos the "
                          "model never trained on; `fmboost train-autoencoder` holds back the same ones")
     pr.add_argument("--degradation", default="none", choices=["none", "realesrgan"],
                     help="low-res crops: bicubic (none) or Real-ESRGAN's random blur, resize, noise and JPEG")
-    pr.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_device_flag(pr)
     pr.add_argument("--rank", type=int, default=env_int("RANK", "SLURM_PROCID", default=0),
                     help="this process's share of the shards (default: $RANK or $SLURM_PROCID, else 0)")
     pr.add_argument("--world-size", type=int, default=env_int("WORLD_SIZE", "SLURM_STEP_NUM_TASKS", default=1),

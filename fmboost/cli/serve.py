@@ -10,7 +10,8 @@ import tempfile
 from pathlib import Path
 
 from fmboost import DEFAULT_MODEL, EMBEDDED_MODELS
-from fmboost.cli.common import UserError, check_source, load_pipeline, pick_device, run
+from fmboost.cli.common import UserError, add_device_flag, check_source, load_pipeline, pick_device, run
+from fmboost.data.model_config import is_model_folder
 
 
 def add_parser(subparsers) -> None:
@@ -39,7 +40,7 @@ def add_parser(subparsers) -> None:
     sv.add_argument("--host", default="127.0.0.1",
                     help="address to listen on (default 127.0.0.1: this machine only)")
     sv.add_argument("--port", type=int, default=7860, help="port (default 7860; 0: any free port)")
-    sv.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_device_flag(sv)
     sv.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload in MB (default 20)")
     sv.add_argument("--max-pixels", type=int, default=None,
                     help="largest upload accepted, width × height (default 1048576); larger ones are refused with a "
@@ -53,7 +54,7 @@ def add_parser(subparsers) -> None:
 def model_dirs(models: list[str], use_default: bool) -> dict[str, str]:
     """Display name → model folder: the embedded models first (default, real: those present), then each --model."""
     chosen = {name: str(folder) for name, folder in EMBEDDED_MODELS.items()
-              if use_default and (folder / "fmboost.json").exists()}
+              if use_default and is_model_folder(folder)}
     if use_default and "default" not in chosen and not models:
         raise UserError(f"the embedded model is missing from {DEFAULT_MODEL}; pass --model DIR")
     elif use_default and "default" not in chosen:

@@ -10,12 +10,13 @@ import sys
 import time
 from pathlib import Path
 
-from fmboost.cli.common import EXIT_USAGE, UserError, check_source, load_pipeline, pick_device
-from fmboost.data.sources import read_model_config
-from fmboost.flow.names import SOLVER_CHOICES
+from fmboost.cli.common import (EXIT_USAGE, UserError, add_device_flag, add_solver_flag, add_steps_flag, check_steps,
+                                find_model, load_pipeline, pick_device)
 from fmboost.pipelines.methods import COLOR_FIXES, METHODS
 
 EXIT_SOME_FAILED = 1
+# The smallest --tile-size: below it a tile is mostly overlap (pipelines/tiling.default_overlap) and padding.
+MIN_TILE_SIZE = 32
 EXIT_CODES = """exit codes:
   0  every image written (or skipped: its output exists and was found by walking a folder)
   1  some images failed (listed at the end); the others were written
@@ -46,9 +47,8 @@ def add_parser(subparsers) -> None:
                                    "the aspect ratio; instead of --scale")
     up.add_argument("--format", default="png", choices=["png", "jpg", "webp", "tiff", "same"],
                     help="output format when -o is not a file name (default png; same: the input's)")
-    up.add_argument("--steps", type=int, default=4, help="ODE steps (default 4; NFE = steps × evals per step)")
-    up.add_argument("--solver", default="euler", choices=SOLVER_CHOICES,
-                    help="ODE solver (flows) or diffusers scheduler (diffusion baseline); default euler")
+    add_steps_flag(up)
+    add_solver_flag(up)
     up.add_argument("--method", default="cfm", choices=list(METHODS),
                     help="cfm: the flow; x0: decode the upsampled latent without the flow; bicubic/lanczos: "
                          "resize in pixel space; naive-fm, diffusion, regression-l1/l2: baselines trained with "
@@ -60,8 +60,7 @@ def add_parser(subparsers) -> None:
     up.add_argument("--seed", type=int, default=0,
                     help="seed of the noise augmentation of x0 (default 0). The embedded models start from the "
                          "clean x0 (τ = 0), so for them --seed changes nothing")
-    up.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
-                    help="auto: cuda, else mps, else cpu")
+    add_device_flag(up)
     up.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"],
                     help="compute precision (autocast; default fp32). fp16 is refused on the CPU; bf16 on a CPU "
                          "without AVX-512 BF16/AMX falls back to fp32 with a notice")
@@ -79,12 +78,6 @@ def add_parser(subparsers) -> None:
     up.set_defaults(func=cmd_upscale)
 
 
-def known_scale(model: str) -> int | None:
-    """The model's factor, read from its folder without loading it (nor torch); None for a hub id: load it to know."""
-    config = read_model_config(model)
-    return None if config is None else int(config.get("scale", 2))
-
-
 def over_limit(args, max_pixels: int):
     """`check` for open_image: refuses an image the first model pass cannot take untiled, before decoding."""
     def check(im):
@@ -96,29 +89,64 @@ def over_limit(args, max_pixels: int):
     return check
 
 
+def check_flags(args):
+    """The flags' own mistakes, before any file is looked at; returns the --size asked for (or None)."""
+    from fmboost.pipelines import scaling
+
+    check_steps(args.steps)
+    if args.scale is not None and (args.size or args.scale <= 0):
+        raise UserError("--scale must be above 0, and not given with --size")
+    if args.tile_size is not None and args.tile_size < MIN_TILE_SIZE:
+        raise UserError(f"--tile-size must be at least {MIN_TILE_SIZE} input pixels, got {args.tile_size} "
+                        f"(neighbouring tiles overlap by an eighth of a tile, at least a few pixels)")
+    if args.max_pixels is not None and args.max_pixels < 1:
+        raise UserError(f"--max-pixels must be positive, got {args.max_pixels}")
+    try:
+        return scaling.parse_size(args.size) if args.size else None
+    except ValueError as e:
+        raise UserError(f"--size {e}") from None
+
+
+def plan(args, size, model_scale: int, check) -> list:
+    """The jobs, with the files named on the command line checked before any work (and before torch is imported),
+    so a typo or an existing output costs nothing."""
+    from fmboost.data.images import IMAGE_SUFFIXES, open_image
+    from fmboost.pipelines import batch, scaling
+
+    several = len(args.inputs) > 1 or Path(args.inputs[0]).is_dir()
+    if args.output and several and Path(args.output).suffix.lower() in IMAGE_SUFFIXES | {".jpeg"} \
+            and not Path(args.output).is_dir():
+        raise UserError(f"-o {args.output} names one image file, but these inputs make several images: give -o "
+                        f"FOLDER (a name without an image suffix), or one input per run")
+    jobs = batch.plan_jobs(args.inputs, args.output, scaling.size_tag(args.scale, size, model_scale), args.format,
+                           args.recursive)
+    for job in (j for j in jobs if j.named):
+        open_image(job.source, check=check, decode=False)
+        if job.output.exists() and not args.overwrite:
+            other = "another -o" if args.output else "-o"
+            raise UserError(f"{job.output} exists (from {job.source}); use --overwrite or {other}")
+    if not jobs:
+        raise UserError(f"no images in {', '.join(args.inputs)}" + ("" if args.recursive else " (-r: sub-folders)"))
+    return jobs
+
+
 def cmd_upscale(args) -> int:
     from tqdm.auto import tqdm
 
-    from fmboost.data.images import DEFAULT_MAX_PIXELS, ImageError, open_image, resize
+    from fmboost.data.images import DEFAULT_MAX_PIXELS, ImageError, resize
     from fmboost.pipelines import batch, scaling
 
-    if args.steps < 1:
-        raise UserError(f"--steps must be at least 1, got {args.steps}")
-    if args.scale is not None and (args.size or args.scale <= 0):
-        raise UserError("--scale must be above 0, and not given with --size")
-    try:
-        size = scaling.parse_size(args.size) if args.size else None
-    except ValueError as e:
-        raise UserError(f"--size: {e}") from None
+    size = check_flags(args)
     args.tile = args.tile or args.tile_size is not None
     max_pixels = args.max_pixels or DEFAULT_MAX_PIXELS
     check = over_limit(args, max_pixels)
-    model_scale = known_scale(args.model)
+    source = find_model(args.model)  # resolved and its fmboost.json read once, before torch is imported
+    model_scale = source.config.scale if source.config else None  # a hub id says once loaded
     # A pixel-space baseline never loads the model (nor torch) when its scale can be read from the folder.
     model_free = args.method in ("bicubic", "lanczos") and model_scale is not None
+    jobs = plan(args, size, model_scale, check) if model_scale is not None else None
     pipe = device = dtype = None
     if not model_free:
-        check_source(args.model, "--model")  # a hub id that cannot be had fails here, before torch is imported
         from fmboost.pipelines.precision import resolve_dtype
 
         device = pick_device(args.device)
@@ -126,20 +154,12 @@ def cmd_upscale(args) -> int:
         if notice:
             print(f"fmboost upscale: {notice}", file=sys.stderr)
         if model_scale is None:
-            pipe = load_pipeline(args.model, device)
-            model_scale = pipe.config["scale"]
-    jobs = batch.plan_jobs(args.inputs, args.output, scaling.size_tag(args.scale, size, model_scale), args.format,
-                           args.recursive)
-    # Files named on the command line are checked before any work, so a typo or an existing output costs nothing.
-    for job in (j for j in jobs if j.named):
-        open_image(job.source, check=check, decode=False)
-        if job.output.exists() and not args.overwrite:
-            raise UserError(f"{job.output} exists (from {job.source}); use --overwrite or -o")
+            pipe = load_pipeline(source, device)
+            model_scale = pipe.config.scale
+    jobs = jobs if jobs is not None else plan(args, size, model_scale, check)
     todo = [j for j in jobs if j.named or args.overwrite or not j.output.exists()]
-    if not jobs:
-        raise UserError(f"no images in {', '.join(args.inputs)}" + ("" if args.recursive else " (-r: sub-folders)"))
     if pipe is None and not model_free and todo:
-        pipe = load_pipeline(args.model, device)
+        pipe = load_pipeline(source, device)
 
     def run(image):  # bars (on a terminal) for the long inner loops: tiles, and dopri5's unknown step count
         return pipe(image, steps=args.steps, solver=args.solver, method=args.method, seed=args.seed, tile=args.tile,
@@ -158,7 +178,8 @@ def cmd_upscale(args) -> int:
                 passes = scaling.model_passes(*image.size, target, model_scale)
                 largest = scaling.largest_pass_input(*image.size, passes, model_scale)
                 if largest[0] * largest[1] > max_pixels and not args.tile:
-                    raise ImageError(f"{job.source}: {passes} ×{model_scale} passes reach {largest[0]}×{largest[1]}, "
+                    raise ImageError(f"{job.source}: {image.width}×{image.height} → {target[0]}×{target[1]} takes "
+                                     f"{passes} ×{model_scale} passes, the last from {largest[0]}×{largest[1]}, "
                                      f"over the limit of {max_pixels} pixels; add --tile (or raise --max-pixels)")
                 result = batch.upscale_file(job, image, target, passes, run)
         except (ImageError, ValueError, OSError, MemoryError) as e:
@@ -166,17 +187,23 @@ def cmd_upscale(args) -> int:
             tqdm.write(f"fmboost upscale: error: {failures[-1]}", file=sys.stderr)
             continue
         tqdm.write(f"{job.source} -> {job.output} ({result.width}×{result.height}, {time.time() - t0:.1f} s)")
-    return report_batch(len(jobs) - len(todo), len(todo), failures)
+    return report_batch(len(jobs), len(jobs) - len(todo), failures)
 
 
-def report_batch(skipped: int, tried: int, failures: list[str]) -> int:
-    """The batch's last words: what was skipped and what failed; the exit code (see EXIT_CODES)."""
+def report_batch(total: int, skipped: int, failures: list[str]) -> int:
+    """The run's last words: how many images were written, skipped and failed, each failure listed again when
+    there were several images (its line may have scrolled away); the exit code (see EXIT_CODES)."""
+    written = total - skipped - len(failures)
+    counts = [f"{written} of {total} image(s) written"]
     if skipped:
-        print(f"skipped {skipped} image(s) whose output exists (--overwrite to redo them)")
-    if not failures:
-        return 0
-    if tried > 1:
-        print(f"fmboost upscale: {len(failures)} of {tried} image(s) failed:", file=sys.stderr)
+        counts.append(f"skipped {skipped} whose output exists (--overwrite to redo them)")
+    if failures:
+        counts.append(f"{len(failures)} failed")
+    print("; ".join(counts), flush=True)
+    if failures and total > 1:
+        print(f"fmboost upscale: {len(failures)} of {total} image(s) failed:", file=sys.stderr)
         for line in failures:
             print(f"  {line}", file=sys.stderr)
-    return EXIT_USAGE if len(failures) == tried and not skipped else EXIT_SOME_FAILED
+    if not failures:
+        return 0
+    return EXIT_USAGE if not written and not skipped else EXIT_SOME_FAILED

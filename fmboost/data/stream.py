@@ -31,7 +31,7 @@ def read_manifest(folder) -> dict:
     folder = Path(folder)
     if not (folder / MANIFEST).exists():
         raise MissingError(f"{folder} has no {MANIFEST}; make it with `fmboost prepare` (or, after a sharded "
-                                f"run, `fmboost prepare --merge {folder}`)")
+                           f"run, `fmboost prepare --merge {folder}`)")
     return json.loads((folder / MANIFEST).read_text())
 
 

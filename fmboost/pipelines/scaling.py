@@ -10,6 +10,8 @@ import re
 
 from PIL import Image
 
+from fmboost.errors import InputError
+
 # More passes than this means an output 256× the input's area or more: almost surely a typo.
 MAX_PASSES = 4
 
@@ -17,8 +19,10 @@ MAX_PASSES = 4
 def parse_size(text: str) -> tuple[int | None, int | None]:
     """`1920x1080`, or `1920x` / `x1080` for one side with the other following the aspect ratio."""
     m = re.fullmatch(r"\s*(\d*)\s*[x×]\s*(\d*)\s*", text)
-    if not m or not (m[1] or m[2]) or any(v and int(v) == 0 for v in m.groups()):
-        raise ValueError(f"size {text!r} is not WIDTHxHEIGHT, WIDTHx or xHEIGHT in pixels (e.g. 1920x1080)")
+    if not m or not (m[1] or m[2]):
+        raise InputError(f"{text!r} is not WIDTHxHEIGHT, WIDTHx or xHEIGHT in pixels (e.g. 1920x1080)")
+    if any(v and int(v) == 0 for v in m.groups()):
+        raise InputError(f"{text!r}: the width and height must be positive (at least 1 pixel)")
     return (int(m[1]) if m[1] else None, int(m[2]) if m[2] else None)
 
 
@@ -40,7 +44,7 @@ def model_passes(w: int, h: int, target: tuple[int, int], model_scale: int) -> i
     ratio = max(target[0] / w, target[1] / h)
     n = max(1, math.ceil(math.log(ratio, model_scale) - 1e-9)) if ratio > 1 else 1
     if n > MAX_PASSES:
-        raise ValueError(f"{w}×{h} → {target[0]}×{target[1]} needs {n} passes of the ×{model_scale} model "
+        raise InputError(f"{w}×{h} → {target[0]}×{target[1]} needs {n} passes of the ×{model_scale} model "
                          f"(at most {MAX_PASSES})")
     return n
 

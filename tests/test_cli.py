@@ -302,6 +302,10 @@ def test_user_mistakes_in_every_command_are_one_line_and_bugs_keep_their_traceba
     assert code == 2 and err.count("\n") == 1 and "no prompt" in err
     code, _, err = run(capsys, "eval", tmp_path, "--methods", "magic")
     assert code == 2 and err.count("\n") == 1
+    (tmp_path / "bad.yaml").write_text("steps: [1,\n")
+    for config in ("bad.yaml", "missing.yaml"):
+        code, _, err = run(capsys, "train-autoencoder", "--config", tmp_path / config, "--data", tmp_path)
+        assert code == 2 and err.count("\n") == 1 and config in err
     monkeypatch.setattr(info, "as_text", lambda d: 1 / 0)  # a bug, not a user's mistake
     with pytest.raises(ZeroDivisionError):
         main(["info"])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from fmboost.errors import InputError
+from fmboost.errors import InputError, MissingError
 
 
 @dataclass
@@ -64,8 +64,14 @@ class TrainConfig:
 
 def read_settings(path) -> dict:
     """A YAML/JSON file of settings; `base: other.yaml` (relative to the file) is read first and overridden."""
+    if not Path(path).is_file():
+        raise MissingError(f"{path}: no such settings file")
     text = Path(path).read_text()
-    values = (json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)) or {}
+    try:
+        values = (json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)) or {}
+    except (ValueError, yaml.YAMLError) as e:  # a user's typo: one line that names the file
+        raise InputError(f"{path}: not valid {'JSON' if str(path).endswith('.json') else 'YAML'} "
+                         f"({str(e).splitlines()[0]})") from None
     if not isinstance(values, dict):
         raise InputError(f"{path}: expected a mapping of settings")
     base = values.pop("base", None)

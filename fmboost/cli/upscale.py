@@ -164,7 +164,7 @@ def cmd_upscale(args) -> int:
     def run(image):  # bars (on a terminal) for the long inner loops: tiles, and dopri5's unknown step count
         return pipe(image, steps=args.steps, solver=args.solver, method=args.method, seed=args.seed, tile=args.tile,
                     tile_size=args.tile_size, dtype=dtype, color_fix=args.color_fix,
-                    disable=None if args.tile or args.solver == "dopri5" else True)
+                    disable=None if args.tile or (args.solver or pipe.config.solver) == "dopri5" else True)
 
     failures = []
     for job in tqdm(todo, desc="upscale", unit="img", disable=True if len(todo) < 2 else None):

@@ -29,14 +29,14 @@ class CFM:
     solvers = OBJECTIVE_SOLVERS["cfm"]
     stepped = True  # the sample's cost follows `steps`
 
-    def __init__(self, sigma_min: float = 0.0, tau: float = 400):
-        self.sigma_min, self.tau = sigma_min, tau
+    def __init__(self, sigma_min: float = 0.0, tau: float = 400, pixel_loss=None):
+        self.sigma_min, self.tau, self.pixel_loss = sigma_min, tau, pixel_loss
 
     def x0(self, x_cond: torch.Tensor, generator=None) -> torch.Tensor:
         return noise_augment(x_cond, self.tau, generator)
 
     def loss(self, model, x1, x_cond, generator=None) -> torch.Tensor:
-        return cfm_loss(model, x1, x_cond, self.sigma_min, self.tau, generator)
+        return cfm_loss(model, x1, x_cond, self.sigma_min, self.tau, generator, self.pixel_loss)
 
     def sample(self, net, x_cond, steps: int = 4, solver: str = "euler", generator=None, callback=None,
                disable=True):
@@ -160,6 +160,12 @@ def get_objective(name: str, sigma_min: float = 0.0, tau: float = 400):
     return OBJECTIVES[name](sigma_min, tau)
 
 
-def loss_for(name: str, sigma_min: float = 0.0, tau: float = 400):
-    """The training loss of objective `name` as one function (model, x1, x_cond, generator) → scalar."""
-    return get_objective(name, sigma_min, tau).loss
+def loss_for(name: str, sigma_min: float = 0.0, tau: float = 400, pixel_loss=None):
+    """The training loss of objective `name` as one function (model, x1, x_cond, generator) → scalar;
+    `pixel_loss` (cfm only: objective.DecodedL1) adds a term on the decoded one-step estimate."""
+    objective = get_objective(name, sigma_min, tau)
+    if pixel_loss is not None:
+        if not isinstance(objective, CFM) or isinstance(objective, NaiveFM):
+            raise ValueError(f"pixel_weight: only the cfm objective has a pixel term, not {name}")
+        objective.pixel_loss = pixel_loss
+    return objective.loss

@@ -1,4 +1,7 @@
-"""U-Net presets as plain data. `faces` and `general` are the paper's; `tiny` trains on a CPU."""
+"""Network presets as plain data. `faces` and `general` are the paper's U-Nets; `tiny` and `small` train on a CPU;
+`sr` is the residual network of models/resnet.py, for factor-2 latents (`network` names the class)."""
+import json
+from pathlib import Path
 
 PRESETS = {
     # Paper, faces: channels 128, 3 res-blocks per level, multipliers (1,2,3,4), attention at 16×16
@@ -17,12 +20,29 @@ PRESETS = {
     # CPU-trainable (≈4.4 M): three levels, one res-block each, attention only at the coarsest level.
     "tiny": dict(channels=64, channel_mult=(1, 2, 2), num_res_blocks=1, attention_levels=(2,),
                  head_channels=32, norm_groups=32),
+    # Factor-2 latents have the low-res photo's size: all capacity there, as an SR network (≈0.6 M).
+    "sr": dict(network="CFMResNet", channels=64, num_blocks=8),
 }
 
 
-def build_model(preset: str, latent_channels: int = 4, **overrides):
+def network_classes() -> dict:
+    from fmboost.models.resnet import CFMResNet
     from fmboost.models.unet import CFMUNet
 
+    return {"CFMUNet": CFMUNet, "CFMResNet": CFMResNet}
+
+
+def build_model(preset: str, latent_channels: int = 4, **overrides):
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    return CFMUNet(latent_channels=latent_channels, **{**PRESETS[preset], **overrides})
+    settings = {**PRESETS[preset], **overrides}
+    return network_classes()[settings.pop("network", "CFMUNet")](latent_channels=latent_channels, **settings)
+
+
+def load_network(folder):
+    """The flow network saved in `folder` (config.json + safetensors), of the class its config names."""
+    name = json.loads((Path(folder) / "config.json").read_text()).get("_class_name", "CFMUNet")
+    classes = network_classes()
+    if name not in classes:
+        raise ValueError(f"{folder}: unknown network class {name!r}; fmboost knows {', '.join(classes)}")
+    return classes[name].from_pretrained(folder)

@@ -17,6 +17,7 @@ from fmboost.data.sources import MODEL_CONFIG, hub_kwargs, looks_like_hub_id, no
 from fmboost.flow.objectives import DIFFUSION_PREDICTION, get_objective
 from fmboost.flow.upsampling import upsample_image, upsample_latent
 from fmboost.pipelines.colorfix import color_fix as fix_colors
+from fmboost.models.presets import load_network
 from fmboost.models.unet import CFMUNet
 from fmboost.pipelines.methods import METHODS, MODEL_METHODS  # noqa: F401  (re-exported)
 from fmboost.pipelines.tiling import auto_tile_size, available_memory, tiled_upscale
@@ -64,7 +65,7 @@ class FMBoostPipeline:
         autoencoder = config.pop("autoencoder", "autoencoder")
         local = path / autoencoder
         autoencoder = Autoencoder.from_pretrained(local if local.is_dir() else autoencoder)
-        model = CFMUNet.from_pretrained(path / "cfm").eval() if (path / "cfm").is_dir() else None
+        model = load_network(path / "cfm").eval() if (path / "cfm").is_dir() else None
         return cls(autoencoder, model, **config).to(device)
 
     def save_pretrained(self, path: str | os.PathLike) -> None:

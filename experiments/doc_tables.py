@@ -58,11 +58,16 @@ def presets(results: Path) -> str:
     for name, p in PRESETS.items():
         with torch.device("meta"):
             count = sum(t.numel() for t in build_model(name).parameters())
+        if p.get("network") == "CFMResNet":  # one resolution, no attention (models/resnet.py)
+            rows.append([f"`{name}`", "residual network", p["channels"], p["num_blocks"], "–", "none",
+                         f"{count / 1e6:.1f} M"])
+            continue
         levels = len(p["channel_mult"])
         attention = ", ".join(f"level {lvl + 1} of {levels}" for lvl in p["attention_levels"])
-        rows.append([f"`{name}`", p["channels"], p["num_res_blocks"], p["channel_mult"],
+        rows.append([f"`{name}`", "U-Net", p["channels"], p["num_res_blocks"], p["channel_mult"],
                      f"{attention}, {p['head_channels']} ch/head", f"{count / 1e6:.1f} M"])
-    return table(["preset", "channels", "res-blocks", "multipliers", "attention", "parameters (counted)"], rows)
+    return table(["preset", "network", "channels", "res-blocks", "multipliers", "attention", "parameters (counted)"],
+                 rows)
 
 
 # ---------------------------------------------------------------------------------------------- default model

@@ -1,0 +1,22 @@
+"""The flow networks a model folder's cfm/ may hold, picked by the `_class_name` of its config.json."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from fmboost.models.efficient_unet import EfficientUNet
+from fmboost.models.unet import CFMUNet
+
+# fmboost's own U-Net, and the paper's code's (models converted by `fmboost convert-compvis`).
+NETWORKS = {cls.__name__: cls for cls in (CFMUNet, EfficientUNet)}
+
+
+def load_network(folder: str | os.PathLike):
+    """The network saved in `folder` (save_pretrained), as the class that saved it; CFMUNet if it says none."""
+    config = Path(folder) / "config.json"
+    name = json.loads(config.read_text()).get("_class_name", "CFMUNet") if config.is_file() else "CFMUNet"
+    if name not in NETWORKS:
+        raise ValueError(f"{folder}: a {name} network, which fmboost does not know; it runs "
+                         f"{', '.join(NETWORKS)}")
+    return NETWORKS[name].from_pretrained(folder)

@@ -337,6 +337,12 @@ def test_converted_folder_runs_in_every_command(converted, tmp_path, capsys):
     assert (tmp_path / "eval" / "results.json").is_file()
     pipe = FMBoostPipeline.from_pretrained(out)
     assert model_info({"compvis": pipe})[0]["methods"][0] == "cfm"  # what serve offers for it
+    # Fine-tuning would switch it to fmboost's schedule and PSU unseen: `train --init` refuses it in one line.
+    from fmboost.training.config import TrainConfig
+    from fmboost.training.train import initial_model
+
+    with pytest.raises(ValueError, match="EfficientUNet"):
+        initial_model(TrainConfig(init=str(out)), 4)
 
 
 def test_generate_boosts_a_base_with_a_converted_model(tmp_path, base_dir, trainer, monkeypatch):

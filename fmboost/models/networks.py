@@ -12,10 +12,15 @@ from fmboost.models.unet import CFMUNet
 NETWORKS = {cls.__name__: cls for cls in (CFMUNet, EfficientUNet)}
 
 
-def load_network(folder: str | os.PathLike):
-    """The network saved in `folder` (save_pretrained), as the class that saved it; CFMUNet if it says none."""
+def network_name(folder: str | os.PathLike) -> str:
+    """The class that saved the network in `folder`; CFMUNet if its config says none."""
     config = Path(folder) / "config.json"
-    name = json.loads(config.read_text()).get("_class_name", "CFMUNet") if config.is_file() else "CFMUNet"
+    return json.loads(config.read_text()).get("_class_name", "CFMUNet") if config.is_file() else "CFMUNet"
+
+
+def load_network(folder: str | os.PathLike):
+    """The network saved in `folder` (save_pretrained), as the class that saved it."""
+    name = network_name(folder)
     if name not in NETWORKS:
         raise ValueError(f"{folder}: a {name} network, which fmboost does not know; it runs "
                          f"{', '.join(NETWORKS)}")

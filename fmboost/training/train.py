@@ -95,6 +95,11 @@ def initial_model(cfg: TrainConfig, latent_channels: int):
     folder = folder / "cfm" if (folder / "cfm").is_dir() else folder
     if not (folder / "config.json").exists():
         raise FileNotFoundError(f"init: {cfg.init} is not a model folder (no cfm/config.json)")
+    from fmboost.models.networks import network_name
+
+    if network_name(folder) != "CFMUNet":  # converted from the reference code: its noise schedule and PSU differ
+        raise ValueError(f"init: {cfg.init} holds a {network_name(folder)} network; fmboost fine-tunes its own "
+                         f"CFMUNet only")
     model = CFMUNet.from_pretrained(folder)
     if model.config.latent_channels != latent_channels:
         raise ValueError(f"init: {cfg.init} has {model.config.latent_channels} latent channels, "

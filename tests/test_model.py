@@ -69,7 +69,7 @@ def test_sr_network_reads_t_and_the_condition():
 
 @pytest.mark.parametrize("preset,overrides", [("sr", dict(channels=16, num_blocks=2)), ("tiny", {})])
 def test_a_saved_network_loads_as_its_own_class(tmp_path, preset, overrides):
-    from fmboost.models.presets import load_network
+    from fmboost.models.networks import load_network
 
     torch.manual_seed(0)
     model = build_model(preset, 4, **overrides)
@@ -81,10 +81,10 @@ def test_a_saved_network_loads_as_its_own_class(tmp_path, preset, overrides):
 
 
 def test_a_network_of_an_unknown_class_is_refused(tmp_path):
-    from fmboost.models.presets import load_network
+    from fmboost.models.networks import load_network
 
     (tmp_path / "config.json").write_text('{"_class_name": "Mystery"}')
-    with pytest.raises(ValueError, match="unknown network class 'Mystery'"):
+    with pytest.raises(ValueError, match="a Mystery network, which fmboost does not know"):
         load_network(tmp_path)
 
 

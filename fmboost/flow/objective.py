@@ -39,8 +39,9 @@ class DecodedL1:
 
 
 def cfm_loss(model, x1: torch.Tensor, x_cond: torch.Tensor, sigma_min: float = 0.0, tau: float = 400,
-             generator: torch.Generator | None = None, pixel_loss=None) -> torch.Tensor:
-    x0 = noise_augment(x_cond, tau, generator)
+             generator: torch.Generator | None = None, pixel_loss=None,
+             noise_schedule: str = "cosine") -> torch.Tensor:
+    x0 = noise_augment(x_cond, tau, generator, noise_schedule)
     t = rand(x1.shape[0], x1, generator)
     x_t, u_t = cfm_path(x0, x1, t, sigma_min)
     v = model(x_t, t, x_cond)

@@ -1,7 +1,5 @@
 """Network presets as plain data. `faces` and `general` are the paper's U-Nets; `tiny` and `small` train on a CPU;
 `sr` is the residual network of models/resnet.py, for factor-2 latents (`network` names the class)."""
-import json
-from pathlib import Path
 
 PRESETS = {
     # Paper, faces: channels 128, 3 res-blocks per level, multipliers (1,2,3,4), attention at 16×16
@@ -25,24 +23,11 @@ PRESETS = {
 }
 
 
-def network_classes() -> dict:
-    from fmboost.models.resnet import CFMResNet
-    from fmboost.models.unet import CFMUNet
-
-    return {"CFMUNet": CFMUNet, "CFMResNet": CFMResNet}
-
-
 def build_model(preset: str, latent_channels: int = 4, **overrides):
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
     settings = {**PRESETS[preset], **overrides}
-    return network_classes()[settings.pop("network", "CFMUNet")](latent_channels=latent_channels, **settings)
+    from fmboost.models.networks import NETWORKS
 
+    return NETWORKS[settings.pop("network", "CFMUNet")](latent_channels=latent_channels, **settings)
 
-def load_network(folder):
-    """The flow network saved in `folder` (config.json + safetensors), of the class its config names."""
-    name = json.loads((Path(folder) / "config.json").read_text()).get("_class_name", "CFMUNet")
-    classes = network_classes()
-    if name not in classes:
-        raise ValueError(f"{folder}: unknown network class {name!r}; fmboost knows {', '.join(classes)}")
-    return classes[name].from_pretrained(folder)

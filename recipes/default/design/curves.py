@@ -2,7 +2,7 @@
 
     python recipes/default/design/curves.py runs/design/unet_small runs/design/sr ... [--data ../shared/data]
 
-For every checkpoint of each run (OUT/checkpoints/step_N, its EMA weights), the centre `--crop` px of each held-back
+For every checkpoint of each run (or, for a model folder, the model itself: written as model_NAME.json) (OUT/checkpoints/step_N, its EMA weights), the centre `--crop` px of each held-back
 photo (every 10th of train/ and train_hr/, which neither the autoencoder nor the shards saw) is downscaled ×2
 (bicubic) and upscaled back at NFE `--steps` (Euler, the run's sampling τ and colour fix). Writes
 results/default_model/design/RUN.json: per checkpoint the step, the training seconds (log.csv) and the mean PSNR and
@@ -78,6 +78,18 @@ def main():
     bicubic = {"psnr": float(np.mean([M.psnr(resize(lr, hr.size), hr, "rgb", 2) for lr, hr in pairs])),
                "ssim": float(np.mean([M.ssim(resize(lr, hr.size), hr, "rgb", 2) for lr, hr in pairs]))}
     for run in map(Path, args.runs):
+        if (run / "fmboost.json").exists():  # a finished model folder (the previous default): one point
+            pipe = FMBoostPipeline.from_pretrained(run)
+            with torch.no_grad():
+                point = score(pipe, pairs, args.steps)
+            print(f"{run}: PSNR {point['psnr']:.3f} SSIM {point['ssim']:.4f}", flush=True)
+            write_json(Path(args.out) / f"model_{run.name}.json",
+                       {"meta": run_meta(tuned_on="held-back training photos (every 10th of train/ and train_hr/)"),
+                        "settings": {"model": str(run), "crop": args.crop, "steps": args.steps,
+                                     "photos": len(pairs), "training": json.loads((run / "training.json").read_text())
+                                     if (run / "training.json").exists() else None},
+                        "bicubic": bicubic, "model": point})
+            continue
         cfg = json.loads((run / "config.json").read_text())
         dest = Path(args.out) / f"{run.name}.json"
         done = {c["step"]: c for c in json.loads(dest.read_text())["checkpoints"]} if dest.exists() else {}

@@ -55,6 +55,13 @@ def seconds_at(run: Path) -> dict[int, float]:
     return out
 
 
+def seconds_at_or_before(seconds: dict[int, float], step: int) -> float | None:
+    """The clock at `step`, or at the last step logged before it (a run stopped by --max-minutes checkpoints a
+    step that log.csv, written every log_every steps, may not hold)."""
+    logged = [s for s in seconds if s <= step]
+    return seconds[max(logged)] if logged else None
+
+
 def score(pipe, pairs, steps: int) -> dict:
     psnr, ssim = [], []
     for lr, hr in pairs:
@@ -104,10 +111,12 @@ def main():
         for folder in chosen:
             step = int(folder.name[5:])
             if step in done:
+                done[step]["seconds"] = seconds_at_or_before(seconds, step)
                 continue
             net.load_state_dict(load_file(str(folder / "ema.safetensors")))
             with torch.no_grad():
-                done[step] = {"step": step, "seconds": seconds.get(step), **score(pipe, pairs, args.steps)}
+                done[step] = {"step": step, "seconds": seconds_at_or_before(seconds, step),
+                              **score(pipe, pairs, args.steps)}
             print(f"{run.name} step {step}: PSNR {done[step]['psnr']:.3f} SSIM {done[step]['ssim']:.4f}", flush=True)
         write_json(dest, {"meta": run_meta(tuned_on="held-back training photos (every 10th of train/ and "
                                                     "train_hr/)"),

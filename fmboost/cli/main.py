@@ -14,6 +14,10 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a command whos
 
 COMMANDS = (upscale, prepare, train, info, eval, degrade, generate, serve, train_autoencoder)
 
+from fmboost.cli import convert_compvis  # noqa: E402  (its own line: other commands are added above)
+
+COMMANDS += (convert_compvis,)
+
 
 def main(argv=None) -> int:
     parser = build_parser()

@@ -24,8 +24,10 @@ FORMAT = "fmboost"            # the tag save_pretrained writes; not a setting
 class ModelConfig:
     scale: int = 2                    # the factor one pass upscales by
     upsampling: str = "psu"           # how x0 is made from the low-res input (flow/upsampling.py)
+    psu_resize: str = "bicubic"       # the pixel resize inside PSU (the reference code's models: bilinear)
     tau: float = 400                  # noise-augmentation step of x0 at sampling (0: start from the clean x0)
     sigma_min: float = 0.0
+    noise_schedule: str = "cosine"    # of τ's noise augmentation (the reference code's models: shifted-cosine)
     objective: str = "cfm"            # what the network was trained for (flow/objectives.py)
     color_fix: str = "none"           # none | wavelet | adain: colours taken from the input (pipelines/colorfix.py)
     steps: int = 4                    # ODE steps when the user gives none

@@ -20,6 +20,7 @@ from fmboost.errors import InputError, MissingError
 from fmboost.flow.objectives import DIFFUSION_PREDICTION, get_objective
 from fmboost.flow.upsampling import upsample_image, upsample_latent
 from fmboost.pipelines.colorfix import color_fix as fix_colors
+from fmboost.models.networks import load_network
 from fmboost.models.unet import CFMUNet
 from fmboost.pipelines.methods import METHODS, MODEL_METHODS  # noqa: F401  (re-exported)
 from fmboost.pipelines.tiling import auto_tile_size, available_memory, count_tiles, tiled_upscale
@@ -73,7 +74,7 @@ class FMBoostPipeline:
         local = Path(folder) / config.autoencoder
         autoencoder = Autoencoder.from_pretrained(local if local.is_dir() else config.autoencoder)
         cfm = Path(folder) / "cfm"
-        model = CFMUNet.from_pretrained(cfm).eval() if cfm.is_dir() else None
+        model = load_network(cfm).eval() if cfm.is_dir() else None
         return cls(autoencoder, model, config).to(device)
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
@@ -104,7 +105,8 @@ class FMBoostPipeline:
 
     @torch.no_grad()
     def upsample(self, z_lr: torch.Tensor, tile: bool = False) -> torch.Tensor:
-        return upsample_latent(z_lr, self.config.scale, self.config.upsampling, self.autoencoder, tile)
+        return upsample_latent(z_lr, self.config.scale, self.config.upsampling, self.autoencoder, tile,
+                               self.config.psu_resize)
 
     @torch.no_grad()
     def condition(self, x_lr: torch.Tensor) -> torch.Tensor:
@@ -117,7 +119,7 @@ class FMBoostPipeline:
     @property
     def objective(self):
         """What the network was trained for: it knows its sampler, its solvers and the NFE of a step."""
-        return get_objective(self.config.objective, self.config.sigma_min, self.config.tau)
+        return get_objective(self.config.objective, self.config.sigma_min, self.config.tau, self.config.noise_schedule)
 
     @torch.no_grad()
     def flow(self, x_cond: torch.Tensor, steps: int | None = None, solver: str | None = None, seed: int = 0,

@@ -34,7 +34,7 @@ def main():
 
     pipe = FMBoostPipeline.from_pretrained(args.model, device=args.device)
     image = resize(load_image(args.image), (args.size, args.size))
-    s = pipe.config["scale"]
+    s = pipe.config.scale
     x = pad_to_multiple(to_tensor(image)[None].to(pipe.device), pipe.pad_multiple)
     x_cond = pipe.upsample(pipe.autoencoder.encode(x))
     rows = [("bicubic", lambda: resize(image, (args.size * s, args.size * s))),

@@ -103,8 +103,8 @@ def main():
         net = build_model(cfg["preset"], 8, **cfg["model"]).eval()
         pipe = FMBoostPipeline.from_pretrained("default")
         pipe.model = net
-        pipe.config.update(tau=cfg["sample_tau"] if cfg["sample_tau"] is not None else cfg["tau"],
-                           color_fix=cfg["color_fix"])
+        pipe.config = pipe.config.replace(tau=cfg["sample_tau"] if cfg["sample_tau"] is not None else cfg["tau"],
+                                          color_fix=cfg["color_fix"])
         seconds = seconds_at(run)
         folders = sorted(checkpoint_folders(run), key=lambda f: int(f.name[5:]))
         chosen = folders[args.every - 1::args.every] + ([folders[-1]] if len(folders) % args.every else [])

@@ -56,7 +56,8 @@ def main():
         outs = {"bicubic": resize(small, (c, c))}
         outs["x0"] = to_pil(pipe.upscale_tensor(lr, "x0", color_fix="none")[0][0])
         for tau in taus:
-            pipe.config = pipe.config.replace(tau=tau)  # the flow's noise is seeded per call (seed 0), so every τ sees the same draw
+            # The flow's noise is seeded per call (seed 0), so every τ sees the same draw.
+            pipe.config = pipe.config.replace(tau=tau)
             y = pipe.upscale_tensor(lr, "cfm", args.steps, color_fix="none")[0]
             for fix in COLOR_FIXES:
                 outs[f"cfm tau={tau:g} color_fix={fix}"] = to_pil(color_fix(y, lr, fix)[0])

@@ -287,7 +287,8 @@ def test_convert_uses_ema_and_records_where_the_model_came_from(converted, train
     assert "first stage" in source["autoencoder"]
     assert settings | {"converted_from": None} == dict(
         format="fmboost", scale=2, upsampling="psu", tau=400, sigma_min=0.0, objective="cfm",
-        noise_schedule="shifted-cosine", psu_resize="bilinear", color_fix="none", converted_from=None)
+        noise_schedule="shifted-cosine", psu_resize="bilinear", color_fix="none", steps=4, solver="euler",
+        converted_from=None)
     # The checkpoint's omegaconf objects were read as inert stand-ins, without omegaconf and without its code.
     from fmboost.convert.compvis import Opaque, load_plain
 
@@ -324,8 +325,8 @@ def test_converted_folder_runs_in_every_command(converted, tmp_path, capsys):
     from tests.conftest import random_photo
 
     out = converted["auto"]
-    assert cli.main(["info", str(out)]) == 0
-    assert json.loads(capsys.readouterr().out)["cfm"]["_class_name"] == "EfficientUNet"
+    assert cli.main(["info", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cfm"]["network"] == "EfficientUNet"
     random_photo(16, 24).save(tmp_path / "in.png")
     assert cli.main(["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "up.png"), "--model", str(out),
                      "--steps", "2"]) == 0

@@ -33,9 +33,10 @@ def cmd_info(args) -> int:
 
 
 def public(config: dict) -> dict:
-    """A diffusers config without its bookkeeping (`_class_name`, `_diffusers_version`, `_name_or_path`: the
-    last says where the weights were loaded from, not what they are)."""
-    return {k: v for k, v in config.items() if not k.startswith("_")}
+    """A network's diffusers config as its class (`network`) and shape, without the bookkeeping
+    (`_diffusers_version`, `_name_or_path`: the last says where the weights were loaded from, not what they are)."""
+    shape = {k: v for k, v in config.items() if not k.startswith("_")}
+    return {"network": config["_class_name"], **shape} if "_class_name" in config else shape
 
 
 def describe_folder(source) -> dict | None:
@@ -80,8 +81,8 @@ def as_text(d: dict) -> str:
     if cfm is None:
         lines.append("network      none (no cfm/): only the methods x0, bicubic and lanczos run")
     else:
-        shape = ", ".join(f"{k} {v}" for k, v in cfm.items() if k != "parameters")
-        lines.append(f"network      {cfm['parameters']:,} parameters ({shape})")
+        shape = ", ".join(f"{k} {v}" for k, v in cfm.items() if k not in ("parameters", "network"))
+        lines.append(f"network      {cfm.get('network', 'a network')}, {cfm['parameters']:,} parameters ({shape})")
     return "\n".join(lines)
 
 

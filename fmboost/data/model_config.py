@@ -76,7 +76,11 @@ class ModelConfig:
         return {**{k: v for k, v in values.items() if v is not None}, **self.extra}
 
     def write(self, folder: str | os.PathLike) -> None:
-        (Path(folder) / CONFIG_FILE).write_text(json.dumps({"format": FORMAT, **self.to_dict()}, indent=2) + "\n")
+        """fmboost.json; the autoencoder is named only when it is not the folder's own autoencoder/."""
+        values = self.to_dict()
+        if values["autoencoder"] == ModelConfig.autoencoder:
+            del values["autoencoder"]
+        (Path(folder) / CONFIG_FILE).write_text(json.dumps({"format": FORMAT, **values}, indent=2) + "\n")
 
     # Read as a mapping too: `pipe.config["scale"]` was the way before this class, and JSON-minded callers remain.
     def __getitem__(self, name: str):

@@ -25,6 +25,7 @@ SECTIONS = [
     ("README.md", "readme-grid", doc_tables.readme_grid),
     ("README.md", "presets", doc_tables.presets),
     ("README.md", "speed-line", doc_tables.speed_line),
+    ("README.md", "throughput-line", doc_tables.throughput_line),
     ("README.md", "default-model", doc_tables.default_model),
     ("README.md", "real-model", doc_tables.real_model),
     ("docs/default_model.md", "default-model", doc_tables.default_model),

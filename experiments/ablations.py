@@ -216,7 +216,8 @@ def whole_photos(results: Path) -> list[str]:
             f"`WHOLE_SEEDS='{' '.join(map(str, seeds))}' bash experiments/run_all.sh` "
             f"({machine(whole[SETS[0]]['meta'])}; raw results in `results/ablations_whole/`), to check that the "
             f"crops do not decide the orderings; its seconds per image were taken while other jobs shared the "
-            f"CPU and compare with nothing.{uncommitted(metas(results, 'ablations_whole'))} Compared with the crops of the same seed{'s' * (len(seeds) > 1)}:",
+            f"CPU and compare with nothing.{uncommitted(metas(results, 'ablations_whole'))} Compared with the "
+            f"crops of the same seed{'s' * (len(seeds) > 1)}:",
             "\n".join(lines), baselines_table(whole)]
 
 

@@ -20,9 +20,10 @@ to full precision. The tolerance of each figure comes from its measured spread: 
 crops, between the figures as first computed and the same figures recomputed under 2 torch threads, with oneDNN
 (mkldnn) convolutions switched off, and with the low-res input perturbed by relative noise of 1e-6 (as a CPU that
 rounds differently would) — each a different order of floating-point operations — times SAFETY. The file also
-records how far each figure moves (`sabotages`, per crop) under the four sabotages the test exists to catch (random weights, weights ×
-0.5, the network fed 1 − t, x_t read as the condition and the condition as x_t); the script refuses to write a
-file in which some sabotage moves no figure of some crop by more than twice its tolerance.
+records how far each figure moves (`sabotages`, per crop) under the four sabotages the test exists to catch
+(random weights, weights × 0.5, the network fed 1 − t, x_t read as the condition and the condition as x_t); the
+script refuses to write a file in which some sabotage moves no figure of some crop by more than twice its
+tolerance.
 """
 from __future__ import annotations
 

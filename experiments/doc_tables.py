@@ -69,11 +69,16 @@ def presets(results: Path) -> str:
     for name, p in PRESETS.items():
         with torch.device("meta"):
             count = sum(t.numel() for t in build_model(name).parameters())
+        if p.get("network") == "CFMResNet":  # one resolution, no attention (models/resnet.py)
+            rows.append([f"`{name}`", "residual network", p["channels"], p["num_blocks"], "–", "none",
+                         f"{count / 1e6:.1f} M"])
+            continue
         levels = len(p["channel_mult"])
         attention = ", ".join(f"level {lvl + 1} of {levels}" for lvl in p["attention_levels"])
-        rows.append([f"`{name}`", p["channels"], p["num_res_blocks"], p["channel_mult"],
+        rows.append([f"`{name}`", "U-Net", p["channels"], p["num_res_blocks"], p["channel_mult"],
                      f"{attention}, {p['head_channels']} ch/head", f"{count / 1e6:.1f} M"])
-    return table(["preset", "channels", "res-blocks", "multipliers", "attention", "parameters (counted)"], rows)
+    return table(["preset", "network", "channels", "res-blocks", "multipliers", "attention", "parameters (counted)"],
+                 rows)
 
 
 # ---------------------------------------------------------------------------------------------- default model
@@ -504,3 +509,37 @@ def default_speed(results: Path) -> str:
         "timed after a warm-up on an otherwise idle CPU; in brackets, the ratio to the autoencoder's decode alone, "
         f"the floor every latent method pays.{uncommitted([r['meta'] for r in runs])}",
         table(header, rows)])
+
+
+# ---------------------------------------------------------------------------------------------- design runs
+
+DESIGN_RUNS = ("unet_small", "sr", "sr_pixel")
+
+
+def design_runs(results: Path) -> str:
+    """The new default's design runs: learning curves on held-back photos (recipes/default/design/)."""
+    runs = {name: load(results, f"default_model/design/{name}.json") for name in DESIGN_RUNS}
+    if any(r is None for r in runs.values()):
+        return pending("default_model/design/", "bash recipes/default/design/run.sh")
+    previous = load(results, "default_model/design/model_default.json")
+    first = next(iter(runs.values()))
+    rows = []
+    for name, r in runs.items():
+        cfg = r["settings"]["config"]
+        what = f"`{cfg['preset']}`" + (f" + pixel term (λ {cfg['pixel_weight']:g})" if cfg.get("pixel_weight") else "")
+        points = ", ".join(f"{c['step']}: {c['psnr']:.2f}" for c in r["checkpoints"])
+        last = r["checkpoints"][-1]
+        rows.append([f"{name}", what, last["step"], f"{last['seconds'] / 60:.0f}", f"{last['psnr']:.2f}",
+                     f"{last['ssim']:.4f}", points])
+    lines = [f"{measured_by(first['meta'])} {first['settings']['photos']} held-back training photos (centre "
+             f"{first['settings']['crop']} px, ×2 from PIL's bicubic), NFE {first['settings']['steps']}, EMA "
+             f"weights. The runs trained side by side at one torch thread each for the same wall-clock time "
+             f"(`bash recipes/default/design/run.sh`). Bicubic: {first['bicubic']['psnr']:.2f} dB / SSIM "
+             f"{first['bicubic']['ssim']:.4f}.", "",
+             table(["run", "network and loss", "steps", "minutes", "PSNR (dB)", "SSIM", "curve (step: dB)"], rows)]
+    if previous:
+        tr = (previous["settings"].get("training") or {}).get("steps")
+        lines += ["", f"The previous default (`{previous['settings']['training']['config']['preset']}` U-Net, "
+                      f"{tr} steps) on the same crops: {previous['model']['psnr']:.2f} dB / SSIM "
+                      f"{previous['model']['ssim']:.4f} ({machine(previous['meta'])})."]
+    return "\n".join(lines)

@@ -38,6 +38,7 @@ SECTIONS = [
     ("docs/default_model.md", "autoencoder-progress", doc_tables.autoencoder_progress),
     ("docs/default_model.md", "autoencoder-color", doc_tables.autoencoder_color),
     ("docs/default_model.md", "tuning", doc_tables.tuning),
+    ("docs/default_model.md", "design-runs", doc_tables.design_runs),
     ("docs/results.md", "real", doc_tables.real_world),
     ("docs/results.md", "ablations", ablations.section),
     ("docs/speed.md", "speed-cpu", doc_tables.speed),

@@ -46,3 +46,72 @@ def test_overfitting_one_pair_makes_one_euler_step_reproduce_x1():
     assert nfe == 1
     start_error = (x_cond - x1).abs().mean()
     assert (pred - x1).abs().mean() < 0.05 * start_error
+
+
+def test_sr_network_starts_as_the_identity_flow_and_keeps_any_size():
+    model = build_model("sr", 8, channels=16, num_blocks=2)
+    x = torch.randn(2, 8, 13, 7)  # odd sizes: the network never changes resolution
+    assert model.size_multiple == 1
+    assert torch.equal(model(x, torch.rand(2), x), torch.zeros_like(x))  # v = 0: x1 = x0 until trained
+
+
+def test_sr_network_reads_t_and_the_condition():
+    torch.manual_seed(0)
+    model = build_model("sr", 4, channels=16, num_blocks=2)
+    for p in model.parameters():  # move the zero-initialised layers so every input can matter
+        torch.nn.init.normal_(p, std=0.1)
+    x, c = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8)
+    v = model(x, torch.tensor([0.2]), c)
+    assert not torch.allclose(v, model(x, torch.tensor([0.8]), c))
+    assert not torch.allclose(v, model(x, torch.tensor([0.2]), torch.randn(1, 4, 8, 8)))
+    assert not torch.allclose(v, model(torch.randn(1, 4, 8, 8), torch.tensor([0.2]), c))
+
+
+@pytest.mark.parametrize("preset,overrides", [("sr", dict(channels=16, num_blocks=2)), ("tiny", {})])
+def test_a_saved_network_loads_as_its_own_class(tmp_path, preset, overrides):
+    from fmboost.models.networks import load_network
+
+    torch.manual_seed(0)
+    model = build_model(preset, 4, **overrides)
+    model.save_pretrained(tmp_path / "cfm")
+    loaded = load_network(tmp_path / "cfm")
+    assert type(loaded) is type(model)
+    x = torch.randn(1, 4, 8, 8)
+    assert torch.equal(loaded(x, torch.tensor([0.3]), x), model(x, torch.tensor([0.3]), x))
+
+
+def test_a_network_of_an_unknown_class_is_refused(tmp_path):
+    from fmboost.models.networks import load_network
+
+    (tmp_path / "config.json").write_text('{"_class_name": "Mystery"}')
+    with pytest.raises(ValueError, match="a Mystery network, which fmboost does not know"):
+        load_network(tmp_path)
+
+
+def test_cpu_threads_follow_the_idle_cores(monkeypatch):
+    from fmboost.models import device
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(device.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(device, "idle_cpus", lambda: 1.1)  # another process holds one of the two cores
+    assert device.cpu_threads() == 1
+    monkeypatch.setattr(device, "idle_cpus", lambda: 0.0)  # both busy: still one thread
+    assert device.cpu_threads() == 1
+    monkeypatch.setattr(device, "idle_cpus", lambda: 1.9)
+    assert device.cpu_threads() == 2
+    monkeypatch.setattr(device, "idle_cpus", lambda: None)  # not readable: every core
+    assert device.cpu_threads() == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the user's choice wins
+    assert device.cpu_threads() == torch.get_num_threads()
+
+
+def test_idle_cpus_reads_proc_stat():
+    from fmboost.models.device import idle_cpus
+
+    import os
+    from pathlib import Path
+
+    idle = idle_cpus(0.01)
+    if not Path("/proc/stat").exists():
+        pytest.skip("no /proc/stat on this system")
+    assert idle is not None and 0.0 <= idle <= os.cpu_count()

@@ -66,3 +66,39 @@ def test_loss_augments_x0_but_conditions_on_the_clean_latent():
     assert torch.allclose(seen["t"], t)
     assert not torch.allclose(x0, x_cond)
     assert loss.item() == pytest.approx((x1 - x0).square().mean().item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("sigma_min", [0.0, 0.1])
+def test_the_one_step_estimate_lands_on_x1_for_the_true_velocity(sigma_min):
+    from fmboost.flow.objective import one_step_x1
+
+    x0, x1, t = torch.randn(3, 4, 8, 8), torch.randn(3, 4, 8, 8), torch.tensor([0.0, 0.4, 0.9])
+    x_t, u = cfm_path(x0, x1, t, sigma_min)
+    assert torch.allclose(one_step_x1(x_t, u, t, x0, sigma_min), x1, atol=1e-5)
+    assert not torch.allclose(one_step_x1(x_t, 0.5 * u, t, x0, sigma_min), x1, atol=1e-2)
+
+
+def test_the_pixel_term_vanishes_for_the_true_velocity_and_trains_through_the_decoder(tiny_vae_dir):
+    from fmboost.autoencoders.vae import Autoencoder
+    from fmboost.flow.objective import DecodedL1
+
+    ae = Autoencoder.from_pretrained(tiny_vae_dir)
+    x1, x_cond = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8)
+    pixel = DecodedL1(ae, 1.0)
+    oracle = lambda x_t, t, c: x1 - x_cond  # the exact velocity of the straight path from x_cond (τ 0)
+    assert cfm_loss(oracle, x1, x_cond, tau=0, pixel_loss=pixel).item() == pytest.approx(0.0, abs=1e-5)
+    scale = torch.nn.Parameter(torch.tensor(0.5))
+    halved = lambda x_t, t, c: scale * (x1 - x_cond)
+    latent_only = cfm_loss(halved, x1, x_cond, tau=0, generator=torch.Generator().manual_seed(0))
+    loss = cfm_loss(halved, x1, x_cond, tau=0, generator=torch.Generator().manual_seed(0), pixel_loss=pixel)
+    assert loss.item() > latent_only.item() > 0
+    loss.backward()
+    assert scale.grad is not None and scale.grad.item() < 0  # both terms ask for a larger velocity
+    assert all(p.grad is None for p in ae.vae.parameters())  # the decoder stays frozen
+
+
+def test_only_cfm_takes_a_pixel_term():
+    from fmboost.flow.objectives import loss_for
+
+    with pytest.raises(ValueError, match="only the cfm objective"):
+        loss_for("regression-l2", pixel_loss=lambda a, b: 0)

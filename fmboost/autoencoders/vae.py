@@ -110,8 +110,15 @@ class Autoencoder:
         z = dist.sample(generator) if sample else dist.mean
         return ((z - self.shift_factor) * self.scaling_factor).float()
 
+    def decode_with_grad(self, z: torch.Tensor) -> torch.Tensor:
+        """Pixels from scaled latents, differentiable in z (the weights stay frozen) and not clamped, so that a
+        loss on them reaches the flow everywhere: training's pixel term (flow/objective.py)."""
+        return self.vae.decode(z / self.scaling_factor + self.shift_factor).sample
+
     @torch.no_grad()
-    def decode(self, z: torch.Tensor, tile: bool = False, tile_size: int = 512) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, tile: bool = False, tile_size: int = 512, clamp: bool = True) -> torch.Tensor:
+        """Pixels in [-1, 1]; `clamp=False` keeps the decoder's overshoot (the reference's PSU does)."""
         z = (z / self.scaling_factor + self.shift_factor).to(self.device, self.dtype)
         with self._tiling(tile, tile_size):
-            return self.vae.decode(z).sample.float().clamp(-1, 1)
+            x = self.vae.decode(z).sample.float()
+        return x.clamp(-1, 1) if clamp else x

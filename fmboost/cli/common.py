@@ -46,13 +46,19 @@ def quiet_libraries() -> None:
 
 
 def pick_device(name: str) -> str:
-    """`auto`, `cpu` or `cuda` as given to --device; a missing GPU is the user's mistake, said in one line."""
-    from fmboost.models.device import resolve_device
+    """`auto`, `cpu` or `cuda` as given to --device; a missing GPU is the user's mistake, said in one line. On the
+    CPU, torch gets as many threads as there are idle cores (models/device.py: cpu_threads)."""
+    from fmboost.models.device import cpu_threads, resolve_device
 
     try:
-        return resolve_device(name)
+        device = resolve_device(name)
     except ValueError as e:
         raise UserError(f"--device {e}") from None
+    if device == "cpu":
+        import torch
+
+        torch.set_num_threads(cpu_threads())
+    return device
 
 
 def env_int(*names: str, default: int) -> int:

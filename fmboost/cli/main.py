@@ -10,6 +10,10 @@ from fmboost.cli.common import run
 
 COMMANDS = (upscale, prepare, train, info, eval, degrade, generate, serve, train_autoencoder)
 
+from fmboost.cli import convert_compvis  # noqa: E402  (its own line: other commands are added above)
+
+COMMANDS += (convert_compvis,)
+
 
 def main(argv=None) -> int:
     return run(build_parser().parse_args(argv))

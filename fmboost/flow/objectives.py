@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from fmboost.flow.noise import NUM_TRAIN_STEPS, noise_augment, rand, randn_like
+from fmboost.flow.noise import NOISE_SCHEDULES, NUM_TRAIN_STEPS, noise_augment, rand, randn_like
 from fmboost.flow.objective import cfm_loss, cfm_path
 from fmboost.flow.names import OBJECTIVE_SOLVERS
 from fmboost.solvers.names import EVALS_PER_STEP
@@ -29,14 +29,16 @@ class CFM:
     solvers = OBJECTIVE_SOLVERS["cfm"]
     stepped = True  # the sample's cost follows `steps`
 
-    def __init__(self, sigma_min: float = 0.0, tau: float = 400):
-        self.sigma_min, self.tau = sigma_min, tau
+    def __init__(self, sigma_min: float = 0.0, tau: float = 400, noise_schedule: str = "cosine", pixel_loss=None):
+        self.sigma_min, self.tau, self.noise_schedule = sigma_min, tau, noise_schedule
+        self.pixel_loss = pixel_loss
 
     def x0(self, x_cond: torch.Tensor, generator=None) -> torch.Tensor:
-        return noise_augment(x_cond, self.tau, generator)
+        return noise_augment(x_cond, self.tau, generator, self.noise_schedule)
 
     def loss(self, model, x1, x_cond, generator=None) -> torch.Tensor:
-        return cfm_loss(model, x1, x_cond, self.sigma_min, self.tau, generator)
+        return cfm_loss(model, x1, x_cond, self.sigma_min, self.tau, generator, pixel_loss=self.pixel_loss,
+                        noise_schedule=self.noise_schedule)
 
     def sample(self, net, x_cond, steps: int = 4, solver: str = "euler", generator=None, callback=None,
                disable=True):
@@ -145,21 +147,30 @@ class Regression:
 
 
 OBJECTIVES = {
-    "cfm": lambda sigma_min, tau: CFM(sigma_min, tau),
-    "naive-fm": lambda sigma_min, tau: NaiveFM(sigma_min, tau),
-    "diffusion": lambda sigma_min, tau: Diffusion(),
-    "regression-l1": lambda sigma_min, tau: Regression(p=1),
-    "regression-l2": lambda sigma_min, tau: Regression(p=2),
+    "cfm": lambda sigma_min, tau, schedule: CFM(sigma_min, tau, schedule),
+    "naive-fm": lambda sigma_min, tau, schedule: NaiveFM(sigma_min, tau, schedule),
+    "diffusion": lambda sigma_min, tau, schedule: Diffusion(),
+    "regression-l1": lambda sigma_min, tau, schedule: Regression(p=1),
+    "regression-l2": lambda sigma_min, tau, schedule: Regression(p=2),
 }
 
 
-def get_objective(name: str, sigma_min: float = 0.0, tau: float = 400):
-    """The objective called `name` (a model folder's `objective`), with the path's σ_min and CFM's τ."""
+def get_objective(name: str, sigma_min: float = 0.0, tau: float = 400, noise_schedule: str = "cosine"):
+    """The objective called `name` (a model folder's `objective`), with the path's σ_min, CFM's τ and the schedule
+    that noise-augments x0 (flow/noise.py)."""
     if name not in OBJECTIVES:
         raise ValueError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}")
-    return OBJECTIVES[name](sigma_min, tau)
+    if noise_schedule not in NOISE_SCHEDULES:
+        raise ValueError(f"unknown noise schedule {noise_schedule!r}; choose one of {', '.join(NOISE_SCHEDULES)}")
+    return OBJECTIVES[name](sigma_min, tau, noise_schedule)
 
 
-def loss_for(name: str, sigma_min: float = 0.0, tau: float = 400):
-    """The training loss of objective `name` as one function (model, x1, x_cond, generator) → scalar."""
-    return get_objective(name, sigma_min, tau).loss
+def loss_for(name: str, sigma_min: float = 0.0, tau: float = 400, noise_schedule: str = "cosine", pixel_loss=None):
+    """The training loss of objective `name` as one function (model, x1, x_cond, generator) → scalar;
+    `pixel_loss` (cfm only: objective.DecodedL1) adds a term on the decoded one-step estimate."""
+    objective = get_objective(name, sigma_min, tau, noise_schedule)
+    if pixel_loss is not None:
+        if not isinstance(objective, CFM) or isinstance(objective, NaiveFM):
+            raise ValueError(f"pixel_weight: only the cfm objective has a pixel term, not {name}")
+        objective.pixel_loss = pixel_loss
+    return objective.loss

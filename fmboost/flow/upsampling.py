@@ -14,17 +14,25 @@ def upsample_image(x_lr: torch.Tensor, scale: int, autoencoder, tile: bool = Fal
     return autoencoder.encode(image, tile=tile)
 
 
+PSU_RESIZES = ("bicubic", "bilinear")
+
+
 def upsample_latent(z_lr: torch.Tensor, scale: int, method: str = "psu", autoencoder=None,
-                    tile: bool = False) -> torch.Tensor:
+                    tile: bool = False, resize: str = "bicubic") -> torch.Tensor:
     """`psu` (pixel-space upsampling): E(bicubic×s(D(z_lr))), which the paper found best; or latent-space
     `bilinear` / `nearest` interpolation. A `pixel` model given only a latent (text to image) gets PSU: the same
-    map, with D(z_lr) standing in for the low-res pixels."""
+    map, with D(z_lr) standing in for the low-res pixels. `resize="bilinear"` is the PSU of the paper's code
+    (a model folder's `psu_resize`): bilinear, and neither D's output nor the resized image clamped to [-1, 1];
+    fmboost's bicubic clamps both, as a saved image would be."""
     if method in ("psu", "pixel"):
         if autoencoder is None:
             raise ValueError("psu upsampling needs the autoencoder")
-        image = autoencoder.decode(z_lr, tile=tile)
-        image = F.interpolate(image, scale_factor=scale, mode="bicubic", align_corners=False).clamp(-1, 1)
-        return autoencoder.encode(image, tile=tile)  # the ×s image is the large one: tile it too
+        if resize not in PSU_RESIZES:
+            raise ValueError(f"unknown psu resize {resize!r}; choose one of {', '.join(PSU_RESIZES)}")
+        clamp = resize == "bicubic"
+        image = autoencoder.decode(z_lr, tile=tile, clamp=clamp)
+        image = F.interpolate(image, scale_factor=scale, mode=resize, align_corners=False)
+        return autoencoder.encode(image.clamp(-1, 1) if clamp else image, tile=tile)  # the ×s image: tile it too
     if method == "bilinear":
         return F.interpolate(z_lr, scale_factor=scale, mode="bilinear", align_corners=False)
     if method == "nearest":

@@ -1,4 +1,5 @@
-"""U-Net presets as plain data. `faces` and `general` are the paper's; `tiny` trains on a CPU."""
+"""Network presets as plain data. `faces` and `general` are the paper's U-Nets; `tiny` and `small` train on a CPU;
+`sr` is the residual network of models/resnet.py, for factor-2 latents (`network` names the class)."""
 
 PRESETS = {
     # Paper, faces: channels 128, 3 res-blocks per level, multipliers (1,2,3,4), attention at 16×16
@@ -17,12 +18,16 @@ PRESETS = {
     # CPU-trainable (≈4.4 M): three levels, one res-block each, attention only at the coarsest level.
     "tiny": dict(channels=64, channel_mult=(1, 2, 2), num_res_blocks=1, attention_levels=(2,),
                  head_channels=32, norm_groups=32),
+    # Factor-2 latents have the low-res photo's size: all capacity there, as an SR network (≈0.6 M).
+    "sr": dict(network="CFMResNet", channels=64, num_blocks=8),
 }
 
 
 def build_model(preset: str, latent_channels: int = 4, **overrides):
-    from fmboost.models.unet import CFMUNet
-
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    return CFMUNet(latent_channels=latent_channels, **{**PRESETS[preset], **overrides})
+    settings = {**PRESETS[preset], **overrides}
+    from fmboost.models.networks import NETWORKS
+
+    return NETWORKS[settings.pop("network", "CFMUNet")](latent_channels=latent_channels, **settings)
+

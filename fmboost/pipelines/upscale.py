@@ -17,6 +17,7 @@ from fmboost.data.sources import MODEL_CONFIG, hub_kwargs, looks_like_hub_id, no
 from fmboost.flow.objectives import DIFFUSION_PREDICTION, get_objective
 from fmboost.flow.upsampling import upsample_image, upsample_latent
 from fmboost.pipelines.colorfix import color_fix as fix_colors
+from fmboost.models.networks import load_network
 from fmboost.models.unet import CFMUNet
 from fmboost.pipelines.methods import METHODS, MODEL_METHODS  # noqa: F401  (re-exported)
 from fmboost.pipelines.tiling import auto_tile_size, available_memory, tiled_upscale
@@ -64,7 +65,7 @@ class FMBoostPipeline:
         autoencoder = config.pop("autoencoder", "autoencoder")
         local = path / autoencoder
         autoencoder = Autoencoder.from_pretrained(local if local.is_dir() else autoencoder)
-        model = CFMUNet.from_pretrained(path / "cfm").eval() if (path / "cfm").is_dir() else None
+        model = load_network(path / "cfm").eval() if (path / "cfm").is_dir() else None
         return cls(autoencoder, model, **config).to(device)
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
@@ -95,7 +96,8 @@ class FMBoostPipeline:
 
     @torch.no_grad()
     def upsample(self, z_lr: torch.Tensor, tile: bool = False) -> torch.Tensor:
-        return upsample_latent(z_lr, self.config["scale"], self.config["upsampling"], self.autoencoder, tile)
+        return upsample_latent(z_lr, self.config["scale"], self.config["upsampling"], self.autoencoder, tile,
+                               self.config.get("psu_resize", "bicubic"))
 
     @torch.no_grad()
     def condition(self, x_lr: torch.Tensor) -> torch.Tensor:
@@ -108,7 +110,8 @@ class FMBoostPipeline:
     @property
     def objective(self):
         """What the network was trained for: it knows its sampler, its solvers and the NFE of a step."""
-        return get_objective(self.config["objective"], self.config["sigma_min"], self.config["tau"])
+        return get_objective(self.config["objective"], self.config["sigma_min"], self.config["tau"],
+                             self.config.get("noise_schedule", "cosine"))
 
     @torch.no_grad()
     def flow(self, x_cond: torch.Tensor, steps: int = 4, solver: str = "euler", seed: int = 0, disable=True,

@@ -19,6 +19,7 @@ class TrainConfig:
     objective: str = "cfm"             # cfm | naive-fm | diffusion | regression-l1 | regression-l2
     sigma_min: float = 0.0
     tau: float = 400                   # noise-augmentation step of x0 (of 1000); 0 turns it off
+    pixel_weight: float = 0.0          # cfm: + λ·L1 of the decoded one-step estimate against the decoded target
     sample_tau: float | None = None    # τ the exported model samples with (default: tau)
     color_fix: str = "none"            # none | wavelet | adain: the exported model's default colour correction
     batch_size: int = 16               # the GLOBAL batch of one optimiser step: processes × grad_accum × per process

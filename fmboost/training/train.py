@@ -89,17 +89,32 @@ def initial_model(cfg: TrainConfig, latent_channels: int):
     if not cfg.init:
         return build_model(cfg.preset, latent_channels, **cfg.model)
     from fmboost.data.sources import resolve_model
-    from fmboost.models.unet import CFMUNet
 
     folder = Path(resolve_model(cfg.init))  # `default`, `real`: the embedded models
     folder = folder / "cfm" if (folder / "cfm").is_dir() else folder
     if not (folder / "config.json").exists():
         raise FileNotFoundError(f"init: {cfg.init} is not a model folder (no cfm/config.json)")
-    model = CFMUNet.from_pretrained(folder)
+    from fmboost.models.networks import load_network, network_name
+
+    # Converted from the reference code: its noise schedule and PSU differ from what fmboost would train with.
+    if network_name(folder) == "EfficientUNet":
+        raise ValueError(f"init: {cfg.init} holds a {network_name(folder)} network; fmboost fine-tunes its own "
+                         f"networks only")
+    model = load_network(folder)
     if model.config.latent_channels != latent_channels:
         raise ValueError(f"init: {cfg.init} has {model.config.latent_channels} latent channels, "
                          f"the data {latent_channels}")
     return model
+
+
+def pixel_term(cfg: TrainConfig, manifest: dict, device):
+    """The decoder-space term of the loss (cfg.pixel_weight > 0), through the shards' own autoencoder."""
+    if not cfg.pixel_weight:
+        return None
+    from fmboost.autoencoders.vae import Autoencoder
+    from fmboost.flow.objective import DecodedL1
+
+    return DecodedL1(Autoencoder.from_pretrained(manifest["vae"]).to(device), cfg.pixel_weight)
 
 
 def make_optimizer(params, lr: float, weight_decay: float, fused: bool) -> torch.optim.AdamW:
@@ -212,7 +227,8 @@ def train(cfg: TrainConfig, resume: bool | str = False) -> Path:
         writer = tensorboard_writer(out / "tb")
     batches = pair_batches(cfg.data, per_process, cfg.seed, rank, accelerator.num_processes,
                            start=step * per_process * cfg.grad_accum, cache_mb=cfg.data_cache_mb)
-    loss_fn = loss_for(cfg.objective, cfg.sigma_min, cfg.tau)
+    loss_fn = loss_for(cfg.objective, cfg.sigma_min, cfg.tau,
+                       pixel_loss=pixel_term(cfg, manifest, accelerator.device))
     t0 = time.time()
     deadline = t0 + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
     bar = tqdm(total=cfg.max_steps, initial=step, desc="train", disable=not main)

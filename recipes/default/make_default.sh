@@ -5,12 +5,13 @@
 # Every 10th photo of each folder is held back by both the autoencoder and prepare; settings are tuned on those
 # photos (recipes/default/tune.py), never on BSD68/Set14.
 # On an idle 2-core CPU: the autoencoder ≈1 h (12,000 steps; its finished checkpoint is committed in
-# recipes/default/progress, so a fresh machine skips it), prepare ≈3 min, the flow ≈40 min (5,000 steps), tuning,
+# recipes/default/progress, so a fresh machine skips it), prepare ≈10 min, the flow ≈12 h (20,000 steps of the sr network with the pixel term, across sessions:
+# MINUTES=90 bash recipes/default/make_default.sh adds 90 minutes), tuning,
 # evaluation and the README grid ≈30 min.
 set -euo pipefail
 DATA=${1:-../shared/data}
 RUN=runs/default
-MINUTES=${MINUTES:-}   # e.g. MINUTES=60: stop the autoencoder after an hour (resumably) and go no further
+MINUTES=${MINUTES:-}   # e.g. MINUTES=60: stop the autoencoder or the flow after an hour (resumably) and go no further
 # A machine does not keep runs/ between sessions: the last session's checkpoint is committed in
 # recipes/default/progress/autoencoder (safetensors), and a fresh machine resumes from it exactly.
 if [ ! -d "$RUN/autoencoder/checkpoint" ] && [ -d recipes/default/progress/autoencoder/checkpoint ]; then
@@ -21,8 +22,17 @@ fmboost train-autoencoder --config recipes/default/autoencoder.yaml --data "$DAT
 steps=$(python -c "import json; print(json.load(open('$RUN/autoencoder/autoencoder/training.json'))['trained_steps'])")
 if [ "$steps" -lt 12000 ]; then echo "autoencoder at step $steps of 12000: run again to continue"; exit 0; fi
 fmboost prepare "$DATA/train" "$DATA/train_hr" --out "$RUN/shards" --vae "$RUN/autoencoder/autoencoder" \
-    --size 64 --scale 2 --crops-per-image 16 --upsampling pixel --holdout-every 10 --device cpu
-fmboost train --config recipes/default/cfm.yaml --data "$RUN/shards" --out "$RUN/cfm" --resume auto
+    --size 64 --scale 2 --crops-per-image 32 --upsampling pixel --holdout-every 10 --device cpu
+# The flow trains across sessions like the autoencoder: its newest checkpoint is committed in
+# recipes/default/progress/cfm (python recipes/default/keep_progress.py copies it there).
+if [ ! -d "$RUN/cfm/checkpoints" ] && [ -d recipes/default/progress/cfm/checkpoints ]; then
+    mkdir -p "$RUN/cfm" && cp -r recipes/default/progress/cfm/. "$RUN/cfm/"
+fi
+fmboost train --config recipes/default/cfm.yaml --data "$RUN/shards" --out "$RUN/cfm" --resume auto \
+    ${MINUTES:+--max-minutes "$MINUTES"}
+steps=$(python -c "import json; print(json.load(open('$RUN/cfm/model/training.json'))['steps'])" 2>/dev/null || echo 0)
+max=$(python -c "import yaml; print(yaml.safe_load(open('recipes/default/cfm.yaml'))['max_steps'])")
+if [ "$steps" -lt "$max" ]; then echo "flow at step $steps of $max: run again to continue"; exit 0; fi
 rm -rf fmboost/weights/default
 cp -r "$RUN/cfm/model" fmboost/weights/default
 cp "$RUN/autoencoder/autoencoder/training.json" fmboost/weights/default/autoencoder/

@@ -1,0 +1,72 @@
+"""A flow network for factor-2 latents: residual convolutions at the latent's own size, t by FiLM.
+
+With a factor-2 autoencoder the latent of a ×2 output has the low-res photo's size, so this network is placed as a
+single-image super-resolution network is (EDSR, SRMD): all its capacity at the one resolution where detail is
+decided, no normalisation layers (they discard the contrast that SR must keep), and no attention. The U-Net of
+models/unet.py halves the resolution three times and puts most of its weights at 1/4 and 1/8 of it.
+
+    h = conv_in([x_t, x_cond]);   h ← h + conv₂(SiLU(FiLM_t(conv₁(h))))   (× num_blocks);   v = conv_out(SiLU(h))
+
+FiLM_t scales and shifts channels by a projection of the sinusoidal embedding of t·NUM_TRAIN_STEPS. Every block's
+second convolution and conv_out start at zero, so a fresh network returns v = 0 (the identity flow x1 = x0).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from diffusers import ConfigMixin, ModelMixin
+from diffusers.configuration_utils import register_to_config
+from torch import nn
+from torch.nn import functional as F
+
+from fmboost.models.unet import NUM_TRAIN_STEPS
+
+
+def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal features of t (in steps), as in the diffusion U-Nets."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    angles = t.float()[:, None] * freqs[None]
+    return torch.cat([angles.cos(), angles.sin()], dim=1)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, channels: int, emb_channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.film = nn.Linear(emb_channels, 2 * channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        scale, shift = self.film(emb)[:, :, None, None].chunk(2, dim=1)
+        return h + self.conv2(F.silu(self.conv1(h) * (1 + scale) + shift))
+
+
+class CFMResNet(ModelMixin, ConfigMixin):
+    config_name = "config.json"
+
+    @register_to_config
+    def __init__(self, latent_channels: int = 8, channels: int = 64, num_blocks: int = 8, emb_channels: int = 128):
+        super().__init__()
+        self.conv_in = nn.Conv2d(2 * latent_channels, channels, 3, padding=1)
+        self.embed = nn.Sequential(nn.Linear(emb_channels, emb_channels), nn.SiLU())
+        self.blocks = nn.ModuleList(ResBlock(channels, emb_channels) for _ in range(num_blocks))
+        self.conv_out = nn.Conv2d(channels, latent_channels, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    @property
+    def size_multiple(self) -> int:
+        """Any latent size: the network never changes resolution."""
+        return 1
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, x_cond: torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(t, device=x_t.device, dtype=x_t.dtype).expand(x_t.shape[0])
+        emb = self.embed(timestep_embedding(t * NUM_TRAIN_STEPS, self.config.emb_channels).to(x_t.dtype))
+        h = self.conv_in(torch.cat([x_t, x_cond], dim=1))
+        for block in self.blocks:
+            h = block(h, emb)
+        return self.conv_out(F.silu(h))

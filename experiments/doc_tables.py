@@ -46,6 +46,17 @@ def measured_by(meta: dict) -> str:
     return f"Measured by `{meta['command']}` on {machine(meta)}."
 
 
+def uncommitted(metas: list[dict]) -> str:
+    """A sentence on how many of the raw files behind one section were measured on a tree with uncommitted
+    changes, when it is more than one file and some were: the provenance line names the first file's only."""
+    dirty = sum(bool(m.get("git_dirty")) for m in metas)
+    if len(metas) < 2 or not dirty:
+        return ""
+    said = ("Both" if len(metas) == 2 else f"All {len(metas)}") if dirty == len(metas) else \
+        f"{dirty} of the {len(metas)}"
+    return f" {said} raw files were measured with uncommitted changes."
+
+
 # ---------------------------------------------------------------------------------------------- presets
 
 def presets(results: Path) -> str:
@@ -106,7 +117,7 @@ def default_model(results: Path) -> str:
             f"pixels shaved. Sharpness: the output's luma gradient energy over the photo's (below 1 = blurrier). "
             f"NIQE: no reference, lower is better. Seconds per image are wall-clock, on a CPU shared with other "
             f"jobs when the load average is above its core count. Settings tuned on: {meta['tuned_on']}. "
-            f"Raw results: `results/default_model/`.",
+            f"Raw results: `results/default_model/`.{uncommitted([r['meta'] for r in runs.values()])}",
             table(["set", "method", "NFE", "PSNR (dB)", "SSIM", "sharpness", "NIQE ↓", "s / image"], rows),
             "\n".join(default_reading(runs))]
     text += [pending(f"default_model/{s}.json", command).replace("No raw results yet", f"{SET_NAMES[s]}: no raw "
@@ -159,7 +170,7 @@ def real_world(results: Path) -> str:
         f"{measured_by(meta)} Photos: {counts} (the first, sorted by name). Inputs: `fmboost degrade --scale 2 "
         f"--seed 0` of each photo (Real-ESRGAN's second-order blur, resize, noise and JPEG); references: the "
         f"clean photos; RGB, 2 border pixels shaved. Settings tuned on: {meta['tuned_on']}. Raw results: "
-        f"`results/real/`.",
+        f"`results/real/`.{uncommitted([r['meta'] for r in runs.values()])}",
         table(["set", "model", "method", "NFE", "PSNR (dB)", "SSIM", "sharpness", "NIQE ↓", "s / image"], rows),
         "\n".join(real_reading(runs)),
         *[pending(f"real/{s}.json", command).replace("No raw results yet", f"{SET_NAMES[s]}: no raw results yet")
@@ -256,11 +267,11 @@ def speed_line(results: Path) -> str:
     if raw is None:
         return "Speed with SD1.5's architectures: " + pending("bench/ldm_speed_cpu.json",
                                                             "OMP_NUM_THREADS=1 python benchmarks/ldm_speed.py")
-    st, m = raw["settings"], raw["meta"]["machine"]
+    st = raw["settings"]
     direct, boosted = raw["pipelines"][0], next(p for p in raw["pipelines"] if p["nfe"] == 4)
     clock = "CPU time" if st["clock"] == "cpu" else "seconds"
-    return (f"Speed with SD1.5's architectures (random weights, `benchmarks/ldm_speed.py`): on {m['cpu']} "
-            f"({m['torch_threads']} thread), {st['base_steps']} base steps at {st['base_size']}² + CFM `general` ×2 "
+    return (f"Speed with SD1.5's architectures (random weights, `{raw['meta']['command']}` on "
+            f"{machine(raw['meta'])}): {st['base_steps']} base steps at {st['base_size']}² + CFM `general` ×2 "
             f"(NFE 4) + decode take {boosted['seconds']:,.0f} s of {clock} against {direct['seconds']:,.0f} s for "
             f"{st['base_steps']} steps at {st['output_size']}² + decode, {boosted['speedup']:.1f}× faster; details "
             f"in [docs/speed.md](docs/speed.md).{note}")
@@ -407,21 +418,39 @@ def tuning(results: Path) -> str:
 
 
 def readme_grid(results: Path) -> str:
-    """The caption of the README's opening crop grid (recipes/default/readme_grid.py)."""
+    """The caption of the README's opening crop grid (recipes/default/readme_grid.py): first the scores of the
+    crops the picture shows, who is ahead in each (bicubic too, where it is), then those of the whole photos."""
     data = load(results, "default_model/readme_grid.json")
     if data is None:
         return pending("default_model/readme_grid.json", "python recipes/default/readme_grid.py")
     st = data["settings"]
-    parts = []
-    for photo, m in data["scores"].items():
-        b, f = m["bicubic"]["photo"], m["fmboost"]["photo"]
-        parts.append(f"{photo}: bicubic {b['psnr']:.2f} dB / SSIM {b['ssim']:.3f} / sharpness {b['sharpness']:.2f}, "
-                     f"fmboost {f['psnr']:.2f} dB / SSIM {f['ssim']:.3f} / sharpness {f['sharpness']:.2f}")
+
+    def scores(part: str) -> str:
+        said = []
+        for photo, m in data["scores"].items():
+            f, b = m["fmboost"][part], m["bicubic"][part]
+            said.append(f"{photo}: {compare(f, b, 'fmboost', 'bicubic')}; sharpness {f['sharpness']:.2f} vs "
+                        f"{b['sharpness']:.2f}")
+        return "; ".join(said)
+
     return (f"![bicubic | fmboost | original](docs/readme_grid.png)\n\n"
             f"*×2 from a PIL-bicubic downscale; the centre {st['crop']} px of each result, enlarged {st['zoom']}× "
             f"(nearest). The photos were fixed before any output was seen, and neither was trained or tuned on. "
-            f"Whole photos — {'; '.join(parts)}. {measured_by(data['meta'])} Raw: "
-            f"`results/default_model/readme_grid.json`.*")
+            f"The crops shown, fmboost against bicubic — {scores('crop')}. The whole photos — {scores('photo')}. "
+            f"{measured_by(data['meta'])} Raw: `results/default_model/readme_grid.json`.*")
+
+
+def throughput_line(results: Path) -> str:
+    """The README's pointer to the training-throughput table: 'measured' only once its raw file exists."""
+    what = "bf16, `channels_last`, `torch.compile` and fused AdamW"
+    raw = load(results, "bench/train_throughput_cpu.json")
+    if raw is None:
+        return (f"[docs/training_at_scale.md](docs/training_at_scale.md) has the details and what the 2-process "
+                f"tests check. `benchmarks/train_throughput.py` times the samples/s of {what}; it has not been run "
+                f"yet, so there are no figures (no raw results yet: `results/bench/train_throughput_cpu.json`).")
+    return (f"[docs/training_at_scale.md](docs/training_at_scale.md) has the details, what the 2-process tests "
+            f"check, and the samples/s of {what} ({measured_by(raw['meta'])[0].lower()}"
+            f"{measured_by(raw['meta'])[1:-1]}; raw results in `results/bench/train_throughput_cpu.json`).")
 
 
 def serve_load(results: Path) -> str:
@@ -443,7 +472,8 @@ def serve_load(results: Path) -> str:
     m = data["meta"]  # this benchmark writes its own meta (no run_meta): machine, cpus, date, commit
     load_end = ", ".join(f"{v:.2f}" for v in m["load_average_at_end"])
     return "\n\n".join([f"Measured by `{m['command']}` on {m['machine']} ({m['cpus']} CPUs, load average "
-                         f"{load_end} at the end), {m['date'][:10]}, commit {m['commit'][:10]}. Raw results: "
+                         f"{load_end} at the end), {m['date'][:10]}, commit {m['commit'][:10]} (whether the tree "
+                         f"had uncommitted changes was not recorded). Raw results: "
                          f"`results/bench/serve_load_cpu.json`.", table(["what", "figure"], rows)])
 
 
@@ -477,7 +507,7 @@ def default_speed(results: Path) -> str:
     return "\n\n".join([
         f"{measured_by(runs[0]['meta'])} One photo (the astronaut) resized to each input size and upscaled ×2, "
         "timed after a warm-up on an otherwise idle CPU; in brackets, the ratio to the autoencoder's decode alone, "
-        "the floor every latent method pays.",
+        f"the floor every latent method pays.{uncommitted([r['meta'] for r in runs])}",
         table(header, rows)])
 
 

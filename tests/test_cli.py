@@ -119,7 +119,8 @@ def test_images_over_the_pixel_limit_need_tile(tmp_path, tiny_model_dir, capsys)
     code, _, err = run(capsys, "upscale", photo, "--model", tiny_model_dir, "--max-pixels", "1000")
     assert code == 2 and "--tile" in err and not (tmp_path / "big_x2.png").exists()
     code, _, err = run(capsys, "upscale", photo, "--model", tiny_model_dir, "--max-pixels", "1000", "--tile")
-    assert code == 0, err and (tmp_path / "big_x2.png").exists()
+    assert code == 0, err
+    assert Image.open(tmp_path / "big_x2.png").size == (80, 80)
 
 
 def test_bad_model_and_flags_are_user_errors(tmp_path, capsys):

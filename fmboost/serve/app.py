@@ -338,7 +338,7 @@ def create_app(pipelines: dict, out_dir: str | Path, limits: Limits | None = Non
     routes = [Route("/", index), Route("/api/info", api_info), Route("/api/upscale", upscale, methods=["POST"]),
               Route("/api/generate", generate, methods=["POST"]), Route("/api/jobs/{id:str}", status),
               Route("/api/jobs/{id:str}/result.png", result), Route("/api/jobs/{id:str}/base.png", base_image),
-              Route("/healthz", lambda request: Response("ok"))]
+              Route("/healthz", lambda request: Response("ok", media_type="text/plain"))]
     app = Starlette(routes=routes, lifespan=lifespan,
                     middleware=[Middleware(Guard, access=access or Access.for_address("127.0.0.1"))])
     app.state.jobs, app.state.limits = jobs, limits

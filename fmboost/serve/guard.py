@@ -118,14 +118,24 @@ def bounded_protocol(max_connections: int, header_timeout_s: float):
 
     class BoundedH11Protocol(H11Protocol):
         header_timer = None
+        refused = False
 
         def connection_made(self, transport):
             super().connection_made(transport)
             if len(self.connections) > max_connections:
+                # Answered, then half-closed; what the client sends is read and dropped for a moment, as closing
+                # with unread data would reset the connection and lose the answer.
+                self.refused = True
                 transport.write(busy)
-                transport.close()
+                if transport.can_write_eof():
+                    transport.write_eof()
+                self.loop.call_later(1.0, transport.close)
                 return
             self.arm()
+
+        def data_received(self, data):
+            if not self.refused:
+                super().data_received(data)
 
         def arm(self):
             if self.header_timer is not None:

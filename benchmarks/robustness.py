@@ -247,7 +247,9 @@ def sigterm_mid_job(server: Server) -> dict:
     return dict(job="256x256, 32 Euler steps", state_at_signal=job.get("state"), nfe_done_at_signal=job.get("nfe_done"),
                 nfe_total=job.get("nfe_total"), exit_code=code, exit_s=round(time.perf_counter() - t0, 2),
                 results_folder_left=server.results.exists(),
-                files_left=sorted(str(p.relative_to(server.tmp)) for p in server.tmp.rglob("*")),
+                files_left=sorted(str(p) for p in server.results.rglob("*")) if server.results.exists() else [],
+                # everything in the server's TMPDIR afterwards (torch may keep a cache folder of its own there)
+                tmpdir_entries=sorted(p.name for p in server.tmp.iterdir()),
                 log_says_terminate="terminate called" in log, log_has_traceback="Traceback" in log)
 
 

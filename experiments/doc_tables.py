@@ -512,8 +512,9 @@ def serve_hardening(results: Path) -> str:
              f"{crowd['rss_peak_mb']:.0f} / after {crowd['rss_after_mb']:.0f} MB; alive after: "
              f"{yes(crowd['alive_after'])}"],
             [f"SIGTERM during a job ({term['job']}, at NFE {term['nfe_done_at_signal']} of {term['nfe_total']})",
-             f"exit code {term['exit_code']} after {term['exit_s']:.2g} s; files left: "
-             f"{', '.join(term['files_left']) or 'none'}; “terminate called” in the log: "
+             f"exit code {term['exit_code']} after {term['exit_s']:.2g} s; results folder removed: "
+             f"{yes(not term['results_folder_left'])}, files left in it: {', '.join(term['files_left']) or 'none'}; "
+             f"“terminate called” in the log: "
              f"{yes(term['log_says_terminate'])}; traceback: {yes(term['log_has_traceback'])}"],
             ["server RSS over the whole run", f"{rss['start_mb']:.0f} MB at start, {rss['peak_mb']:.0f} MB at peak"]]
     return "\n\n".join([f"{measured_by(data['meta'])} Raw results: `results/robustness/serve.json`.",

@@ -517,7 +517,8 @@ def test_a_full_queue_is_told_before_the_body_is_sent(inprocess):
     from fmboost.serve.app import Limits
 
     held = []
-    url, app = inprocess(Limits(max_waiting=1), wrap=lambda pipe: held.append(Held(pipe)) or held[0])
+    url, app = inprocess(Limits(max_waiting=1, header_timeout_s=1), wrap=lambda pipe: held.append(Held(pipe))
+                         or held[0])
     photo = png_bytes(random_photo(16, 16))
     post = lambda: urllib.request.urlopen(urllib.request.Request(f"{url}/api/upscale?steps=1", data=photo),
                                           timeout=30)
@@ -525,6 +526,9 @@ def test_a_full_queue_is_told_before_the_body_is_sent(inprocess):
     wait_for(lambda: app.state.jobs.get(running["id"]).state == "running")
     assert post().status == 202  # waits: the queue of one is full now
     answer = raw_request(url, post_head(5_000_000))  # announces 5 MB and sends none of it
+    assert answer.startswith(b"HTTP/1.1 503") and b"busy" in answer
+    # A browser sends the body at once, before reading the answer: the answer must survive the unread body.
+    answer = raw_request(url, post_head(2_000_000), bytes(2_000_000))
     assert answer.startswith(b"HTTP/1.1 503") and b"busy" in answer
     held[0].release.set()
 

@@ -286,18 +286,18 @@ def create_app(pipelines: dict, out_dir: str | Path, limits: Limits | None = Non
 
     async def queue_job(make_job):
         """202 with the queued job, or the refusal's message: 4xx for the request, 503 while the queue is full.
-        The job's place is held before its body is read; a refusal may leave the body unread, so it closes the
-        connection."""
-        close = {"Connection": "close"}
+        The job's place is held before its body is read. A refusal may leave the body unread: the connection
+        stays open, and uvicorn reads and drops the rest, since closing with unread data would reset it and lose
+        the answer (serve/guard.py closes it when the client dawdles)."""
         try:
             with jobs.slot():
                 job = jobs.submit(await make_job())
         except UploadError as e:
-            return JSONResponse({"error": str(e)}, status_code=e.status, headers=close)
+            return JSONResponse({"error": str(e)}, status_code=e.status)
         except QueueFull as e:
-            return JSONResponse({"error": str(e)}, status_code=503, headers={"Retry-After": "5", **close})
+            return JSONResponse({"error": str(e)}, status_code=503, headers={"Retry-After": "5"})
         except ClientDisconnect:
-            return Response(status_code=400, headers=close)  # nobody is listening any more
+            return Response(status_code=400)  # nobody is listening any more
         return JSONResponse(job_status(job), status_code=202)
 
     def job_status(job):

@@ -98,7 +98,7 @@ class Guard:
 
         if why is not None:
             print(f"fmboost serve: refused {scope['method']} {scope['path']}: {why}", file=sys.stderr, flush=True)
-            response = JSONResponse({"error": why}, status_code=403, headers={"Connection": "close"})
+            response = JSONResponse({"error": why}, status_code=403)
             return await response(scope, receive, send_with_headers)
         return await self.app(scope, receive, send_with_headers)
 
@@ -143,7 +143,8 @@ def bounded_protocol(max_connections: int, header_timeout_s: float):
             self.header_timer = self.loop.call_later(header_timeout_s, self.headers_too_slow)
 
         def headers_too_slow(self):
-            """No request is in the app's hands: the client is between requests, or trickling one's headers."""
+            """No request is in the app's hands: the client is between requests, trickling one's headers, or
+            still sending the body of a request already answered (a refusal that did not read it)."""
             if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
                 self.transport.close()
 

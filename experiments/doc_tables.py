@@ -484,6 +484,7 @@ def serve_hardening(results: Path) -> str:
     strip, cost, access, slow, crowd, term, rss = (data[k] for k in ("strip", "cost", "access", "slow_clients",
                                                                        "load", "sigterm", "rss"))
     said = lambda r: f"{r['status']} in {r['seconds']:.2g} s: “{r['message']}”"
+    answers = lambda statuses: ", ".join("none, the connection closed" if s == "None" else s for s in statuses)
     yes = lambda v: "yes" if v else "no"
     cli = strip["cli"]
     rows = [[f"`POST /api/upscale`: a {strip['file_bytes']:,}-byte PNG of 1 × 1,048,576 pixels", said(strip["serve"])],
@@ -500,9 +501,9 @@ def serve_hardening(results: Path) -> str:
              f"{access['own_page_post']['status']} / {access['localhost_get']['status']}"],
             [f"{slow['clients']} slow clients at once: {slow['header_tricklers']} trickle their headers, "
              f"{slow['stalled_uploads']} announce 20 MB and stop after 1 MB",
-             f"headers cut off within {slow['header_cut_after_s']:.3g} s (answer: "
-             f"{', '.join(slow['header_statuses'])}); uploads within {slow['upload_cut_after_s']:.3g} s (answers: "
-             f"{', '.join(slow['upload_statuses'])}); `/healthz` meanwhile: {slow['healthz_during']['status']} in "
+             f"headers cut off within {slow['header_cut_after_s']:.3g} s (answers: {answers(slow['header_statuses'])}); "
+             f"uploads within {slow['upload_cut_after_s']:.3g} s (answers: {answers(slow['upload_statuses'])}); "
+             f"`/healthz` meanwhile: {slow['healthz_during']['status']} in "
              f"{slow['healthz_during']['seconds']:.2g} s; RSS {slow['rss_before_mb']:.0f} → "
              f"{slow['rss_after_mb']:.0f} MB"],
             [f"{crowd['clients']} clients upload 64 × 64 at the same moment",

@@ -543,3 +543,49 @@ def design_runs(results: Path) -> str:
                       f"{tr} steps) on the same crops: {previous['model']['psnr']:.2f} dB / SSIM "
                       f"{previous['model']['ssim']:.4f} ({machine(previous['meta'])})."]
     return "\n".join(lines)
+
+
+def serve_hardening(results: Path) -> str:
+    """docs/robustness.md's hardening table (issue 23), from benchmarks/robustness.py."""
+    data = load(results, "robustness/serve.json")
+    if data is None:
+        return pending("robustness/serve.json", "python benchmarks/robustness.py")
+    strip, cost, access, slow, crowd, term, rss = (data[k] for k in ("strip", "cost", "access", "slow_clients",
+                                                                       "load", "sigterm", "rss"))
+    said = lambda r: f"{r['status']} in {r['seconds']:.2g} s: “{r['message']}”"
+    answers = lambda statuses: ", ".join("none, the connection closed" if s == "None" else s for s in statuses)
+    yes = lambda v: "yes" if v else "no"
+    cli = strip["cli"]
+    rows = [[f"`POST /api/upscale`: a {strip['file_bytes']:,}-byte PNG of 1 × 1,048,576 pixels", said(strip["serve"])],
+            ["`fmboost upscale` of the same file",
+             f"exit {cli['exit_code']} in {cli['seconds']:.3g} s (model load included), output written: "
+             f"{yes(cli['output_written'])}: “{cli['message']}”"],
+            ["a 1024 × 1024 photo at rk4 × 32 steps (NFE 128)", said(cost["rk4_32"])],
+            ["the same with `solver=dopri5`", said(cost["dopri5"])],
+            ["cross-site POST (`Origin: http://evil.example`, `text/plain`)",
+             f"{access['cross_site_post']['status']}: “{access['cross_site_post']['message']}”"],
+            ["`GET /api/info` with `Host: evil.example` (DNS rebinding)",
+             f"{access['foreign_host']['status']}: “{access['foreign_host']['message']}”"],
+            ["the same from the server's own page / `Host: localhost`",
+             f"{access['own_page_post']['status']} / {access['localhost_get']['status']}"],
+            [f"{slow['clients']} slow clients at once: {slow['header_tricklers']} trickle their headers, "
+             f"{slow['stalled_uploads']} announce 20 MB and stop after 1 MB",
+             f"headers cut off within {slow['header_cut_after_s']:.3g} s (answers: {answers(slow['header_statuses'])}); "
+             f"uploads within {slow['upload_cut_after_s']:.3g} s (answers: {answers(slow['upload_statuses'])}); "
+             f"`/healthz` meanwhile: {slow['healthz_during']['status']} in "
+             f"{slow['healthz_during']['seconds']:.2g} s; RSS {slow['rss_before_mb']:.0f} → "
+             f"{slow['rss_after_mb']:.0f} MB"],
+            [f"{crowd['clients']} clients upload 64 × 64 at the same moment",
+             f"answered {crowd['answered']} of {crowd['clients']}: {crowd['accepted_202']} accepted (all done: "
+             f"{yes(crowd['accepted_done'] == crowd['accepted_202'])}), {crowd['busy_503']} told “busy”, other: "
+             f"{', '.join(crowd['other']) or 'none'}; RSS {crowd['rss_before_mb']:.0f} / peak "
+             f"{crowd['rss_peak_mb']:.0f} / after {crowd['rss_after_mb']:.0f} MB; alive after: "
+             f"{yes(crowd['alive_after'])}"],
+            [f"SIGTERM during a job ({term['job']}, at NFE {term['nfe_done_at_signal']} of {term['nfe_total']})",
+             f"exit code {term['exit_code']} after {term['exit_s']:.2g} s; results folder removed: "
+             f"{yes(not term['results_folder_left'])}, files left in it: {', '.join(term['files_left']) or 'none'}; "
+             f"“terminate called” in the log: "
+             f"{yes(term['log_says_terminate'])}; traceback: {yes(term['log_has_traceback'])}"],
+            ["server RSS over the whole run", f"{rss['start_mb']:.0f} MB at start, {rss['peak_mb']:.0f} MB at peak"]]
+    return "\n\n".join([f"{measured_by(data['meta'])} Raw results: `results/robustness/serve.json`.",
+                        table(["what was sent", "what happened"], rows)])

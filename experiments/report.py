@@ -46,6 +46,7 @@ SECTIONS = [
     ("docs/speed.md", "speed-families-cpu", doc_tables.speed_families),
     ("docs/training_at_scale.md", "throughput-cpu", doc_tables.throughput),
     ("docs/robustness.md", "serve-load", doc_tables.serve_load),
+    ("docs/robustness.md", "serve-hardening", doc_tables.serve_hardening),
 ]
 
 

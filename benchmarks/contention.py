@@ -21,7 +21,10 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PEER_SCRIPT = ROOT.parent / "shared" / "tools" / "peers" / "upscale.py"
+# ../shared beside the checkout (or beside a folder above it, for a git worktree elsewhere)
+PEER_SCRIPT = next((d / "shared" / "tools" / "peers" / "upscale.py" for d in ROOT.parents
+                    if (d / "shared" / "tools" / "peers" / "upscale.py").exists()),
+                   ROOT.parent / "shared" / "tools" / "peers" / "upscale.py")
 DEFAULT_PY = Path("/tmp/fmboost-peers-venv/bin/python")
 
 FMBOOST = """

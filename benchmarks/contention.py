@@ -1,8 +1,8 @@
 """How much fmboost and SRMD slow down when another CPU-bound process shares the machine.
 
-    python benchmarks/contention.py [--image examples/astronaut.png] [--size 256] [--repeats 3] [--peers-python PY]
+    python benchmarks/contention.py [--image examples/astronaut.png] [--sizes 256,512] [--repeats 3] [--peers-python PY]
 
-Each method upscales the same `--size`² crop ×2, in a fresh process each time (what a user's command pays, model
+Each method upscales the same crops (`--sizes`, top-left of the image) ×2, in a fresh process each time (what a user's command pays, model
 loading excluded: each process times its second call), first on a quiet CPU and then beside one busy-looping
 process. fmboost runs with its own thread choice (`auto`: the idle cores, fmboost/models/device.py) and with
 OMP_NUM_THREADS=2 forced; SRMD (../shared/tools/peers, when installed) with 2 threads. Writes
@@ -70,7 +70,7 @@ def srmd_seconds(py: Path, image: Path, work: Path) -> float:
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--image", default=str(ROOT / "examples" / "astronaut.png"))
-    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--sizes", default="256,512", help="comma-separated crop sides, in input pixels")
     p.add_argument("--steps", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--peers-python", default=str(DEFAULT_PY))
@@ -82,38 +82,46 @@ def main():
 
     meta = run_meta(tuned_on="nothing (a timing)")
     py = Path(args.peers_python)
+    sizes = [int(v) for v in args.sizes.split(",")]
+    im = Image.open(args.image).convert("RGB")
+    rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        crop = Path(tmp) / "crop.png"
-        im = Image.open(args.image).convert("RGB")
-        im.crop((0, 0, args.size, args.size)).save(crop)
-        methods = {"fmboost (auto threads)": lambda: fmboost_seconds(crop, args.steps, None),
-                   "fmboost (2 threads)": lambda: fmboost_seconds(crop, args.steps, "2")}
-        if py.exists() and PEER_SCRIPT.exists():
-            methods["srmd (2 threads)"] = lambda: (srmd_seconds(py, crop, Path(tmp)), 2)
-        rows = {}
+        methods = {}
+        for size in sizes:
+            crop = Path(tmp) / f"crop{size}.png"
+            # Timing does not depend on content: a crop larger than the image comes from it enlarged.
+            big = im if min(im.size) >= size else im.resize((max(size, im.width * size // min(im.size)),) * 2,
+                                                            Image.LANCZOS)
+            big.crop((0, 0, size, size)).save(crop)
+            methods[("fmboost (auto threads)", size)] = lambda c=crop: fmboost_seconds(c, args.steps, None)
+            methods[("fmboost (2 threads)", size)] = lambda c=crop: fmboost_seconds(c, args.steps, "2")
+            if py.exists() and PEER_SCRIPT.exists():
+                work = Path(tmp) / f"srmd{size}"
+                work.mkdir()
+                methods[("srmd (2 threads)", size)] = lambda c=crop, w=work: (srmd_seconds(py, c, w), 2)
         for load in ("quiet", "busy"):
             hog = multiprocessing.Process(target=busy, daemon=True) if load == "busy" else None
             if hog:
                 hog.start()
             try:
                 for _ in range(args.repeats):  # interleaved, so a drift in the machine hits every method alike
-                    for name, run in methods.items():
+                    for key, run in methods.items():
                         seconds, threads = run()
-                        rows.setdefault(name, {}).setdefault(load, []).append(seconds)
-                        rows[name][f"threads_{load}"] = threads
+                        rows.setdefault(key, {}).setdefault(load, []).append(seconds)
+                        rows[key][f"threads_{load}"] = threads
             finally:
                 if hog:
                     hog.terminate()
-    results = {name: {"quiet_s": statistics.median(r["quiet"]), "busy_s": statistics.median(r["busy"]),
-                      "slowdown": statistics.median(r["busy"]) / statistics.median(r["quiet"]),
-                      "threads_quiet": r["threads_quiet"], "threads_busy": r["threads_busy"], "runs": r}
-               for name, r in rows.items()}
-    for name, r in results.items():
-        print(f"{name:24s} quiet {r['quiet_s']:.2f} s ({r['threads_quiet']} threads)  busy {r['busy_s']:.2f} s "
-              f"({r['threads_busy']} threads)  slowdown ×{r['slowdown']:.2f}")
-    write_json(args.out, {"meta": meta, "settings": {"size": args.size, "steps": args.steps,
-                                                     "repeats": args.repeats, "model": "default",
-                                                     "srmd": "srmd" in " ".join(results)},
+    results = {}
+    for (name, size), r in rows.items():
+        quiet, loaded = statistics.median(r["quiet"]), statistics.median(r["busy"])
+        results.setdefault(name, {})[str(size)] = {
+            "quiet_s": quiet, "busy_s": loaded, "slowdown": loaded / quiet, "threads_quiet": r["threads_quiet"],
+            "threads_busy": r["threads_busy"], "runs": {k: r[k] for k in ("quiet", "busy")}}
+        print(f"{name:24s} {size}²  quiet {quiet:.2f} s ({r['threads_quiet']} threads)  busy {loaded:.2f} s "
+              f"({r['threads_busy']} threads)  slowdown ×{loaded / quiet:.2f}", flush=True)
+    write_json(args.out, {"meta": meta, "settings": {"sizes": sizes, "steps": args.steps, "repeats": args.repeats,
+                                                     "model": "default", "srmd": "srmd (2 threads)" in results},
                           "results": results})
 
 

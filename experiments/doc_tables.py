@@ -589,3 +589,95 @@ def serve_hardening(results: Path) -> str:
             ["server RSS over the whole run", f"{rss['start_mb']:.0f} MB at start, {rss['peak_mb']:.0f} MB at peak"]]
     return "\n\n".join([f"{measured_by(data['meta'])} Raw results: `results/robustness/serve.json`.",
                         table(["what was sent", "what happened"], rows)])
+
+
+# ---------------------------------------------------------------------------------------------- peers
+
+def peers(results: Path) -> str:
+    """fmboost beside SRMD and the other installed upscalers on BSD68 and Set14 (benchmarks/peers.py)."""
+    data = {s: load(results, f"peers/{s}.json") for s in SETS}
+    if not all(data.values()):
+        return pending("peers/{bsd68,set14}.json", "python benchmarks/peers.py --peers-python PY")
+    first = data[SETS[0]]
+    rows = []
+    for s in SETS:
+        for r in data[s]["results"]:
+            rows.append([SET_NAMES[s], f"`{r['method']}`", f"{r['psnr']:.2f}", f"{r['ssim']:.4f}",
+                         num(r.get("niqe"), ".3f"), f"{r['sharpness']:.3f}", f"{r['colour_shift']:.2f}",
+                         f"{r['seconds']:.3g}"])
+    skipped = "; ".join(f"{p}: {why}" for s in SETS for p, why in data[s]["peers_skipped"].items())
+    lines = [f"{measured_by(first['meta'])} Every photo of BSD68 ({len(data['bsd68']['images'])}) and Set14 "
+             f"({len(data['set14']['images'])}), whole, ×2 from PIL's bicubic downscale; RGB, 2 border pixels "
+             f"shaved; model `{first['model']}`; {first['threads']} thread(s) for every method. Colour shift: the "
+             f"largest channel's mean difference from the photo, in levels. Seconds per image are wall clock on a "
+             f"CPU shared with other work when the load average exceeds the cores (the speed comparison on a quiet "
+             f"CPU is `benchmarks/contention.py`'s, below). Raw: `results/peers/`."
+             + (f" Skipped: {skipped}." if skipped else ""), "",
+             table(["set", "method", "PSNR (dB)", "SSIM", "NIQE ↓", "sharpness", "colour shift", "s / image"], rows),
+             "", "![PSNR against NIQE](peers_psnr_niqe.png)"]
+    notes = []
+    for s in SETS:
+        res = {r["method"]: r for r in data[s]["results"]}
+        if "srmd" in res:
+            best = max((r for m, r in res.items() if m.startswith("fmboost")), key=lambda r: r["psnr"])
+            gap = best["psnr"] - res["srmd"]["psnr"]
+            notes.append(f"{SET_NAMES[s]}: fmboost's best ({best['method']}) is {gap:+.2f} dB and "
+                         f"{best['ssim'] - res['srmd']['ssim']:+.4f} SSIM from SRMD; NIQE "
+                         f"{best.get('niqe', float('nan')):.2f} against SRMD's {res['srmd'].get('niqe', float('nan')):.2f} "
+                         f"and bicubic's {res['bicubic'].get('niqe', float('nan')):.2f}.")
+    return "\n".join(lines + ([""] + [f"- {n}" for n in notes] if notes else []))
+
+
+def peers_plot(results: Path, docs: Path) -> None:
+    """The perception–distortion picture: each method a point of PSNR (x) and NIQE (y, lower is better)."""
+    data = {s: load(results, f"peers/{s}.json") for s in SETS}
+    if not all(data.values()):
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(SETS), figsize=(4.2 * len(SETS), 3.2))
+    for ax, s in zip(axes, SETS):
+        for r in data[s]["results"]:
+            if r.get("niqe") is None:
+                continue
+            ax.scatter(r["psnr"], r["niqe"], s=18)
+            ax.annotate(r["method"], (r["psnr"], r["niqe"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_title(SET_NAMES[s], fontsize=9)
+        ax.set_xlabel("PSNR (dB) →", fontsize=8)
+        ax.set_ylabel("NIQE (lower is better)", fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(docs / "peers_psnr_niqe.png", dpi=80)
+    plt.close(fig)
+
+
+def contention(results: Path) -> str:
+    """Seconds for one image, quiet and beside a busy process (benchmarks/contention.py)."""
+    data = load(results, "bench/contention_cpu.json")
+    if data is None:
+        return pending("bench/contention_cpu.json", "python benchmarks/contention.py")
+    st = data["settings"]
+    rows = []
+    for name, by_size in data["results"].items():
+        for size, r in by_size.items():
+            rows.append([f"`{name}`", f"{size}²", f"{r['quiet_s']:.2f} ({r['threads_quiet']})",
+                         f"{r['busy_s']:.2f} ({r['threads_busy']})", f"×{r['slowdown']:.2f}"])
+    return "\n".join([f"{measured_by(data['meta'])} ×2 of a crop of `examples/astronaut.png` at each size, NFE "
+                      f"{st['steps']}, the median of {st['repeats']} fresh processes per cell (model loading "
+                      f"excluded); busy: one other process spinning on a core. Raw: "
+                      f"`results/bench/contention_cpu.json`.", "",
+                      table(["method", "input", "quiet: s (threads)", "busy: s (threads)", "slowdown"], rows)]
+                     + speed_against_srmd(data["results"]))
+
+
+def speed_against_srmd(results: dict) -> list[str]:
+    """fmboost's time over SRMD's at each size, quiet (issue 28 asks for at most 2×) and busy."""
+    ours, srmd = results.get("fmboost (auto threads)"), results.get("srmd (2 threads)")
+    if not (ours and srmd):
+        return ["", "SRMD was not installed for this run: no ratio."]
+    return ["", "fmboost (auto threads) over SRMD: " + "; ".join(
+        f"{size}²: ×{ours[size]['quiet_s'] / srmd[size]['quiet_s']:.2f} quiet, "
+        f"×{ours[size]['busy_s'] / srmd[size]['busy_s']:.2f} busy" for size in ours if size in srmd) + "."]

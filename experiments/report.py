@@ -39,6 +39,8 @@ SECTIONS = [
     ("docs/default_model.md", "autoencoder-color", doc_tables.autoencoder_color),
     ("docs/default_model.md", "tuning", doc_tables.tuning),
     ("docs/default_model.md", "design-runs", doc_tables.design_runs),
+    ("docs/default_model.md", "peers", doc_tables.peers),
+    ("docs/default_model.md", "contention", doc_tables.contention),
     ("docs/results.md", "real", doc_tables.real_world),
     ("docs/results.md", "ablations", ablations.section),
     ("docs/speed.md", "speed-cpu", doc_tables.speed),
@@ -175,6 +177,7 @@ def write(root: Path) -> int:
             tmp.replace(root / path)  # atomic: a doc is never left half-written
             print(f"updated {path}")
     ablations.plots(root / "results", root / "docs")
+    doc_tables.peers_plot(root / "results", root / "docs")
     return 0
 
 

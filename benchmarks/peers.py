@@ -31,7 +31,10 @@ from fmboost.evaluation.provenance import run_meta, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = {"bsd68": "val/bsd68", "set14": "val/set14"}
-PEER_SCRIPT = ROOT.parent / "shared" / "tools" / "peers" / "upscale.py"
+# ../shared beside the checkout (or beside a folder above it, for a git worktree elsewhere)
+PEER_SCRIPT = next((d / "shared" / "tools" / "peers" / "upscale.py" for d in ROOT.parents
+                    if (d / "shared" / "tools" / "peers" / "upscale.py").exists()),
+                   ROOT.parent / "shared" / "tools" / "peers" / "upscale.py")
 DEFAULT_PY = Path("/tmp/fmboost-peers-venv/bin/python")
 
 

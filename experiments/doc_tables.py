@@ -46,6 +46,17 @@ def measured_by(meta: dict) -> str:
     return f"Measured by `{meta['command']}` on {machine(meta)}."
 
 
+def uncommitted(metas: list[dict]) -> str:
+    """A sentence on how many of the raw files behind one section were measured on a tree with uncommitted
+    changes, when it is more than one file and some were: the provenance line names the first file's only."""
+    dirty = sum(bool(m.get("git_dirty")) for m in metas)
+    if len(metas) < 2 or not dirty:
+        return ""
+    said = ("Both" if len(metas) == 2 else f"All {len(metas)}") if dirty == len(metas) else \
+        f"{dirty} of the {len(metas)}"
+    return f" {said} raw files were measured with uncommitted changes."
+
+
 # ---------------------------------------------------------------------------------------------- presets
 
 def presets(results: Path) -> str:
@@ -106,7 +117,7 @@ def default_model(results: Path) -> str:
             f"pixels shaved. Sharpness: the output's luma gradient energy over the photo's (below 1 = blurrier). "
             f"NIQE: no reference, lower is better. Seconds per image are wall-clock, on a CPU shared with other "
             f"jobs when the load average is above its core count. Settings tuned on: {meta['tuned_on']}. "
-            f"Raw results: `results/default_model/`.",
+            f"Raw results: `results/default_model/`.{uncommitted([r['meta'] for r in runs.values()])}",
             table(["set", "method", "NFE", "PSNR (dB)", "SSIM", "sharpness", "NIQE ↓", "s / image"], rows),
             "\n".join(default_reading(runs))]
     text += [pending(f"default_model/{s}.json", command).replace("No raw results yet", f"{SET_NAMES[s]}: no raw "
@@ -159,7 +170,7 @@ def real_world(results: Path) -> str:
         f"{measured_by(meta)} Photos: {counts} (the first, sorted by name). Inputs: `fmboost degrade --scale 2 "
         f"--seed 0` of each photo (Real-ESRGAN's second-order blur, resize, noise and JPEG); references: the "
         f"clean photos; RGB, 2 border pixels shaved. Settings tuned on: {meta['tuned_on']}. Raw results: "
-        f"`results/real/`.",
+        f"`results/real/`.{uncommitted([r['meta'] for r in runs.values()])}",
         table(["set", "model", "method", "NFE", "PSNR (dB)", "SSIM", "sharpness", "NIQE ↓", "s / image"], rows),
         "\n".join(real_reading(runs)),
         *[pending(f"real/{s}.json", command).replace("No raw results yet", f"{SET_NAMES[s]}: no raw results yet")
@@ -256,11 +267,11 @@ def speed_line(results: Path) -> str:
     if raw is None:
         return "Speed with SD1.5's architectures: " + pending("bench/ldm_speed_cpu.json",
                                                             "OMP_NUM_THREADS=1 python benchmarks/ldm_speed.py")
-    st, m = raw["settings"], raw["meta"]["machine"]
+    st = raw["settings"]
     direct, boosted = raw["pipelines"][0], next(p for p in raw["pipelines"] if p["nfe"] == 4)
     clock = "CPU time" if st["clock"] == "cpu" else "seconds"
-    return (f"Speed with SD1.5's architectures (random weights, `benchmarks/ldm_speed.py`): on {m['cpu']} "
-            f"({m['torch_threads']} thread), {st['base_steps']} base steps at {st['base_size']}² + CFM `general` ×2 "
+    return (f"Speed with SD1.5's architectures (random weights, `{raw['meta']['command']}` on "
+            f"{machine(raw['meta'])}): {st['base_steps']} base steps at {st['base_size']}² + CFM `general` ×2 "
             f"(NFE 4) + decode take {boosted['seconds']:,.0f} s of {clock} against {direct['seconds']:,.0f} s for "
             f"{st['base_steps']} steps at {st['output_size']}² + decode, {boosted['speedup']:.1f}× faster; details "
             f"in [docs/speed.md](docs/speed.md).{note}")
@@ -407,21 +418,39 @@ def tuning(results: Path) -> str:
 
 
 def readme_grid(results: Path) -> str:
-    """The caption of the README's opening crop grid (recipes/default/readme_grid.py)."""
+    """The caption of the README's opening crop grid (recipes/default/readme_grid.py): first the scores of the
+    crops the picture shows, who is ahead in each (bicubic too, where it is), then those of the whole photos."""
     data = load(results, "default_model/readme_grid.json")
     if data is None:
         return pending("default_model/readme_grid.json", "python recipes/default/readme_grid.py")
     st = data["settings"]
-    parts = []
-    for photo, m in data["scores"].items():
-        b, f = m["bicubic"]["photo"], m["fmboost"]["photo"]
-        parts.append(f"{photo}: bicubic {b['psnr']:.2f} dB / SSIM {b['ssim']:.3f} / sharpness {b['sharpness']:.2f}, "
-                     f"fmboost {f['psnr']:.2f} dB / SSIM {f['ssim']:.3f} / sharpness {f['sharpness']:.2f}")
+
+    def scores(part: str) -> str:
+        said = []
+        for photo, m in data["scores"].items():
+            f, b = m["fmboost"][part], m["bicubic"][part]
+            said.append(f"{photo}: {compare(f, b, 'fmboost', 'bicubic')}; sharpness {f['sharpness']:.2f} vs "
+                        f"{b['sharpness']:.2f}")
+        return "; ".join(said)
+
     return (f"![bicubic | fmboost | original](docs/readme_grid.png)\n\n"
             f"*×2 from a PIL-bicubic downscale; the centre {st['crop']} px of each result, enlarged {st['zoom']}× "
             f"(nearest). The photos were fixed before any output was seen, and neither was trained or tuned on. "
-            f"Whole photos — {'; '.join(parts)}. {measured_by(data['meta'])} Raw: "
-            f"`results/default_model/readme_grid.json`.*")
+            f"The crops shown, fmboost against bicubic — {scores('crop')}. The whole photos — {scores('photo')}. "
+            f"{measured_by(data['meta'])} Raw: `results/default_model/readme_grid.json`.*")
+
+
+def throughput_line(results: Path) -> str:
+    """The README's pointer to the training-throughput table: 'measured' only once its raw file exists."""
+    what = "bf16, `channels_last`, `torch.compile` and fused AdamW"
+    raw = load(results, "bench/train_throughput_cpu.json")
+    if raw is None:
+        return (f"[docs/training_at_scale.md](docs/training_at_scale.md) has the details and what the 2-process "
+                f"tests check. `benchmarks/train_throughput.py` times the samples/s of {what}; it has not been run "
+                f"yet, so there are no figures (no raw results yet: `results/bench/train_throughput_cpu.json`).")
+    return (f"[docs/training_at_scale.md](docs/training_at_scale.md) has the details, what the 2-process tests "
+            f"check, and the samples/s of {what} ({measured_by(raw['meta'])[0].lower()}"
+            f"{measured_by(raw['meta'])[1:-1]}; raw results in `results/bench/train_throughput_cpu.json`).")
 
 
 def serve_load(results: Path) -> str:
@@ -443,7 +472,8 @@ def serve_load(results: Path) -> str:
     m = data["meta"]  # this benchmark writes its own meta (no run_meta): machine, cpus, date, commit
     load_end = ", ".join(f"{v:.2f}" for v in m["load_average_at_end"])
     return "\n\n".join([f"Measured by `{m['command']}` on {m['machine']} ({m['cpus']} CPUs, load average "
-                         f"{load_end} at the end), {m['date'][:10]}, commit {m['commit'][:10]}. Raw results: "
+                         f"{load_end} at the end), {m['date'][:10]}, commit {m['commit'][:10]} (whether the tree "
+                         f"had uncommitted changes was not recorded). Raw results: "
                          f"`results/bench/serve_load_cpu.json`.", table(["what", "figure"], rows)])
 
 
@@ -477,7 +507,7 @@ def default_speed(results: Path) -> str:
     return "\n\n".join([
         f"{measured_by(runs[0]['meta'])} One photo (the astronaut) resized to each input size and upscaled ×2, "
         "timed after a warm-up on an otherwise idle CPU; in brackets, the ratio to the autoencoder's decode alone, "
-        "the floor every latent method pays.",
+        f"the floor every latent method pays.{uncommitted([r['meta'] for r in runs])}",
         table(header, rows)])
 
 
@@ -513,3 +543,141 @@ def design_runs(results: Path) -> str:
                       f"{tr} steps) on the same crops: {previous['model']['psnr']:.2f} dB / SSIM "
                       f"{previous['model']['ssim']:.4f} ({machine(previous['meta'])})."]
     return "\n".join(lines)
+
+
+def serve_hardening(results: Path) -> str:
+    """docs/robustness.md's hardening table (issue 23), from benchmarks/robustness.py."""
+    data = load(results, "robustness/serve.json")
+    if data is None:
+        return pending("robustness/serve.json", "python benchmarks/robustness.py")
+    strip, cost, access, slow, crowd, term, rss = (data[k] for k in ("strip", "cost", "access", "slow_clients",
+                                                                       "load", "sigterm", "rss"))
+    said = lambda r: f"{r['status']} in {r['seconds']:.2g} s: “{r['message']}”"
+    answers = lambda statuses: ", ".join("none, the connection closed" if s == "None" else s for s in statuses)
+    yes = lambda v: "yes" if v else "no"
+    cli = strip["cli"]
+    rows = [[f"`POST /api/upscale`: a {strip['file_bytes']:,}-byte PNG of 1 × 1,048,576 pixels", said(strip["serve"])],
+            ["`fmboost upscale` of the same file",
+             f"exit {cli['exit_code']} in {cli['seconds']:.3g} s (model load included), output written: "
+             f"{yes(cli['output_written'])}: “{cli['message']}”"],
+            ["a 1024 × 1024 photo at rk4 × 32 steps (NFE 128)", said(cost["rk4_32"])],
+            ["the same with `solver=dopri5`", said(cost["dopri5"])],
+            ["cross-site POST (`Origin: http://evil.example`, `text/plain`)",
+             f"{access['cross_site_post']['status']}: “{access['cross_site_post']['message']}”"],
+            ["`GET /api/info` with `Host: evil.example` (DNS rebinding)",
+             f"{access['foreign_host']['status']}: “{access['foreign_host']['message']}”"],
+            ["the same from the server's own page / `Host: localhost`",
+             f"{access['own_page_post']['status']} / {access['localhost_get']['status']}"],
+            [f"{slow['clients']} slow clients at once: {slow['header_tricklers']} trickle their headers, "
+             f"{slow['stalled_uploads']} announce 20 MB and stop after 1 MB",
+             f"headers cut off within {slow['header_cut_after_s']:.3g} s (answers: {answers(slow['header_statuses'])}); "
+             f"uploads within {slow['upload_cut_after_s']:.3g} s (answers: {answers(slow['upload_statuses'])}); "
+             f"`/healthz` meanwhile: {slow['healthz_during']['status']} in "
+             f"{slow['healthz_during']['seconds']:.2g} s; RSS {slow['rss_before_mb']:.0f} → "
+             f"{slow['rss_after_mb']:.0f} MB"],
+            [f"{crowd['clients']} clients upload 64 × 64 at the same moment",
+             f"answered {crowd['answered']} of {crowd['clients']}: {crowd['accepted_202']} accepted (all done: "
+             f"{yes(crowd['accepted_done'] == crowd['accepted_202'])}), {crowd['busy_503']} told “busy”, other: "
+             f"{', '.join(crowd['other']) or 'none'}; RSS {crowd['rss_before_mb']:.0f} / peak "
+             f"{crowd['rss_peak_mb']:.0f} / after {crowd['rss_after_mb']:.0f} MB; alive after: "
+             f"{yes(crowd['alive_after'])}"],
+            [f"SIGTERM during a job ({term['job']}, at NFE {term['nfe_done_at_signal']} of {term['nfe_total']})",
+             f"exit code {term['exit_code']} after {term['exit_s']:.2g} s; results folder removed: "
+             f"{yes(not term['results_folder_left'])}, files left in it: {', '.join(term['files_left']) or 'none'}; "
+             f"“terminate called” in the log: "
+             f"{yes(term['log_says_terminate'])}; traceback: {yes(term['log_has_traceback'])}"],
+            ["server RSS over the whole run", f"{rss['start_mb']:.0f} MB at start, {rss['peak_mb']:.0f} MB at peak"]]
+    return "\n\n".join([f"{measured_by(data['meta'])} Raw results: `results/robustness/serve.json`.",
+                        table(["what was sent", "what happened"], rows)])
+
+
+# ---------------------------------------------------------------------------------------------- peers
+
+def peers(results: Path) -> str:
+    """fmboost beside SRMD and the other installed upscalers on BSD68 and Set14 (benchmarks/peers.py)."""
+    data = {s: load(results, f"peers/{s}.json") for s in SETS}
+    if not all(data.values()):
+        return pending("peers/{bsd68,set14}.json", "python benchmarks/peers.py --peers-python PY")
+    first = data[SETS[0]]
+    rows = []
+    for s in SETS:
+        for r in data[s]["results"]:
+            rows.append([SET_NAMES[s], f"`{r['method']}`", f"{r['psnr']:.2f}", f"{r['ssim']:.4f}",
+                         num(r.get("niqe"), ".3f"), f"{r['sharpness']:.3f}", f"{r['colour_shift']:.2f}",
+                         f"{r['seconds']:.3g}"])
+    skipped = "; ".join(f"{p}: {why}" for s in SETS for p, why in data[s]["peers_skipped"].items())
+    lines = [f"{measured_by(first['meta'])} Every photo of BSD68 ({len(data['bsd68']['images'])}) and Set14 "
+             f"({len(data['set14']['images'])}), whole, ×2 from PIL's bicubic downscale; RGB, 2 border pixels "
+             f"shaved; model `{first['model']}`; {first['threads']} thread(s) for every method. Colour shift: the "
+             f"largest channel's mean difference from the photo, in levels. Seconds per image are wall clock on a "
+             f"CPU shared with other work when the load average exceeds the cores (the speed comparison on a quiet "
+             f"CPU is `benchmarks/contention.py`'s, below). Raw: `results/peers/`."
+             + (f" Skipped: {skipped}." if skipped else ""), "",
+             table(["set", "method", "PSNR (dB)", "SSIM", "NIQE ↓", "sharpness", "colour shift", "s / image"], rows),
+             "", "![PSNR against NIQE](peers_psnr_niqe.png)"]
+    notes = []
+    for s in SETS:
+        res = {r["method"]: r for r in data[s]["results"]}
+        if "srmd" in res:
+            best = max((r for m, r in res.items() if m.startswith("fmboost")), key=lambda r: r["psnr"])
+            gap = best["psnr"] - res["srmd"]["psnr"]
+            notes.append(f"{SET_NAMES[s]}: fmboost's best ({best['method']}) is {gap:+.2f} dB and "
+                         f"{best['ssim'] - res['srmd']['ssim']:+.4f} SSIM from SRMD; NIQE "
+                         f"{best.get('niqe', float('nan')):.2f} against SRMD's {res['srmd'].get('niqe', float('nan')):.2f} "
+                         f"and bicubic's {res['bicubic'].get('niqe', float('nan')):.2f}.")
+    return "\n".join(lines + ([""] + [f"- {n}" for n in notes] if notes else []))
+
+
+def peers_plot(results: Path, docs: Path) -> None:
+    """The perception–distortion picture: each method a point of PSNR (x) and NIQE (y, lower is better)."""
+    data = {s: load(results, f"peers/{s}.json") for s in SETS}
+    if not all(data.values()):
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(SETS), figsize=(4.2 * len(SETS), 3.2))
+    for ax, s in zip(axes, SETS):
+        for r in data[s]["results"]:
+            if r.get("niqe") is None:
+                continue
+            ax.scatter(r["psnr"], r["niqe"], s=18)
+            ax.annotate(r["method"], (r["psnr"], r["niqe"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_title(SET_NAMES[s], fontsize=9)
+        ax.set_xlabel("PSNR (dB) →", fontsize=8)
+        ax.set_ylabel("NIQE (lower is better)", fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(docs / "peers_psnr_niqe.png", dpi=80)
+    plt.close(fig)
+
+
+def contention(results: Path) -> str:
+    """Seconds for one image, quiet and beside a busy process (benchmarks/contention.py)."""
+    data = load(results, "bench/contention_cpu.json")
+    if data is None:
+        return pending("bench/contention_cpu.json", "python benchmarks/contention.py")
+    st = data["settings"]
+    rows = []
+    for name, by_size in data["results"].items():
+        for size, r in by_size.items():
+            rows.append([f"`{name}`", f"{size}²", f"{r['quiet_s']:.2f} ({r['threads_quiet']})",
+                         f"{r['busy_s']:.2f} ({r['threads_busy']})", f"×{r['slowdown']:.2f}"])
+    return "\n".join([f"{measured_by(data['meta'])} ×2 of a crop of `examples/astronaut.png` at each size, NFE "
+                      f"{st['steps']}, the median of {st['repeats']} fresh processes per cell (model loading "
+                      f"excluded); busy: one other process spinning on a core. Raw: "
+                      f"`results/bench/contention_cpu.json`.", "",
+                      table(["method", "input", "quiet: s (threads)", "busy: s (threads)", "slowdown"], rows)]
+                     + speed_against_srmd(data["results"]))
+
+
+def speed_against_srmd(results: dict) -> list[str]:
+    """fmboost's time over SRMD's at each size, quiet (issue 28 asks for at most 2×) and busy."""
+    ours, srmd = results.get("fmboost (auto threads)"), results.get("srmd (2 threads)")
+    if not (ours and srmd):
+        return ["", "SRMD was not installed for this run: no ratio."]
+    return ["", "fmboost (auto threads) over SRMD: " + "; ".join(
+        f"{size}²: ×{ours[size]['quiet_s'] / srmd[size]['quiet_s']:.2f} quiet, "
+        f"×{ours[size]['busy_s'] / srmd[size]['busy_s']:.2f} busy" for size in ours if size in srmd) + "."]

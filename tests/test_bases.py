@@ -207,24 +207,32 @@ def denoiser_inputs(base, family):
                 pooled_projections=torch.randn(1, 32, generator=g), txt_ids=torch.zeros(7, 3), img_ids=ids)
 
 
+# How ScaledAttnProcessor fails inside an MM-DiT: SD3's joint block unpacks (image, text) from its processor and
+# gets one tensor; FLUX's FluxAttention is not diffusers' Attention (no spatial_norm, its own rotary processor).
+NOT_A_DROP_IN = {"sd3": (ValueError, "not enough values to unpack"), "flux": (AttributeError, "spatial_norm")}
+
+
 @families("sdxl", "sd3", "flux")
 def test_the_scaled_processor_is_exact_on_a_unet_and_not_a_drop_in_for_joint_attention(pipe, trained):
     """What --help claims: at area ratio 1 (no scaling) ScaledAttnProcessor reproduces SDXL's U-Net exactly; in
-    SD3's and FLUX's MM-DiT it would compute something else (text as cross-attention keys, no joint softmax, no
-    rotary embedding), so it cannot be used there, and fmboost refuses --attention-scaling for them."""
+    SD3's and FLUX's MM-DiT it cannot run at all (text as cross-attention keys, no joint softmax, no rotary
+    embedding), so fmboost refuses --attention-scaling for them. The processors are restored either way."""
     family = trained[0]
     net = bases.denoiser(pipe.base)
     inputs = denoiser_inputs(pipe.base, family)
     with torch.no_grad():
         plain = net(**inputs, return_dict=False)[0]
-        try:
+        if family == "sdxl":
             with attention_scaling(net, 1.0):
                 assert all(isinstance(p, ScaledAttnProcessor) for p in net.attn_processors.values())
                 swapped = net(**inputs, return_dict=False)[0]
-        except Exception:  # noqa: BLE001 - the MM-DiT blocks expect (image, text) pairs back: failing is "not equal"
-            swapped = None
-    same = swapped is not None and torch.allclose(plain, swapped, atol=1e-5)
-    assert same == (family == "sdxl")
+            assert torch.allclose(plain, swapped, atol=1e-5)
+        else:
+            error, words = NOT_A_DROP_IN[family]
+            with pytest.raises(error, match=words), attention_scaling(net, 1.0):
+                net(**inputs, return_dict=False)
+        assert not any(isinstance(p, ScaledAttnProcessor) for p in net.attn_processors.values())
+        assert torch.equal(net(**inputs, return_dict=False)[0], plain)
     assert bases.family_of(pipe.base).joint_attention == (family != "sdxl")
 
 

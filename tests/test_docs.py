@@ -91,6 +91,57 @@ def test_missing_markers_are_named(copy):
         report.main(["--check", "--root", str(copy)])
 
 
+# ------------------------------------------------------------------------------------------ raw files named
+
+def add_line(path: Path, line: str) -> int:
+    """Appends `line` to a doc; returns its line number."""
+    text = path.read_text().rstrip("\n") + "\n"
+    path.write_text(text + line + "\n")
+    return len(text.splitlines()) + 1
+
+
+def test_results_readme_may_list_only_raw_files_that_exist_or_say_not_yet_run(copy, capsys):
+    listing = copy / "results" / "README.md"
+    text = listing.read_text()
+    row = "| `bench/nothing_cpu.json` | `python benchmarks/nothing.py` | nowhere |"
+    listing.write_text(text.replace("|---|---|---|\n", f"|---|---|---|\n{row}\n"))
+    line = listing.read_text().splitlines().index(row) + 1
+    assert report.main(["--check", "--root", str(copy)]) == 1
+    assert f"results/README.md:{line}: bench/nothing_cpu.json does not exist" in capsys.readouterr().err
+    marked = row.replace("` |", "` *not yet run* |", 1)
+    listing.write_text(text.replace("|---|---|---|\n", f"|---|---|---|\n{marked}\n"))
+    assert report.main(["--check", "--root", str(copy)]) == 0
+    (copy / "results" / "bench" / "nothing_cpu.json").write_text("{}")  # the run made: the mark must go
+    assert report.main(["--check", "--root", str(copy)]) == 1
+    assert "bench/nothing_cpu.json exists: drop the 'not yet run'" in capsys.readouterr().err
+
+
+def test_a_raw_file_results_readme_does_not_list_fails_the_check(copy, capsys):
+    (copy / "results" / "bench" / "extra_cpu.json").write_text("{}")
+    assert report.main(["--check", "--root", str(copy)]) == 1
+    assert "results/README.md: does not list results/bench/extra_cpu.json" in capsys.readouterr().err
+
+
+def test_a_doc_may_name_a_missing_raw_file_only_as_still_to_be_made(copy, capsys):
+    doc = copy / "docs" / "robustness.md"
+    original = doc.read_text()
+    line = add_line(doc, "The figures are in `results/bench/later_cpu.json`.")
+    assert report.main(["--check", "--root", str(copy)]) == 1
+    assert f"docs/robustness.md:{line}: names results/bench/later_cpu.json, which does not exist" in \
+        capsys.readouterr().err
+    doc.write_text(original)
+    add_line(doc, "`python benchmarks/later.py` writes `results/bench/later_cpu.json` (not yet run).")
+    assert report.main(["--check", "--root", str(copy)]) == 0
+
+
+def test_a_doc_may_not_say_measured_of_a_benchmark_whose_raw_file_is_missing(copy, capsys):
+    doc = copy / "docs" / "robustness.md"
+    line = add_line(doc, "Training throughput was measured with `benchmarks/train_throughput.py`.")
+    assert report.main(["--check", "--root", str(copy)]) == 1
+    assert f"docs/robustness.md:{line}: says measured, but no raw file of benchmarks/train_throughput.py exists" \
+        in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------------------------------ ablations over seeds
 
 def row(model, method, steps, psnr, ssim=0.6, sharpness=0.2, niqe=6.0):
@@ -164,6 +215,8 @@ def test_a_diffusion_baseline_that_did_not_learn_is_not_compared(tmp_path):
         write_raw(tmp_path, name, data)
     text = ablations.section(tmp_path)
     assert "at 50 steps** (bsd68, PSNR and SSIM): not measured: the diffusion baseline had not learned" in text
+    instead = next(x for x in text.splitlines() if "at equal NFE instead" in x)
+    assert "10.00" not in instead  # the 50-step figures are no comparison with CFM: not quoted as one
     assert "- **CFM ≥ diffusion at equal NFE** (bsd68, NFE 4, PSNR and SSIM): held" in text  # still compared
     assert "gains from more steps** (bsd68: 50 steps better than 4 in PSNR or NIQE): did not hold" in text
 
@@ -273,3 +326,32 @@ def test_default_and_real_sections_say_what_the_numbers_say(tmp_path):
     assert "`real` against bicubic: `real` ahead in SSIM, NIQE; bicubic ahead in PSNR" in nfe4
     assert "against `default`: `real` ahead in PSNR, SSIM, NIQE" in nfe4
     assert "`real` ahead in PSNR, SSIM, NIQE" in next(x for x in lines if x.startswith("- BSD68, NFE 1"))
+
+
+def test_the_readme_grid_caption_gives_the_crops_shown_with_their_losses(tmp_path):
+    from doc_tables import readme_grid
+
+    score = lambda psnr, ssim, sharpness: {"psnr": psnr, "ssim": ssim, "sharpness": sharpness}
+    scores = {"a.png": {"bicubic": {"photo": score(22.0, 0.60, 0.1), "crop": score(26.0, 0.73, 0.2)},
+                        "fmboost": {"photo": score(23.0, 0.65, 0.3), "crop": score(25.0, 0.66, 0.3)}}}
+    (tmp_path / "default_model").mkdir()
+    (tmp_path / "default_model" / "readme_grid.json").write_text(json.dumps(
+        {**eval_file([]), "settings": {"crop": 96, "zoom": 3}, "scores": scores}))
+    text = readme_grid(tmp_path)
+    shown, whole = text.split("The whole photos")
+    assert "The crops shown" in shown and "a.png: bicubic ahead in PSNR, SSIM (PSNR 25.00 vs 26.00 dB" in shown
+    assert "a.png: fmboost ahead in PSNR, SSIM (PSNR 23.00 vs 22.00 dB" in whole
+    assert "with uncommitted changes" in whole
+
+
+def test_a_section_over_several_raw_files_counts_those_with_uncommitted_changes(tmp_path):
+    from doc_tables import default_model
+
+    rows = [row("-", "bicubic", None, 28.0), row("default", "cfm", 4, 29.0), row("default", "x0", None, 28.5)]
+    (tmp_path / "default_model").mkdir()
+    clean = eval_file(rows)
+    clean["meta"] = {**clean["meta"], "git_dirty": False}
+    (tmp_path / "default_model" / "bsd68.json").write_text(json.dumps(clean))
+    assert "uncommitted" not in default_model(tmp_path)
+    (tmp_path / "default_model" / "set14.json").write_text(json.dumps(eval_file(rows)))  # dirty
+    assert "1 of the 2 raw files were measured with uncommitted changes" in default_model(tmp_path)

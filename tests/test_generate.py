@@ -10,7 +10,8 @@ import torch
 pytest.importorskip("transformers")
 
 from fmboost.pipelines.attention import ScaledAttnProcessor, attention_scale, attention_scaling  # noqa: E402
-from fmboost.pipelines.generate import BoostedLatentDiffusionPipeline, cascade  # noqa: E402
+from fmboost.pipelines.generate import (BoostedLatentDiffusionPipeline, cascade, describe,  # noqa: E402
+                                       latent_space_mismatch)
 from tests.tiny_bases import cfm_folder, tiny_lcm_lora, tiny_vae  # noqa: E402
 
 PROMPT = "a photo of a red cat"
@@ -87,8 +88,19 @@ def test_a_cfm_model_on_another_latent_space_is_refused(tmp_path, base_dir, monk
 
 
 def test_a_lower_precision_base_still_matches_its_fp32_autoencoder(base_dir, cfm_dir):
+    """A bf16 base's VAE is the fp32 autoencoder the CFM model was trained on, rounded: the guard rail compares
+    encoder weights in the coarser dtype, so it accepts it, and still refuses an encoder that differs by more."""
+    import copy
+
     p = BoostedLatentDiffusionPipeline.from_pretrained(base_dir, cfm_dir, dtype=torch.bfloat16)
-    assert p.base.unet.dtype == torch.bfloat16
+    ours = p.stages[0].autoencoder
+    assert p.base.unet.dtype == p.decoder.dtype == torch.bfloat16 and ours.dtype == torch.float32
+    assert latent_space_mismatch(ours, p.decoder) is None
+    other = copy.deepcopy(ours)
+    key, weight = next((k, w) for k, w in other.vae.state_dict().items() if k.startswith("encoder."))
+    weight.add_(0.1)  # the state dict shares the parameters' storage
+    assert latent_space_mismatch(other, p.decoder) == f"same shape ({describe(ours)}) but different encoder " \
+                                                      f"weights ({key})"
 
 
 def test_the_cli_names_the_flag_of_a_scale_it_cannot_reach(tmp_path, base_dir, cfm_dir, monkeypatch, capsys):

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +25,7 @@ import urllib.request
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -33,6 +35,7 @@ from fmboost.serve.jobs import Job, JobQueue, QueueFull
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 MAX_PIXELS, MAX_MB = 20_000, 0.2  # the test server's limits: small, so refusals are cheap to provoke
+MAX_COST = 100_000  # processed pixels × NFE: the page's tests (≤ 64×80 at NFE 8) fit, 100×100 at rk4 × 32 does not
 PROMPT = "a photo of a red cat"
 
 
@@ -57,7 +60,7 @@ def test_decode_upload_refuses_what_is_not_a_usable_image():
         decode_upload(png_bytes(Image.new("L", (200, 101))), MAX_PIXELS)
     assert e.value.status == 413
     rgba = decode_upload(png_bytes(Image.new("RGBA", (30, 20), (255, 0, 0, 0))), MAX_PIXELS)
-    assert rgba.mode == "RGB" and rgba.size == (30, 20) and rgba.getpixel((0, 0)) == (255, 255, 255)
+    assert rgba.mode == "RGBA" and rgba.size == (30, 20)  # alpha kept: the result carries it back (as the CLI)
 
 
 class GatedPipeline:
@@ -123,12 +126,14 @@ def test_each_model_offers_only_what_its_objective_runs(tiny_model_dir):
     diffusion = FMBoostPipeline(pipe.autoencoder, pipe.model, objective="diffusion")
     models = {"tiny": pipe, "eps": diffusion, "no-flow": FMBoostPipeline(pipe.autoencoder, None)}
     info = {m["name"]: m for m in model_info(models)}
-    assert info["tiny"]["methods"] == ["cfm", "x0", "bicubic", "lanczos"] and "dopri5" in info["tiny"]["solvers"]
+    # dopri5 picks its own NFE, so a request's cost could not be bounded: the server does not offer it.
+    assert info["tiny"]["methods"] == ["cfm", "x0", "bicubic", "lanczos"]
+    assert info["tiny"]["solvers"] == ["euler", "midpoint", "heun", "rk4"]
     assert info["eps"]["methods"][0] == "diffusion" and info["eps"]["solvers"] == ["ddim", "ddpm"]
     assert info["no-flow"]["methods"] == ["x0", "bicubic", "lanczos"] and info["no-flow"]["solvers"] == []
     assert parse_job({"model": "eps"}, models, Limits())["solver"] == "ddim"  # its own default, not euler
     for query in ({"model": "tiny", "method": "diffusion"}, {"model": "no-flow", "method": "cfm"},
-                  {"model": "eps", "solver": "heun"}):
+                  {"model": "eps", "solver": "heun"}, {"model": "tiny", "solver": "dopri5"}):
         with pytest.raises(UploadError) as e:
             parse_job(query, models, Limits())
         assert "--" not in str(e.value) and (query.get("method") or query["solver"]) in str(e.value)
@@ -187,11 +192,12 @@ class Server:
             time.sleep(0.2)
         raise AssertionError(f"fmboost serve did not start:\n{self.log.read_text()}")
 
-    def request(self, path, data=None, **params):
+    def request(self, path, data=None, headers=None, **params):
         """(status, body as JSON or bytes, headers); HTTP errors are answers here, not exceptions."""
         url = f"{self.url}{path}" + (f"?{urllib.parse.urlencode(params)}" if params else "")
         try:
-            with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=60) as r:
+            with urllib.request.urlopen(urllib.request.Request(url, data=data, headers=headers or {}),
+                                        timeout=60) as r:
                 status, body, headers = r.status, r.read(), r.headers
         except urllib.error.HTTPError as e:
             status, body, headers = e.code, e.read(), e.headers
@@ -232,7 +238,7 @@ def server(tmp_path_factory, tiny_model_dir):
     shutil.copytree(tiny_model_dir, broken, ignore=shutil.ignore_patterns("cfm"))
     s = Server(tmp_path_factory.mktemp("server"), "--no-default", "--model", str(tiny_model_dir), "--model",
                str(tiny_model_dir), "--model", str(broken), "--max-pixels", str(MAX_PIXELS), "--max-upload-mb",
-               str(MAX_MB), "--queue-size", "4")
+               str(MAX_MB), "--queue-size", "4", "--max-cost", str(MAX_COST))
     yield s
     s.stop()
 
@@ -255,6 +261,7 @@ def test_upload_upscale_download(server):
     status, png, headers = server.request(job["result"], download=1)
     assert status == 200 and headers["content-type"] == "image/png"
     assert 'attachment; filename="holiday_photo_x2.png"' == headers["content-disposition"]
+    assert headers["cache-control"] == "no-store" and headers["x-content-type-options"] == "nosniff"
     assert Image.open(io.BytesIO(png)).size == (104, 80)
 
 
@@ -303,6 +310,242 @@ def test_only_results_are_written_and_removed_on_exit(tmp_path, tiny_model_dir):
     finally:
         code = s.stop()
     assert code == 0 and not s.results.exists() and list(s.tmp.iterdir()) == []
+
+
+# ---------------------------------------------------------------- hardening (issue 23): cost, access, shutdown
+
+def test_work_is_checked_at_its_padded_size_and_its_cost(server):
+    strip = png_bytes(Image.new("RGB", (1, MAX_PIXELS), (90, 120, 150)))  # within the limit as a file
+    status, answer, _ = server.request("/api/upscale", strip, steps=1)
+    assert status == 413 and f"1×{MAX_PIXELS} is processed as" in answer["error"], answer
+    assert "\n" not in answer["error"] and "downscale or crop" in answer["error"]
+    photo = png_bytes(random_photo(100, 100))  # 10,000 pixels: within the limit, but not at rk4 × 32 steps
+    status, answer, _ = server.request("/api/upscale", photo, steps=32, solver="rk4")
+    assert status == 413 and "× 128 network evaluations" in answer["error"] and f"{MAX_COST:,}" in answer["error"]
+    assert "fewer steps" in answer["error"]
+    status, answer, _ = server.request("/api/upscale", photo, solver="dopri5")
+    assert status == 400 and "cannot be bounded" in answer["error"]
+    assert server.upscale(photo, steps=2, solver="heun")["state"] == "done"  # a cheaper request of the same photo
+
+
+def test_other_sites_and_foreign_host_names_are_refused(server):
+    photo = png_bytes(random_photo(24, 24))
+    cross_site = {"Origin": "http://evil.example", "Content-Type": "text/plain"}  # no CORS preflight needed
+    status, answer, headers = server.request("/api/upscale", photo, headers=cross_site)
+    assert status == 403 and "--allow-origin http://evil.example" in answer["error"]
+    port = server.url.rsplit(":", 1)[1]
+    status, answer, _ = server.request("/api/info", headers={"Host": f"evil.example:{port}"})  # DNS rebinding
+    assert status == 403 and "--allow-host evil.example" in answer["error"]
+    assert server.request("/api/info", headers={"Host": f"localhost:{port}"})[0] == 200
+    assert server.request("/api/info", headers={"Origin": server.url})[0] == 200  # the page itself
+    assert server.upscale(photo)["state"] == "done"  # no Origin (curl, scripts): not a web page
+    log = server.log.read_text()
+    assert "refused POST /api/upscale: this server answers its own page only" in log and "Traceback" not in log
+
+
+def test_every_answer_says_nosniff_and_html_carries_a_csp(server):
+    for path, status in (("/", 200), ("/api/info", 200), ("/healthz", 200), ("/nope", 404),
+                         ("/api/jobs/0123", 404)):
+        got, _, headers = server.request(path)
+        assert (got, headers["x-content-type-options"]) == (status, "nosniff"), path
+        if headers["content-type"].startswith("text/html"):
+            assert "default-src 'self'" in headers["content-security-policy"]
+        if path.startswith("/api/"):
+            assert headers["cache-control"] == "no-store"
+
+
+def test_the_page_keeps_orientation_alpha_icc_and_exif_as_the_cli_does(server, tmp_path):
+    from tests.test_upscale_files import exif_photo, rgba_photo
+
+    icc = exif_photo(tmp_path / "cam.jpg")  # 24 × 16 as stored, orientation 6: 16 × 24 upright
+    job = server.upscale((tmp_path / "cam.jpg").read_bytes(), steps=1)
+    assert (job["state"], job["width"], job["height"]) == ("done", 32, 48)
+    with Image.open(io.BytesIO(server.request(job["result"])[1])) as out:
+        assert out.size == (32, 48) and out.info.get("icc_profile") == icc
+        exif = out.getexif()
+        assert exif.get(0x010F) == "FMBoost Camera" and exif.get(0x0112, 1) == 1  # upright, and says so
+    job = server.upscale(png_bytes(rgba_photo()), steps=1)
+    with Image.open(io.BytesIO(server.request(job["result"])[1])) as out:
+        assert out.mode == "RGBA" and out.size == (48, 40)
+        alpha = np.asarray(out.getchannel("A"), dtype=float)
+    expected = np.asarray(rgba_photo().getchannel("A").resize((48, 40), Image.LANCZOS), dtype=float)
+    assert np.abs(alpha - expected).max() <= 1
+
+
+def test_sigterm_during_a_long_job_exits_0_and_leaves_no_files(tmp_path, tiny_model_dir):
+    s = Server(tmp_path, "--no-default", "--model", str(tiny_model_dir), "--max-steps", "1000", "--max-cost",
+               str(10**9))
+    try:
+        status, job, _ = s.request("/api/upscale", png_bytes(random_photo(96, 96)), steps=1000, solver="rk4")
+        assert status == 202, job
+        wait_for(lambda: s.request(f"/api/jobs/{job['id']}")[1]["nfe_done"] >= 2, timeout=120)
+    finally:
+        code = s.stop()
+    log = s.log.read_text()
+    assert code == 0, log
+    assert "terminate called" not in log and "Traceback" not in log
+    assert not s.results.exists() and list(s.tmp.iterdir()) == []
+
+
+def test_stop_ends_a_running_job_at_its_next_network_evaluation(tmp_path):
+    class Endless(GatedPipeline):
+        def __call__(self, image, callback=None, **kwargs):
+            while True:  # a job that would never end: only the stop can end it, through the callback
+                callback(1)
+                time.sleep(0.01)
+
+    jobs = JobQueue({"m": Endless()}, tmp_path).start()
+    job = jobs.submit(Job(random_photo(8, 8), "m"))
+    wait_for(lambda: job.nfe_done > 3)
+    assert jobs.stop(timeout=10) and not jobs.busy()
+    assert job.state == "error" and "shutting down" in job.message and list(tmp_path.iterdir()) == []
+
+
+def test_the_results_folder_is_capped_in_bytes_too(tmp_path):
+    pipe = GatedPipeline()
+    pipe.gate.set()
+    one = len(png_bytes(random_photo(16, 16)))
+    jobs = JobQueue({"m": pipe}, tmp_path, keep=100, keep_bytes=int(2.5 * one)).start()
+    try:
+        done = []
+        for i in range(5):
+            done.append(jobs.submit(Job(random_photo(8, 8, seed=i), "m")))
+            wait_for(lambda: done[-1].state == "done")
+    finally:
+        jobs.stop()
+    kept = sorted(tmp_path.iterdir())
+    assert sum(p.stat().st_size for p in kept) <= 2.5 * one * 1.2 and 1 <= len(kept) < 5
+    assert f"{done[-1].id}.png" in [p.name for p in kept]  # the newest stays
+
+
+def test_access_rules_and_the_warning_for_other_machines():
+    from fmboost.serve.guard import Access, exposure_warning
+
+    assert exposure_warning("127.0.0.1") is None and exposure_warning("::1") is None
+    assert exposure_warning("localhost") is None
+    warning = exposure_warning("0.0.0.0")
+    assert "\n" not in warning and "reachable from other machines" in warning and "--allow-host" in warning
+    wild = Access.for_address("0.0.0.0", allow_hosts=["photos.lan"], allow_origins=["https://app.example/"])
+    assert wild.refusal("photos.lan:7860", "http://photos.lan:7860") is None
+    assert wild.refusal("[::1]:7860", None) is None and wild.refusal(None, None) is None
+    assert wild.refusal("192.168.1.5:7860", None) is not None  # a wildcard address is no name
+    assert wild.refusal("localhost:7860", "https://app.example") is None
+    assert wild.refusal("localhost:7860", "null") is not None  # sandboxed frames, files
+    assert Access.for_address("192.168.1.5").refusal("192.168.1.5:7860", None) is None
+
+
+@pytest.fixture
+def inprocess(tmp_path, tiny_model_dir):
+    """start(limits, wrap=None) → (URL, app): the tiny model served in this process, `wrap` around it."""
+    from fmboost.pipelines.upscale import FMBoostPipeline
+    from fmboost.serve.app import create_app, serve_in_background
+
+    pipe, stops = FMBoostPipeline.from_pretrained(tiny_model_dir), []
+
+    def start(limits, wrap=None):
+        app = create_app({"tiny": wrap(pipe) if wrap else pipe}, tmp_path, limits)
+        url, stop = serve_in_background(app)
+        stops.append(stop)
+        return url, app
+
+    yield start
+    for stop in stops:
+        stop()
+
+
+def raw_request(url: str, head: bytes, body: bytes = b"", read: bool = True, timeout: float = 20) -> bytes:
+    """Sends `head` (and `body`) as they are on a new connection; returns what the server answers until it
+    closes the connection ("" when it closes without a word)."""
+    host, port = urllib.parse.urlsplit(url).hostname, urllib.parse.urlsplit(url).port
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(head + body)
+        answer = b""
+        while read:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        return answer
+
+
+def post_head(length: int, path: str = "/api/upscale?steps=1") -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
+            f"Content-Length: {length}\r\n\r\n").encode()
+
+
+def test_slow_headers_and_slow_bodies_are_cut_off(inprocess):
+    from fmboost.serve.app import Limits
+
+    url, _ = inprocess(Limits(header_timeout_s=0.5, read_timeout_s=1.0))
+    assert raw_request(url, b"POST /api/upscale HTTP/1.1\r\nHost: 127.0.0.1\r\n") == b""  # headers never end
+    answer = raw_request(url, post_head(1000), b"x" * 10)  # the body stops after 10 bytes
+    assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 1 s" in answer
+    assert urllib.request.urlopen(f"{url}/healthz", timeout=10).status == 200
+
+
+def test_an_abandoned_upload_is_one_line_in_the_log(inprocess, capfd):
+    from fmboost.serve.app import Limits
+
+    url, _ = inprocess(Limits())
+    raw_request(url, post_head(100_000), b"x" * 1000, read=False)  # and goes away
+    err = ""
+    end = time.monotonic() + 20
+    while "abandoned" not in err and time.monotonic() < end:
+        time.sleep(0.1)
+        err += capfd.readouterr().err
+    time.sleep(0.5)
+    err += capfd.readouterr().err
+    assert [line for line in err.splitlines() if line.strip()] == \
+        ["fmboost serve: an upload was abandoned by its client after 1,000 bytes"]
+
+
+class Held:
+    """A pipeline held at its first job until `release` is set: the queue fills while it waits."""
+
+    def __init__(self, pipe):
+        self.pipe, self.release = pipe, threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.pipe, name)
+
+    def __call__(self, *args, **kwargs):
+        assert self.release.wait(60)
+        return self.pipe(*args, **kwargs)
+
+
+def test_a_full_queue_is_told_before_the_body_is_sent(inprocess):
+    from fmboost.serve.app import Limits
+
+    held = []
+    url, app = inprocess(Limits(max_waiting=1, header_timeout_s=1), wrap=lambda pipe: held.append(Held(pipe))
+                         or held[0])
+    photo = png_bytes(random_photo(16, 16))
+    post = lambda: urllib.request.urlopen(urllib.request.Request(f"{url}/api/upscale?steps=1", data=photo),
+                                          timeout=30)
+    running = json.loads(post().read())
+    wait_for(lambda: app.state.jobs.get(running["id"]).state == "running")
+    assert post().status == 202  # waits: the queue of one is full now
+    answer = raw_request(url, post_head(5_000_000))  # announces 5 MB and sends none of it
+    assert answer.startswith(b"HTTP/1.1 503") and b"busy" in answer
+    # A browser sends the body at once, before reading the answer: the answer must survive the unread body.
+    answer = raw_request(url, post_head(2_000_000), bytes(2_000_000))
+    assert answer.startswith(b"HTTP/1.1 503") and b"busy" in answer
+    held[0].release.set()
+
+
+def test_connections_beyond_the_cap_are_answered_busy_at_once(inprocess):
+    from fmboost.serve.app import Limits
+
+    url, _ = inprocess(Limits(max_connections=2))
+    host, port = urllib.parse.urlsplit(url).hostname, urllib.parse.urlsplit(url).port
+    idle = [socket.create_connection((host, port), timeout=10) for _ in range(2)]
+    time.sleep(0.3)
+    answer = raw_request(url, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 503") and b"too many connections" in answer and b"nosniff" in answer
+    for sock in idle:
+        sock.close()
+    wait_for(lambda: raw_request(url, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+             .startswith(b"HTTP/1.1 200"), timeout=10)
 
 
 # ---------------------------------------------------------------- text to image (fmboost serve --base)

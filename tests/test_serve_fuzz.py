@@ -192,9 +192,8 @@ class HeldPipeline:
         self.pipe, self.release = pipe, threading.Event()
         self.model, self.config = pipe.model, pipe.config
 
-    @property
-    def objective(self):
-        return self.pipe.objective
+    def __getattr__(self, name):  # objective, pad_multiple, auto_tile_size: the tiny model's
+        return getattr(self.pipe, name)
 
     def __call__(self, *args, **kwargs):
         assert self.release.wait(60)

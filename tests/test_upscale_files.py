@@ -254,3 +254,22 @@ def test_tiles_and_dopri5_show_progress(capsys):
     solve(lambda x, t: -x, torch.ones(2, 3), solver="dopri5", disable=False)
     err = capsys.readouterr().err
     assert "dopri5" in err and "t=0.00" in err and "t=1.00" in err  # follows the solver's time
+
+
+def test_a_strip_is_refused_at_its_padded_size_before_any_model_work(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    from fmboost.pipelines.upscale import FMBoostPipeline
+
+    Image.new("RGB", (1, 1000), (90, 120, 150)).save(tmp_path / "strip.png")  # 1,000 pixels: within the limit
+    m = FMBoostPipeline.from_pretrained(tiny_model_dir).pad_multiple
+    real_upscale = FMBoostPipeline.upscale
+    monkeypatch.setattr(FMBoostPipeline, "upscale", lambda *a, **k: pytest.fail("the model ran"))
+    code, _, err = run(capsys, "upscale", tmp_path / "strip.png", "--model", tiny_model_dir, "--max-pixels", "1000")
+    assert code == 2 and not (tmp_path / "strip_x2.png").exists()
+    line = err.strip()
+    assert "\n" not in line and f"1×1000 is processed as {m}×1000 = {m * 1000:,} pixels" in line and "--tile" in line
+    monkeypatch.setattr(FMBoostPipeline, "upscale", real_upscale)  # tiled, it runs: memory follows the tile
+    code, _, err = run(capsys, "upscale", tmp_path / "strip.png", "--model", tiny_model_dir, "--max-pixels", "1000",
+                       "--tile", "--steps", "1")
+    assert code == 0, err
+    with Image.open(tmp_path / "strip_x2.png") as out:
+        assert out.size == (2, 2000)

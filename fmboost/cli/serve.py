@@ -3,6 +3,7 @@ use that)."""
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import socket
 import sys
@@ -38,16 +39,31 @@ def add_parser(subparsers) -> None:
     sv.add_argument("--lcm-lora", metavar="ID",
                     help="LCM-LoRA fused into a U-Net base (SD1.x/2.x, SDXL) for ~4 steps (needs peft)")
     sv.add_argument("--host", default="127.0.0.1",
-                    help="address to listen on (default 127.0.0.1: this machine only)")
+                    help="address to listen on (default 127.0.0.1: this machine only; another address warns that "
+                         "other machines can reach it)")
+    sv.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                    help="a host name (or address) requests may be addressed to besides localhost, 127.0.0.1, ::1 and "
+                         "--host; repeatable. Requests naming any other Host are refused (403), so a web page "
+                         "cannot reach the server by pointing a name of its own at it (DNS rebinding)")
+    sv.add_argument("--allow-origin", action="append", default=[], metavar="URL",
+                    help="a web origin (scheme://host[:port]) whose pages may use the server besides its own page; "
+                         "repeatable. Browser requests from any other site are refused (403)")
     sv.add_argument("--port", type=int, default=7860, help="port (default 7860; 0: any free port)")
     add_device_flag(sv)
     sv.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload in MB (default 20)")
     sv.add_argument("--max-pixels", type=int, default=None,
-                    help="largest upload accepted, width × height (default 1048576); larger ones are refused with a "
-                         "message on the page. Uploads over 1048576 pixels (when this is raised) are upscaled with "
-                         "tiled encode/decode")
+                    help="largest image accepted, width × height as the model processes it: padded to the model's "
+                         "multiple (default 1048576); larger ones are refused with a message on the page. Images "
+                         "over 1048576 such pixels (when this is raised) are upscaled in tiles")
     sv.add_argument("--max-steps", type=int, default=32, help="most ODE steps a request may ask for (default 32)")
+    sv.add_argument("--max-cost", type=int, default=None, metavar="N",
+                    help="most a request may cost, in processed pixels × network evaluations (NFE = steps × 1, 2, "
+                         "2, 4 for euler, midpoint, heun, rk4; dopri5 is not offered, its NFE is unbounded); "
+                         "default 16777216, a 1 MP image at NFE 16. Dearer requests are refused with a message")
     sv.add_argument("--queue-size", type=int, default=8, help="requests that may wait at once (default 8)")
+    sv.add_argument("--max-connections", type=int, default=64,
+                    help="connections open at once (default 64); one more is answered 503 at once. A client has "
+                         "10 s to send a request's headers and 60 s for an upload's body")
     sv.set_defaults(func=cmd_serve)
 
 
@@ -75,12 +91,14 @@ def limits_from(args):
     from fmboost.serve.app import Limits
 
     max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels
+    max_cost = Limits.max_cost if args.max_cost is None else args.max_cost
     for flag, value in (("--max-upload-mb", args.max_upload_mb), ("--max-steps", args.max_steps),
-                        ("--queue-size", args.queue_size), ("--max-pixels", max_pixels)):
+                        ("--queue-size", args.queue_size), ("--max-pixels", max_pixels), ("--max-cost", max_cost),
+                        ("--max-connections", args.max_connections)):
         if value <= 0:
             raise UserError(f"{flag} must be positive, got {value}")
-    limits = Limits(max_bytes=int(args.max_upload_mb * 2**20), max_pixels=max_pixels,
-                    max_steps=args.max_steps, max_waiting=args.queue_size)
+    limits = Limits(max_bytes=int(args.max_upload_mb * 2**20), max_pixels=max_pixels, max_cost=max_cost,
+                    max_steps=args.max_steps, max_waiting=args.queue_size, max_connections=args.max_connections)
     if args.base_steps is not None and not 1 <= args.base_steps <= limits.max_base_steps:
         raise UserError(f"--base-steps must be between 1 and {limits.max_base_steps}, got {args.base_steps}")
     return limits
@@ -128,7 +146,8 @@ def cmd_serve(args) -> int:
     try:  # the web stack is an extra, so a plain install stays small
         import uvicorn
 
-        from fmboost.serve.app import create_app
+        from fmboost.serve.app import create_app, server_config
+        from fmboost.serve.guard import Access, exposure_warning
     except ModuleNotFoundError as e:
         raise UserError(f"{e.name} is not installed: pip install 'fmboost[serve]'") from None
     limits = limits_from(args)
@@ -139,19 +158,42 @@ def cmd_serve(args) -> int:
     models = model_dirs(args.model, not args.no_default)
     sock = listen(args.host, args.port)  # before loading: a busy port should not cost a model load
     host, port = sock.getsockname()[:2]
+    access = Access.for_address(args.host, args.allow_host, args.allow_origin)
     pipelines = {name: load_pipeline(path, device) for name, path in models.items()}
     text = load_text_to_image(args, pipelines, device)
     # uvicorn shuts down on SIGTERM and then raises the signal again; exiting through Python (not the default
     # action, which kills at once) lets the `with` below remove the results folder.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    with tempfile.TemporaryDirectory(prefix="fmboost-serve-") as out_dir:
-        app = create_app(pipelines, out_dir, limits, text)
-        print(f"fmboost serve: http://{host if ':' not in host else f'[{host}]'}:{port}/  "
-              f"(models: {', '.join(pipelines)}{f'; text to image: {args.base}' if text else ''}; "
-              f"results in {out_dir}, removed on exit; Ctrl+C stops)", flush=True)
-        config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
-        uvicorn.Server(config).run(sockets=[sock])
+    app = None
+    try:
+        with tempfile.TemporaryDirectory(prefix="fmboost-serve-") as out_dir:
+            app = create_app(pipelines, out_dir, limits, text, access)
+            print(f"fmboost serve: http://{host if ':' not in host else f'[{host}]'}:{port}/  "
+                  f"(models: {', '.join(pipelines)}{f'; text to image: {args.base}' if text else ''}; "
+                  f"results in {out_dir}, removed on exit; Ctrl+C stops)", flush=True)
+            if warning := exposure_warning(args.host):
+                print(warning, file=sys.stderr, flush=True)
+            uvicorn.Server(server_config(app, timeout_graceful_shutdown=5)).run(sockets=[sock])
+    except SystemExit as e:  # SIGTERM (above)
+        leave_now_if_busy(app, e.code if isinstance(e.code, int) else 0)
+        raise
+    except KeyboardInterrupt:
+        leave_now_if_busy(app, 130, "interrupted")
+        raise
+    leave_now_if_busy(app, 0)
     return 0
+
+
+def leave_now_if_busy(app, code: int, message: str | None = None) -> None:
+    """Exits at once (the results folder already removed) when the worker is still inside a network evaluation
+    that outlived the shutdown: letting Python finalise under a running torch thread aborts the process
+    (`terminate called without an active exception`, exit 134)."""
+    if app is not None and app.state.jobs.busy():
+        if message:
+            print(message, file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def main(argv=None) -> int:

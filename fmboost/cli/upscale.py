@@ -130,6 +130,20 @@ def plan(args, size, model_scale: int, check) -> list:
     return jobs
 
 
+def check_work(pipe, args, size: tuple[int, int], passes: int, max_pixels: int) -> None:
+    """Refuses an image whose padded size on some pass is over the limit, untiled: the size the model will
+    process, not the file's (a 1 × 1,048,576 strip is 8 MP to a model padding to 8). Before any model work."""
+    from fmboost.data.images import ImageError
+    from fmboost.pipelines import budget
+    from fmboost.pipelines.methods import PIXEL_BASELINES
+
+    multiple = 1 if args.method in PIXEL_BASELINES else pipe.pad_multiple
+    try:
+        budget.plan(*size, multiple, passes, pipe.config.scale, max_pixels=None if args.tile else max_pixels)
+    except budget.OverBudget as e:
+        raise ImageError(f"{e}; add --tile (or raise --max-pixels)") from None
+
+
 def cmd_upscale(args) -> int:
     from tqdm.auto import tqdm
 
@@ -176,11 +190,7 @@ def cmd_upscale(args) -> int:
                 result = batch.upscale_file(job, image, target, 1, lambda im: resize(im, target, args.method))
             else:
                 passes = scaling.model_passes(*image.size, target, model_scale)
-                largest = scaling.largest_pass_input(*image.size, passes, model_scale)
-                if largest[0] * largest[1] > max_pixels and not args.tile:
-                    raise ImageError(f"{job.source}: {image.width}×{image.height} → {target[0]}×{target[1]} takes "
-                                     f"{passes} ×{model_scale} passes, the last from {largest[0]}×{largest[1]}, "
-                                     f"over the limit of {max_pixels} pixels; add --tile (or raise --max-pixels)")
+                check_work(pipe, args, image.size, passes, max_pixels)
                 result = batch.upscale_file(job, image, target, passes, run)
         except (ImageError, ValueError, OSError, MemoryError) as e:
             failures.append(f"{job.source}: {e}" if str(job.source) not in str(e) else str(e))

@@ -91,11 +91,17 @@ def upscale_file(job: Job, image: Image.Image, target, passes: int, run) -> Imag
     """Upscales `image` (read from job.source) to `target` in `passes` model runs and writes job.output
     atomically, with the alpha, ICC profile and EXIF the output format can hold. Returns what was written."""
     fmt = output_format(job.output)
+    result, params = upscale_image(image, target, passes, run, fmt)
+    save_image_atomic(result, job.output, **params)
+    return result
+
+
+def upscale_image(image: Image.Image, target, passes: int, run, fmt: str = "PNG") -> tuple[Image.Image, dict]:
+    """(the upscale of `image`, already upright, to `target` in `passes` runs of `run` on its colour, with its alpha
+    put back as `fmt` can hold it; the `Image.save` keywords that keep its ICC profile and EXIF in `fmt`). The
+    command line and the server's page both upscale through here, so a file keeps the same in either."""
     info = carried(image)
     if image.mode not in ("RGB", "RGBA", "RGBa", "RGBX"):
         info.icc_profile = None  # a grey or CMYK profile would mislabel the RGB result
     result = upscale_to(colour_of(image, info.alpha), target, passes, run)
-    result = with_alpha(result, info.alpha, fmt)
-    save_image_atomic(result, job.output, **save_params(info, fmt))
-    return result
-
+    return with_alpha(result, info.alpha, fmt), save_params(info, fmt)

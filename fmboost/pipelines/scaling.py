@@ -49,12 +49,6 @@ def model_passes(w: int, h: int, target: tuple[int, int], model_scale: int) -> i
     return n
 
 
-def largest_pass_input(w: int, h: int, passes: int, model_scale: int) -> tuple[int, int]:
-    """The size the model sees on its last pass: what memory limits must allow."""
-    f = model_scale ** (passes - 1)
-    return w * f, h * f
-
-
 def upscale_to(image: Image.Image, target: tuple[int, int], passes: int, run) -> Image.Image:
     """`run` (the model's ×s upscale) `passes` times, then a Lanczos resize to exactly `target`."""
     for _ in range(passes):

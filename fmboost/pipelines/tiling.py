@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: pipelines/budget.py plans tiles without it
+    import torch
 
 # Tile sides, in input pixels, that auto_tile_size picks between: smaller tiles waste work on overlaps, larger
 # ones gain nothing in speed and cost memory.
@@ -38,6 +41,8 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
 def feather(length: int, before: int, after: int) -> torch.Tensor:
     """Weights along one side of a tile: sin² up over the overlap with the previous tile, cos² down over the
     overlap with the next, 1 between. Two neighbours' ramps over the same overlap sum to exactly 1."""
+    import torch
+
     w = torch.ones(length)
     for ramp, where in ((before, slice(0, before)), (after, slice(length - after, length))):
         if ramp > 0:
@@ -69,6 +74,8 @@ def count_tiles(h: int, w: int, tile: int, overlap: int | None = None) -> int:
 def tiled_upscale(upscale, x: torch.Tensor, scale: int, tile: int, overlap: int | None = None,
                   disable: bool | None = True) -> torch.Tensor:
     """Runs `upscale` (1×3×h×w → 1×3×(h·scale)×(w·scale)) per tile of x and blends the results."""
+    import torch
+
     _, c, h, w = x.shape
     overlap = default_overlap(tile) if overlap is None else overlap
     if not 0 <= overlap < tile:
@@ -91,6 +98,8 @@ def tiled_upscale(upscale, x: torch.Tensor, scale: int, tile: int, overlap: int 
 def available_memory(device: torch.device) -> int:
     """Bytes free for one tile's work: the GPU's free memory, else the system's available memory."""
     if device.type == "cuda":
+        import torch
+
         return torch.cuda.mem_get_info(device)[0]
     try:
         import psutil

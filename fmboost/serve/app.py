@@ -11,14 +11,21 @@
     GET  /api/jobs/ID/base.png     text to image: the base's own low-res picture, before the flow
 
 The upload is sent as the raw body rather than multipart form data: it is read into memory up to the byte
-limit and never spooled to disk, so the only files the server writes are its results.
+limit and never spooled to disk, so the only files the server writes are its results. A place in the queue is
+taken before the body is read (a full queue costs the client nothing, and at most the queue's worth of uploads is
+in memory), and the body must arrive within a time limit. The upload is turned upright and keeps its alpha, ICC
+profile and EXIF as the command line's do (pipelines/batch.py), and its size as processed (padded, per tile) and
+its cost (pixels × network evaluations) are checked as the command line checks them (pipelines/budget.py), before
+any model work. Who is answered, and the headers of every answer: serve/guard.py.
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
 import re
+import sys
 import warnings
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -27,31 +34,44 @@ from pathlib import Path
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from fmboost.data.files import slug
-from fmboost.data.images import DEFAULT_MAX_PIXELS, to_rgb
+from fmboost.data.images import DEFAULT_MAX_PIXELS
+from fmboost.data.metadata import upright
 from fmboost.flow.names import SOLVER_CHOICES
-from fmboost.pipelines.methods import BASELINES
+from fmboost.pipelines import budget
+from fmboost.pipelines.methods import BASELINES, MODEL_METHODS, PIXEL_BASELINES
+from fmboost.serve.guard import CSP, Access, Guard, bounded_protocol
 from fmboost.serve.jobs import Job, JobQueue, QueueFull
-from fmboost.solvers.names import SOLVER_NAMES
+from fmboost.solvers.names import EVALS_PER_STEP
 
-# The page needs nothing from elsewhere; this also stops it from ever fetching fonts or scripts online.
-CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self' 'unsafe-inline'; "
-       "script-src 'self' 'unsafe-inline'; connect-src 'self'; form-action 'none'; frame-ancestors 'none'")
+# Solvers a request may ask for: those whose network evaluations are known before they run, so that the cost of
+# a request can be bounded (dopri5 decides its own and is not offered).
+BOUNDED_SOLVERS = tuple(EVALS_PER_STEP)
+# The way out of each kind of budget.OverBudget, in the page's words.
+WAY_OUT = {"pixels": "downscale or crop it first",
+           "cost": "choose fewer steps, a solver with fewer evaluations per step (euler), or a smaller image",
+           "unbounded": f"choose one of {', '.join(BOUNDED_SOLVERS)}"}
 
 
 @dataclass
 class Limits:
     max_bytes: int = 20 * 1024 * 1024
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_pixels: int = DEFAULT_MAX_PIXELS  # of the image as processed: padded to the model's multiple
     max_steps: int = 32  # one request cannot hold the only worker for long
+    max_cost: int = 16 * DEFAULT_MAX_PIXELS  # processed pixels × network evaluations: 1 MP at NFE 16
     max_base_steps: int = 50
     max_prompt_chars: int = 1000  # the text encoder reads ~77 tokens anyway
     max_waiting: int = 8
     keep_results: int = 64
+    keep_bytes: int = 512 * 2**20  # the results folder, whatever the number of files
+    max_connections: int = 64
+    header_timeout_s: float = 10.0  # to send a request's headers
+    read_timeout_s: float = 60.0  # to send an upload's body
 
 
 class UploadError(ValueError):
@@ -63,7 +83,8 @@ class UploadError(ValueError):
 
 
 def decode_upload(data: bytes, max_pixels: int) -> Image.Image:
-    """Bytes → RGB image; the pixel count is checked from the header, before anything is decoded."""
+    """Bytes → the image, in its own mode (alpha kept) and turned upright (EXIF orientation), as the command line
+    reads a file; the pixel count is checked from the header, before anything is decoded."""
     if not data:
         raise UploadError("the upload is empty: choose an image file")
     try:
@@ -75,7 +96,7 @@ def decode_upload(data: bytes, max_pixels: int) -> Image.Image:
                     raise UploadError(f"the image is {w}×{h} = {w * h:,} pixels, over this server's limit of "
                                       f"{max_pixels:,}; downscale or crop it first", 413)
                 im.load()  # a truncated file fails here
-                return to_rgb(im)
+                return upright(im)
     except UploadError:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
@@ -86,26 +107,36 @@ def decode_upload(data: bytes, max_pixels: int) -> Image.Image:
                           415) from None
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """Reads at most max_bytes, refusing early from Content-Length when the client announces more."""
+async def read_body(request: Request, max_bytes: int, timeout_s: float = 60.0) -> bytes:
+    """Reads at most max_bytes within timeout_s, refusing early from Content-Length when the client announces more.
+    One buffer: its bytes are handed on without a copy. A client that goes away is one line in the log."""
     too_big = UploadError(f"the file is over this server's limit of {max_bytes / 2**20:.1f} MB", 413)
     if int(request.headers.get("content-length") or 0) > max_bytes:
         raise too_big
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise too_big
-        chunks.append(chunk)
-    return b"".join(chunks)
+    buf = io.BytesIO()
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                if buf.tell() + len(chunk) > max_bytes:
+                    raise too_big
+                buf.write(chunk)
+    except TimeoutError:
+        raise UploadError(f"the upload did not arrive within {timeout_s:g} s; try again on a faster connection or "
+                          f"with a smaller file", 408) from None
+    except ClientDisconnect:
+        print(f"fmboost serve: an upload was abandoned by its client after {buf.tell():,} bytes", file=sys.stderr,
+              flush=True)
+        raise
+    return buf.getvalue()
 
 
 def capabilities(pipe) -> dict:
     """What a served model can run, asked of its objective: its own method (none without a network) and the
     baselines, and the solvers its objective's sampler takes. The page offers these and nothing else."""
     objective = pipe.config.objective if pipe.model is not None else None
+    solvers = [s for s in pipe.objective.solvers if pipe.objective.nfe(1, s) is not None] if objective else []
     return dict(objective=objective, methods=[objective, *BASELINES] if objective else list(BASELINES),
-                solvers=list(pipe.objective.solvers) if objective else [])
+                solvers=solvers)
 
 
 def parse_job(query, models: dict, limits: Limits) -> dict:
@@ -128,14 +159,17 @@ def parse_model(query, models: dict) -> str:
     return model
 
 
-def parse_flow(query, models: dict, limits: Limits, solvers=SOLVER_NAMES) -> dict:
+def parse_flow(query, models: dict, limits: Limits, solvers=BOUNDED_SOLVERS) -> dict:
     """What upscale and text-to-image requests share: the model, the flow's steps and solver (one of `solvers`;
     when none is given the model's own, if it is one of them, else the first), the seed."""
     model = parse_model(query, models)
     own = models[model].config  # the model folder's defaults (data/model_config.py)
     solver = str(query.get("solver") or (own.solver if own.solver in solvers else solvers[0]))
     if solver not in solvers:
-        raise UploadError(f"unknown solver {solver!r}; choose one of {', '.join(solvers)}")
+        unbounded = " is not offered here: it picks its own number of steps, so its cost" \
+                    " cannot be bounded" if solver in SOLVER_CHOICES else ""
+        raise UploadError(f"{'unknown ' if not unbounded else ''}solver {solver!r}{unbounded}; choose one of "
+                          f"{', '.join(solvers)}")
     steps = bounded(query, "steps", min(own.steps, limits.max_steps), 1, limits.max_steps)
     return dict(model=model, solver=solver, steps=steps,
                 seed=bounded(query, "seed", 0, 0, 2**32 - 1))
@@ -167,9 +201,28 @@ def bounded(query, key: str, default: int, low: int, high: int) -> int:
     return value
 
 
-async def read_json(request: Request, max_bytes: int = 64 * 1024) -> dict:
+def check_work(size: tuple[int, int], pipe, method: str, steps: int, solver: str, limits: Limits,
+               tile_above: int | None = DEFAULT_MAX_PIXELS) -> int | None:
+    """Refuses (413, one line) a job over the server's limits, from its size alone: the image as the model will
+    process it (padded to the model's multiple) within max_pixels, and its cost, processed pixels × network
+    evaluations, within max_cost; the same check as the command line's (pipelines/budget.py). Returns the tile
+    side the job runs with: None (whole) unless its padded size is over `tile_above`."""
+    multiple = 1 if method in PIXEL_BASELINES else pipe.pad_multiple
+    nfe = pipe.objective.nfe(steps, solver) if method in MODEL_METHODS else 0
+    scale = pipe.config["scale"]
     try:
-        body = json.loads(await read_body(request, max_bytes))
+        whole = budget.plan(*size, multiple, scale=scale, nfe=nfe, max_pixels=limits.max_pixels)
+        w, h = whole.largest
+        tile = pipe.auto_tile_size() if tile_above is not None and w * h > tile_above else None
+        budget.plan(*size, multiple, scale=scale, nfe=nfe, tile=tile, max_cost=limits.max_cost)
+    except budget.OverBudget as e:
+        raise UploadError(f"{e}; {WAY_OUT[e.kind]}", 413) from None
+    return tile
+
+
+async def read_json(request: Request, max_bytes: int = 64 * 1024, timeout_s: float = 60.0) -> dict:
+    try:
+        body = json.loads(await read_body(request, max_bytes, timeout_s))
     except ValueError:  # JSONDecodeError and bad UTF-8 alike
         body = None
     if not isinstance(body, dict):
@@ -188,18 +241,20 @@ def model_info(pipelines: dict) -> list[dict]:
             for name, pipe in pipelines.items()]
 
 
-def create_app(pipelines: dict, out_dir: str | Path, limits: Limits | None = None, text_to_image=None) -> Starlette:
+def create_app(pipelines: dict, out_dir: str | Path, limits: Limits | None = None, text_to_image=None,
+               access: Access | None = None) -> Starlette:
     """`pipelines`: display name → loaded FMBoostPipeline (the first is the default). `out_dir` receives the
     results only; the caller owns it (and removes it). The worker starts and stops with the app.
-    `text_to_image`: a serve.text.TextToImage over the same pipelines, or None (no text-to-image tab)."""
+    `text_to_image`: a serve.text.TextToImage over the same pipelines, or None (no text-to-image tab).
+    `access`: the Host and Origin values answered (default: a server on 127.0.0.1, its own page only)."""
     limits = limits or Limits()
     if not pipelines:
         raise ValueError("no model to serve")
     text = text_to_image
-    jobs = JobQueue(pipelines, Path(out_dir), limits.max_waiting, limits.keep_results,
-                    tile_above=DEFAULT_MAX_PIXELS, text_to_image=text)
+    jobs = JobQueue(pipelines, Path(out_dir), limits.max_waiting, limits.keep_results, limits.keep_bytes,
+                    text_to_image=text)
     page = resources.files("fmboost.serve").joinpath("static/index.html").read_text(encoding="utf-8")
-    info = dict(models=model_info(pipelines), solvers=list(SOLVER_NAMES), limits=asdict(limits),
+    info = dict(models=model_info(pipelines), solvers=list(BOUNDED_SOLVERS), limits=asdict(limits),
                 text_to_image=text and text.info())
 
     async def index(request):
@@ -211,8 +266,12 @@ def create_app(pipelines: dict, out_dir: str | Path, limits: Limits | None = Non
     async def upscale(request):
         async def make_job():
             kwargs = parse_job(request.query_params, pipelines, limits)
-            data = await read_body(request, limits.max_bytes)
-            return Job(image=await run_in_threadpool(decode_upload, data, limits.max_pixels), **kwargs)
+            data = await read_body(request, limits.max_bytes, limits.read_timeout_s)
+            image = await run_in_threadpool(decode_upload, data, limits.max_pixels)
+            del data  # the decoded image is all the job needs
+            tile = await run_in_threadpool(check_work, image.size, pipelines[kwargs["model"]], kwargs["method"],
+                                           kwargs["steps"], kwargs["solver"], limits)
+            return Job(image=image, tile=tile, **kwargs)
         return await queue_job(make_job)
 
     async def generate(request):
@@ -221,17 +280,26 @@ def create_app(pipelines: dict, out_dir: str | Path, limits: Limits | None = Non
                                           "`fmboost serve --base DIR_OR_HUB_ID`"}, status_code=404)
 
         async def make_job():
-            return Job(image=None, **parse_prompt_job(await read_json(request), text, limits))
+            kwargs = parse_prompt_job(await read_json(request, timeout_s=limits.read_timeout_s), text, limits)
+            check_work(text.size, text.models[kwargs["model"]], "cfm", kwargs["steps"], kwargs["solver"], limits,
+                       tile_above=None)
+            return Job(image=None, **kwargs)
         return await queue_job(make_job)
 
     async def queue_job(make_job):
-        """202 with the queued job, or the refusal's message: 4xx for the request, 503 while the queue is full."""
+        """202 with the queued job, or the refusal's message: 4xx for the request, 503 while the queue is full.
+        The job's place is held before its body is read. A refusal may leave the body unread: the connection
+        stays open, and uvicorn reads and drops the rest, since closing with unread data would reset it and lose
+        the answer (serve/guard.py closes it when the client dawdles)."""
         try:
-            job = jobs.submit(await make_job())
+            with jobs.slot():
+                job = jobs.submit(await make_job())
         except UploadError as e:
             return JSONResponse({"error": str(e)}, status_code=e.status)
         except QueueFull as e:
             return JSONResponse({"error": str(e)}, status_code=503, headers={"Retry-After": "5"})
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody is listening any more
         return JSONResponse(job_status(job), status_code=202)
 
     def job_status(job):
@@ -272,10 +340,21 @@ def create_app(pipelines: dict, out_dir: str | Path, limits: Limits | None = Non
     routes = [Route("/", index), Route("/api/info", api_info), Route("/api/upscale", upscale, methods=["POST"]),
               Route("/api/generate", generate, methods=["POST"]), Route("/api/jobs/{id:str}", status),
               Route("/api/jobs/{id:str}/result.png", result), Route("/api/jobs/{id:str}/base.png", base_image),
-              Route("/healthz", lambda request: Response("ok"))]
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.jobs = jobs
+              Route("/healthz", lambda request: Response("ok", media_type="text/plain"))]
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    middleware=[Middleware(Guard, access=access or Access.for_address("127.0.0.1"))])
+    app.state.jobs, app.state.limits = jobs, limits
     return app
+
+
+def server_config(app: Starlette, **kwargs):
+    """The uvicorn settings every way of running the app shares: the connection cap and header timeout of
+    `app.state.limits` (serve/guard.py), no access log."""
+    import uvicorn
+
+    limits = app.state.limits
+    return uvicorn.Config(app, http=bounded_protocol(limits.max_connections, limits.header_timeout_s),
+                          log_level="warning", access_log=False, **kwargs)
 
 
 def serve_in_background(app: Starlette, host: str = "127.0.0.1"):
@@ -288,7 +367,7 @@ def serve_in_background(app: Starlette, host: str = "127.0.0.1"):
 
     sock = socket.socket()
     sock.bind((host, 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server = uvicorn.Server(server_config(app))
     thread = threading.Thread(target=server.run, kwargs=dict(sockets=[sock]), daemon=True)
     thread.start()
     while not server.started:

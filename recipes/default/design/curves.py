@@ -62,6 +62,14 @@ def seconds_at_or_before(seconds: dict[int, float], step: int) -> float | None:
     return seconds[max(logged)] if logged else None
 
 
+def label(path: Path) -> str:
+    """The raw file's name: a run folder's own, or its parent's for the recipes' `RUN/cfm`; `model_` + the name of a
+    model folder (of the run, for `RUN/cfm/model`)."""
+    if (path / "fmboost.json").exists():
+        return "model_" + (path.parent.parent.name if path.name == "model" else path.name)
+    return f"{path.parent.name}_cfm" if path.name == "cfm" else path.name
+
+
 def score(pipe, pairs, steps: int) -> dict:
     psnr, ssim = [], []
     for lr, hr in pairs:
@@ -90,7 +98,7 @@ def main():
             with torch.no_grad():
                 point = score(pipe, pairs, args.steps)
             print(f"{run}: PSNR {point['psnr']:.3f} SSIM {point['ssim']:.4f}", flush=True)
-            write_json(Path(args.out) / f"model_{run.name}.json",
+            write_json(Path(args.out) / f"{label(run)}.json",
                        {"meta": run_meta(tuned_on="held-back training photos (every 10th of train/ and train_hr/)"),
                         "settings": {"model": str(run), "crop": args.crop, "steps": args.steps,
                                      "photos": len(pairs), "training": json.loads((run / "training.json").read_text())
@@ -98,7 +106,7 @@ def main():
                         "bicubic": bicubic, "model": point})
             continue
         cfg = json.loads((run / "config.json").read_text())
-        dest = Path(args.out) / f"{run.name}.json"
+        dest = Path(args.out) / f"{label(run)}.json"
         done = {c["step"]: c for c in json.loads(dest.read_text())["checkpoints"]} if dest.exists() else {}
         net = build_model(cfg["preset"], 8, **cfg["model"]).eval()
         pipe = FMBoostPipeline.from_pretrained("default")

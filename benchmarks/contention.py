@@ -1,0 +1,129 @@
+"""How much fmboost and SRMD slow down when another CPU-bound process shares the machine.
+
+    python benchmarks/contention.py [--image examples/astronaut.png] [--sizes 256,512] [--repeats 3] [--peers-python PY]
+
+Each method upscales the same crops (`--sizes`, top-left of the image) ×2, in a fresh process each time (what a user's command pays, model
+loading excluded: each process times its second call), first on a quiet CPU and then beside one busy-looping
+process. fmboost runs with its own thread choice (`auto`: the idle cores, fmboost/models/device.py) and with
+OMP_NUM_THREADS=2 forced; SRMD (../shared/tools/peers, when installed) with 2 threads. Writes
+results/bench/contention_cpu.json: the median seconds of each, and the ratio busy / quiet (the slowdown).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# ../shared beside the checkout (or beside a folder above it, for a git worktree elsewhere)
+PEER_SCRIPT = next((d / "shared" / "tools" / "peers" / "upscale.py" for d in ROOT.parents
+                    if (d / "shared" / "tools" / "peers" / "upscale.py").exists()),
+                   ROOT.parent / "shared" / "tools" / "peers" / "upscale.py")
+DEFAULT_PY = Path("/tmp/fmboost-peers-venv/bin/python")
+
+FMBOOST = """
+import sys, time
+from fmboost.cli.common import pick_device
+from fmboost.data.images import load_image
+from fmboost.pipelines.upscale import FMBoostPipeline
+import torch
+pick_device("cpu")  # the CLI's thread choice
+pipe = FMBoostPipeline.from_pretrained("default")
+im = load_image(sys.argv[1])
+pipe.upscale(im, steps=int(sys.argv[2]))
+t = time.perf_counter(); pipe.upscale(im, steps=int(sys.argv[2])); print(time.perf_counter() - t, torch.get_num_threads())
+"""
+
+
+def busy():
+    while True:
+        pass
+
+
+def fmboost_seconds(image: Path, steps: int, threads: str | None) -> tuple[float, int]:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    if threads:
+        env["OMP_NUM_THREADS"] = threads
+    out = subprocess.run([sys.executable, "-c", FMBOOST, str(image), str(steps)], env=env, cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout.split()
+    return float(out[0]), int(out[1])
+
+
+def srmd_seconds(py: Path, image: Path, work: Path) -> float:
+    """SRMD on the crop twice in one process (the first pays ncnn's set-up); the second's time."""
+    src = work / "in"
+    src.mkdir(exist_ok=True)
+    for i in range(2):
+        (src / f"{i}.png").write_bytes(image.read_bytes())
+    times = work / "times.json"
+    subprocess.run([str(py), str(PEER_SCRIPT), "srmd", str(src), str(work / "out"), "--threads", "2", "--json",
+                    str(times)], capture_output=True, text=True, check=True)
+    return json.loads(times.read_text())["seconds"]["1.png"]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--image", default=str(ROOT / "examples" / "astronaut.png"))
+    p.add_argument("--sizes", default="256,512", help="comma-separated crop sides, in input pixels")
+    p.add_argument("--steps", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--peers-python", default=str(DEFAULT_PY))
+    p.add_argument("--out", default=str(ROOT / "results" / "bench" / "contention_cpu.json"))
+    args = p.parse_args()
+    from PIL import Image
+
+    from fmboost.evaluation.provenance import run_meta, write_json
+
+    meta = run_meta(tuned_on="nothing (a timing)")
+    py = Path(args.peers_python)
+    sizes = [int(v) for v in args.sizes.split(",")]
+    im = Image.open(args.image).convert("RGB")
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        methods = {}
+        for size in sizes:
+            crop = Path(tmp) / f"crop{size}.png"
+            # Timing does not depend on content: a crop larger than the image comes from it enlarged.
+            big = im if min(im.size) >= size else im.resize((max(size, im.width * size // min(im.size)),) * 2,
+                                                            Image.LANCZOS)
+            big.crop((0, 0, size, size)).save(crop)
+            methods[("fmboost (auto threads)", size)] = lambda c=crop: fmboost_seconds(c, args.steps, None)
+            methods[("fmboost (2 threads)", size)] = lambda c=crop: fmboost_seconds(c, args.steps, "2")
+            if py.exists() and PEER_SCRIPT.exists():
+                work = Path(tmp) / f"srmd{size}"
+                work.mkdir()
+                methods[("srmd (2 threads)", size)] = lambda c=crop, w=work: (srmd_seconds(py, c, w), 2)
+        for load in ("quiet", "busy"):
+            hog = multiprocessing.Process(target=busy, daemon=True) if load == "busy" else None
+            if hog:
+                hog.start()
+            try:
+                for _ in range(args.repeats):  # interleaved, so a drift in the machine hits every method alike
+                    for key, run in methods.items():
+                        seconds, threads = run()
+                        rows.setdefault(key, {}).setdefault(load, []).append(seconds)
+                        rows[key][f"threads_{load}"] = threads
+            finally:
+                if hog:
+                    hog.terminate()
+    results = {}
+    for (name, size), r in rows.items():
+        quiet, loaded = statistics.median(r["quiet"]), statistics.median(r["busy"])
+        results.setdefault(name, {})[str(size)] = {
+            "quiet_s": quiet, "busy_s": loaded, "slowdown": loaded / quiet, "threads_quiet": r["threads_quiet"],
+            "threads_busy": r["threads_busy"], "runs": {k: r[k] for k in ("quiet", "busy")}}
+        print(f"{name:24s} {size}²  quiet {quiet:.2f} s ({r['threads_quiet']} threads)  busy {loaded:.2f} s "
+              f"({r['threads_busy']} threads)  slowdown ×{loaded / quiet:.2f}", flush=True)
+    write_json(args.out, {"meta": meta, "settings": {"sizes": sizes, "steps": args.steps, "repeats": args.repeats,
+                                                     "model": "default", "srmd": "srmd (2 threads)" in results},
+                          "results": results})
+
+
+if __name__ == "__main__":
+    main()

@@ -97,8 +97,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, shards_dir,
     out = tmp_path / "nan"
     real_loss_for, calls = training.loss_for, []
 
-    def loss_for_that_breaks(*args):
-        real = real_loss_for(*args)
+    def loss_for_that_breaks(*args, **kwargs):
+        real = real_loss_for(*args, **kwargs)
 
         def loss(*a):
             calls.append(1)

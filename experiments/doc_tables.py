@@ -537,6 +537,13 @@ def design_runs(results: Path) -> str:
              f"(`bash recipes/default/design/run.sh`). Bicubic: {first['bicubic']['psnr']:.2f} dB / SSIM "
              f"{first['bicubic']['ssim']:.4f}.", "",
              table(["run", "network and loss", "steps", "minutes", "PSNR (dB)", "SSIM", "curve (step: dB)"], rows)]
+    long = load(results, "default_model/design/default_cfm.json")
+    if long:  # the chosen design's long run (recipes/default/cfm.yaml), continued across sessions
+        cfg, points = long["settings"]["config"], long["checkpoints"]
+        lines += ["", f"The chosen design's long run (`recipes/default/cfm.yaml`, a cosine schedule over "
+                      f"{cfg['max_steps']:,} steps, two torch threads on a CPU shared with other work) on the same "
+                      f"crops: " + ", ".join(f"step {c['step']}: {c['psnr']:.2f} dB / {c['ssim']:.4f}"
+                                              for c in points) + f" ({machine(long['meta'])})."]
     if previous:
         tr = (previous["settings"].get("training") or {}).get("steps")
         lines += ["", f"The previous default (`{previous['settings']['training']['config']['preset']}` U-Net, "

@@ -26,7 +26,7 @@ import torch
 
 from fmboost.data.images import load_image
 from fmboost.evaluation.evaluate import load_metric_nets, load_pairs, score
-from fmboost.evaluation.metrics import as_array
+from fmboost.evaluation.metrics import channel_shift
 from fmboost.evaluation.provenance import run_meta, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,9 +39,8 @@ DEFAULT_PY = Path("/tmp/fmboost-peers-venv/bin/python")
 
 
 def colour_shift(out, hr, border: int = 2) -> float:
-    """max over R, G, B of |mean(out − hr)| in levels: a cast that PSNR hides among per-pixel errors."""
-    a, b = as_array(out)[border:-border, border:-border], as_array(hr)[border:-border, border:-border]
-    return float(np.abs((a - b).reshape(-1, 3).mean(0)).max())
+    """The largest of the three channels' mean difference from the photo, in levels."""
+    return float(np.abs(channel_shift(out, hr, border)).max())
 
 
 def run_peer(py: Path, peer: str, pairs: list, threads: int, work: Path):

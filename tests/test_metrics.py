@@ -173,3 +173,17 @@ def test_uint8_batch_layout():
     batch = M.to_uint8_batch([Image.new("RGB", (5, 4), (1, 2, 3))] * 2)
     assert batch.shape == (2, 3, 4, 5) and batch.dtype.is_floating_point is False
     assert batch[0, :, 0, 0].tolist() == [1, 2, 3]
+
+
+def test_channel_shift_is_the_signed_mean_difference_per_channel():
+    import numpy as np
+    from PIL import Image
+
+    from fmboost.evaluation.metrics import channel_shift
+
+    a = np.full((20, 20, 3), 100, np.uint8)
+    b = a.copy()
+    b[..., 1] += 3  # a green cast of 3 levels
+    b[0, :, 0] = 255  # a border row that crop_border leaves out
+    assert channel_shift(Image.fromarray(b), Image.fromarray(a), 1).tolist() == [0.0, 3.0, 0.0]
+    assert channel_shift(Image.fromarray(a), Image.fromarray(b), 1).tolist() == [0.0, -3.0, 0.0]

@@ -28,6 +28,20 @@ def split_photos(folders: list[str], holdout_every: int) -> tuple[list[Path], li
     return train, held
 
 
+def held_back_pairs(folders: list[str], holdout_every: int, crop: int, scale: int = 2) -> list[tuple]:
+    """(path, high-res crop, its bicubic ↓scale) of every held-back photo: the centre `crop` px (a multiple of 8,
+    smaller photos give what they have), for tuning and learning curves on photos training never saw."""
+    _, held = split_photos(folders, holdout_every)
+    pairs = []
+    for path in held:
+        im = load_image(path)
+        c = min(crop, im.width, im.height) // 8 * 8
+        left, top = (im.width - c) // 2, (im.height - c) // 2
+        hr = im.crop((left, top, left + c, top + c))
+        pairs.append((path, hr, resize(hr, (c // scale, c // scale))))
+    return pairs
+
+
 def load_photos(paths: list[Path], max_side: int = 1024) -> list[torch.Tensor]:
     """Photos as uint8 CHW tensors; large ones also at half size so crops see several scales of detail."""
     photos = []

@@ -77,6 +77,12 @@ def psnr(a, b, channel: str = "rgb", crop_border: int = 0) -> float:
     return math.inf if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
+def channel_shift(a, b, crop_border: int = 0) -> np.ndarray:
+    """Mean of a − b per R, G, B channel in levels: a colour cast, which PSNR hides among per-pixel errors."""
+    a, b = _pair(a, b, "rgb", crop_border)
+    return (a - b).reshape(-1, 3).mean(0)
+
+
 def sharpness(a, reference, crop_border: int = 0) -> float:
     """Gradient energy of `a`'s luma relative to the reference's (1 = as detailed; < 1 blurrier)."""
     a, b = _pair(a, reference, "y", crop_border)

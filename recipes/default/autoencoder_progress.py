@@ -52,8 +52,7 @@ def reconstruction(autoencoder: Autoencoder, folder: Path) -> dict:
         rows["ssim"].append(M.ssim(rec_im, hr, "rgb", 2))
         rows["bicubic_psnr"].append(M.psnr(bic, hr, "rgb", 2))
         rows["bicubic_ssim"].append(M.ssim(bic, hr, "rgb", 2))
-        shift = np.asarray(rec_im, np.float64).mean((0, 1)) - np.asarray(hr, np.float64).mean((0, 1))
-        rows["shift"].append(shift.tolist())
+        rows["shift"].append(M.channel_shift(rec_im, hr).tolist())
     shift = np.mean(rows["shift"], axis=0)
     return {"images": len(rows["psnr"]), **{k: float(np.mean(v)) for k, v in rows.items() if k != "shift"},
             "mean_channel_shift_levels": shift.tolist(), "max_abs_channel_shift_levels": float(np.abs(shift).max()),

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from fmboost.data.images import load_image, resize, to_pil, to_tensor
-from fmboost.data.photos import split_photos
+from fmboost.data.images import resize, to_pil, to_tensor
+from fmboost.data.photos import held_back_pairs
 from fmboost.evaluation import metrics as M
 from fmboost.evaluation.provenance import run_meta, write_json
 from fmboost.pipelines.colorfix import color_fix
@@ -43,15 +43,11 @@ def main():
     p.add_argument("--out", default=str(ROOT / "results" / "default_model" / "tuning.json"))
     args = p.parse_args()
     pipe = FMBoostPipeline.from_pretrained(args.model)
-    _, held = split_photos([f"{args.data}/train", f"{args.data}/train_hr"], args.holdout_every)
+    pairs = held_back_pairs([f"{args.data}/train", f"{args.data}/train_hr"], args.holdout_every, args.crop)
     taus = [float(t) for t in args.taus.split(",")]
     rows = {}
-    for path in tqdm(held, desc="held-back photos"):
-        im = load_image(path)
-        c = min(args.crop, im.width, im.height) // 8 * 8
-        left, top = (im.width - c) // 2, (im.height - c) // 2
-        hr = im.crop((left, top, left + c, top + c))
-        small = resize(hr, (c // 2, c // 2))
+    for _, hr, small in tqdm(pairs, desc="held-back photos"):
+        c = hr.width
         lr = to_tensor(small)[None]
         outs = {"bicubic": resize(small, (c, c))}
         outs["x0"] = to_pil(pipe.upscale_tensor(lr, "x0", color_fix="none")[0][0])
@@ -68,7 +64,7 @@ def main():
     write_json(Path(args.out), {"meta": run_meta(tuned_on="held-back training photos (every "
                                                  f"{args.holdout_every}th of train/ and train_hr/)"),
                                 "settings": {"model": args.model, "crop": args.crop, "steps": args.steps,
-                                             "taus": taus, "photos": [Path(h).name for h in held]},
+                                             "taus": taus, "photos": [Path(path).name for path, _, _ in pairs]},
                                 "mean": summary, "per_image": rows})
     for name, m in sorted(summary.items(), key=lambda kv: -kv[1]["psnr"]):
         print(f"{name:40s} PSNR {m['psnr']:.2f}  SSIM {m['ssim']:.4f}  sharpness {m['sharpness']:.3f}")

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from fmboost.data.images import load_image, resize, to_pil, to_tensor
-from fmboost.data.photos import split_photos
+from fmboost.data.images import resize, to_pil, to_tensor
+from fmboost.data.photos import held_back_pairs
 from fmboost.evaluation import metrics as M
 from fmboost.evaluation.provenance import run_meta, write_json
 from fmboost.models.presets import build_model
@@ -28,19 +28,12 @@ from fmboost.pipelines.upscale import FMBoostPipeline
 from fmboost.training.checkpoints import checkpoint_folders
 
 ROOT = Path(__file__).resolve().parents[3]
+TUNED_ON = "held-back training photos (every 10th of train/ and train_hr/)"
 
 
 def held_back_crops(data: str, crop: int, holdout_every: int = 10):
     """(low-res, high-res) PIL pairs: each held-back photo's centre crop and its bicubic ×½."""
-    _, held = split_photos([f"{data}/train", f"{data}/train_hr"], holdout_every)
-    pairs = []
-    for path in held:
-        im = load_image(path)
-        c = min(crop, im.width, im.height) // 8 * 8
-        left, top = (im.width - c) // 2, (im.height - c) // 2
-        hr = im.crop((left, top, left + c, top + c))
-        pairs.append((resize(hr, (c // 2, c // 2)), hr))
-    return pairs
+    return [(lr, hr) for _, hr, lr in held_back_pairs([f"{data}/train", f"{data}/train_hr"], holdout_every, crop)]
 
 
 def seconds_at(run: Path) -> dict[int, float]:
@@ -92,6 +85,7 @@ def main():
     pairs = held_back_crops(args.data, args.crop)
     bicubic = {"psnr": float(np.mean([M.psnr(resize(lr, hr.size), hr, "rgb", 2) for lr, hr in pairs])),
                "ssim": float(np.mean([M.ssim(resize(lr, hr.size), hr, "rgb", 2) for lr, hr in pairs]))}
+    default = FMBoostPipeline.from_pretrained("default")  # each run's network is scored on its autoencoder
     for run in map(Path, args.runs):
         if (run / "fmboost.json").exists():  # a finished model folder (the previous default): one point
             pipe = FMBoostPipeline.from_pretrained(run)
@@ -99,7 +93,7 @@ def main():
                 point = score(pipe, pairs, args.steps)
             print(f"{run}: PSNR {point['psnr']:.3f} SSIM {point['ssim']:.4f}", flush=True)
             write_json(Path(args.out) / f"{label(run)}.json",
-                       {"meta": run_meta(tuned_on="held-back training photos (every 10th of train/ and train_hr/)"),
+                       {"meta": run_meta(tuned_on=TUNED_ON),
                         "settings": {"model": str(run), "crop": args.crop, "steps": args.steps,
                                      "photos": len(pairs), "training": json.loads((run / "training.json").read_text())
                                      if (run / "training.json").exists() else None},
@@ -109,10 +103,8 @@ def main():
         dest = Path(args.out) / f"{label(run)}.json"
         done = {c["step"]: c for c in json.loads(dest.read_text())["checkpoints"]} if dest.exists() else {}
         net = build_model(cfg["preset"], 8, **cfg["model"]).eval()
-        pipe = FMBoostPipeline.from_pretrained("default")
-        pipe.model = net
-        pipe.config = pipe.config.replace(tau=cfg["sample_tau"] if cfg["sample_tau"] is not None else cfg["tau"],
-                                          color_fix=cfg["color_fix"])
+        tau = cfg["sample_tau"] if cfg["sample_tau"] is not None else cfg["tau"]
+        pipe = FMBoostPipeline(default.autoencoder, net, default.config.replace(tau=tau, color_fix=cfg["color_fix"]))
         seconds = seconds_at(run)
         folders = sorted(checkpoint_folders(run), key=lambda f: int(f.name[5:]))
         chosen = folders[args.every - 1::args.every] + ([folders[-1]] if len(folders) % args.every else [])
@@ -126,8 +118,7 @@ def main():
                 done[step] = {"step": step, "seconds": seconds_at_or_before(seconds, step),
                               **score(pipe, pairs, args.steps)}
             print(f"{run.name} step {step}: PSNR {done[step]['psnr']:.3f} SSIM {done[step]['ssim']:.4f}", flush=True)
-        write_json(dest, {"meta": run_meta(tuned_on="held-back training photos (every 10th of train/ and "
-                                                    "train_hr/)"),
+        write_json(dest, {"meta": run_meta(tuned_on=TUNED_ON),
                           "settings": {"run": run.name, "config": cfg, "crop": args.crop, "steps": args.steps,
                                        "photos": len(pairs)},
                           "bicubic": bicubic,

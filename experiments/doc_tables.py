@@ -680,6 +680,24 @@ def contention(results: Path) -> str:
                      + speed_against_srmd(data["results"]))
 
 
+def large_photo(results: Path) -> str:
+    """The whole `fmboost upscale --tile` command on a 1200×900 photo, beside SRMD (benchmarks/large_photo.py)."""
+    data = load(results, "bench/large_photo_cpu.json")
+    if data is None:
+        return pending("bench/large_photo_cpu.json", "python benchmarks/large_photo.py")
+    st, r = data["settings"], data["results"]
+    ours = r["fmboost (upscale --tile)"]
+    line = (f"{measured_by(data['meta'])} The whole command (start-up, loading, tiles, writing) on a "
+            f"{st['size'][0]}×{st['size'][1]} photo, the median of {st['repeats']} fresh processes: "
+            f"`fmboost upscale PHOTO --tile` **{ours['seconds']:.1f} s**")
+    if "srmd (2 threads)" in r:
+        line += (f", SRMD (2 threads) {r['srmd (2 threads)']['seconds']:.1f} s (fmboost ×{ours['vs_srmd']:.2f} "
+                 f"SRMD's time)")
+    else:
+        line += " (SRMD was not installed for this run)"
+    return line + ". Raw: `results/bench/large_photo_cpu.json`."
+
+
 def speed_against_srmd(results: dict) -> list[str]:
     """fmboost's time over SRMD's at each size, quiet (issue 28 asks for at most 2×) and busy."""
     ours, srmd = results.get("fmboost (auto threads)"), results.get("srmd (2 threads)")

@@ -429,13 +429,19 @@ def readme_grid(results: Path) -> str:
         said = []
         for photo, m in data["scores"].items():
             f, b = m["fmboost"][part], m["bicubic"][part]
-            said.append(f"{photo}: {compare(f, b, 'fmboost', 'bicubic')}; sharpness {f['sharpness']:.2f} vs "
-                        f"{b['sharpness']:.2f}")
+            line = (f"{photo}: {compare(f, b, 'fmboost', 'bicubic')}; sharpness {f['sharpness']:.2f} vs "
+                    f"{b['sharpness']:.2f}")
+            if "srmd" in m:
+                s = m["srmd"][part]
+                line += f"; SRMD {s['psnr']:.2f} dB / {s['ssim']:.3f}, sharpness {s['sharpness']:.2f}"
+            said.append(line)
         return "; ".join(said)
 
-    return (f"![bicubic | fmboost | original](docs/readme_grid.png)\n\n"
+    srmd = " | SRMD" if st.get("srmd") else ""
+    return (f"![bicubic | fmboost{srmd} | original](docs/readme_grid.png)\n\n"
             f"*×2 from a PIL-bicubic downscale; the centre {st['crop']} px of each result, enlarged {st['zoom']}× "
             f"(nearest). The photos were fixed before any output was seen, and neither was trained or tuned on. "
+            f"{'' if st.get('srmd') else 'No SRMD column: SRMD was not run (not installed). '}"
             f"The crops shown, fmboost against bicubic — {scores('crop')}. The whole photos — {scores('photo')}. "
             f"{measured_by(data['meta'])} Raw: `results/default_model/readme_grid.json`.*")
 

@@ -7,8 +7,9 @@ Each held-back photo of train/ (every 10th: the photos `make_real.sh` never trai
 degraded ×1/4 (seeded Real-ESRGAN model, as `fmboost degrade --scale 4`). `real` runs the first ×2 pass; the second is
 `real` again, `default` (the clean model: the first pass already removed the degradation), or bicubic; bicubic ×4
 for reference. Each pass at its model's own step count. Scored like benchmarks/real4.py (PSNR, SSIM, 4 px shaved;
-NIQE; sharpness; colour shift). Writes results/real4/cascade.json; the winner goes into
-fmboost/weights/real/fmboost.json as `next_model` (recipes/real/make_real.sh writes it).
+NIQE; sharpness; colour shift). Writes results/real4/cascade.json. The rule (experiments/doc_tables.py
+cascade_choice): the highest PSNR, except that candidates within 0.1 dB of it (a tie on a few photos) are ranked by
+NIQE. The winner is `next_model:` in recipes/real/cfm.yaml, which the exported fmboost.json carries.
 """
 from __future__ import annotations
 
@@ -83,13 +84,11 @@ def main():
         after = second_pass(second, pipes)
         rows.append(measure(f"real → {second}", lambda im, after=after: after(pipes["real"].upscale(im)[0]),
                             pairs, active, nets))
-    best = max(rows[1:], key=lambda r: r["psnr"])
     write_json(args.out, {"meta": meta, "photos": f"held-back train/ (every 10th), centre {args.crop} px",
                           "scale": SCALE, "degradation": {"name": "realesrgan", "seed": args.seed},
                           "images": [q["name"] for q in pairs], "threads": args.threads,
-                          "steps": {m: pipes[m].config.steps for m in pipes}, "results": rows,
-                          "chosen": best["method"].split(" → ")[1]})
-    print(f"best second pass by PSNR: {best['method']} → {args.out}")
+                          "steps": {m: pipes[m].config.steps for m in pipes}, "results": rows})
+    print(f"{args.out}; the choice: python experiments/report.py (doc_tables.cascade_choice)")
 
 
 if __name__ == "__main__":

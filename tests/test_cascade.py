@@ -190,3 +190,11 @@ def test_the_x4_section_renders_every_number_from_the_raw_files_and_says_each_cr
     nfe = doc_tables.real4_nfe(tmp_path)
     assert "| BSD68 | 16 | 20.30 |" in nfe and "esrgan4" not in nfe
     assert "real4_grid.png" in doc_tables.real4_grid(tmp_path)
+
+
+def test_info_says_what_runs_the_later_passes(chain, tiny_model_dir, capsys):
+    first, _ = chain
+    assert main(["info", str(first)]) == 0
+    assert "passes after the first by ../second (its next_model)" in capsys.readouterr().out
+    assert main(["info", str(tiny_model_dir)]) == 0
+    assert "passes after the first by this model again" in capsys.readouterr().out

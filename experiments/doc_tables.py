@@ -735,8 +735,18 @@ def real4_cascade(results: Path) -> str:
         f"model's own steps ({steps}); RGB, {data['scale']} border pixels shaved. Raw: `results/real4/cascade.json`.",
         "", table(["×4 as", "PSNR (dB)", "SSIM", "NIQE ↓", "sharpness", "colour shift", "s / image"], rows), "",
         f"Chosen: `{choice['method']}` (the highest PSNR; second passes within {CASCADE_TIE_DB} dB of it are a tie "
-        f"on these few photos and go by NIQE). `recipes/real/cfm.yaml` says `next_model: "
-        f"{choice['method'].split(' → ')[1]}`, and the exported `fmboost.json` carries it."])
+        f"on these few photos and go by NIQE). " + shipped_cascade(results, choice["method"].split(" → ")[1])])
+
+
+def shipped_cascade(results: Path, chosen: str) -> str:
+    """What the embedded `real` runs after its first pass, against the choice measured."""
+    config = json.loads((results.parent / "fmboost" / "weights" / "real" / "fmboost.json").read_text())
+    shipped = config.get("next_model") or "real"
+    if shipped == chosen:
+        return (f"The embedded `real` names it (`next_model: {shipped}` in its `fmboost.json`, from "
+                "`recipes/real/cfm.yaml`).")
+    return (f"**The embedded `real` runs `{shipped}` instead**: set `next_model: {chosen}` in "
+            "`recipes/real/cfm.yaml` and `fmboost/weights/real/fmboost.json`.")
 
 
 def real4_rows(data: dict) -> dict:

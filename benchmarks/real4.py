@@ -7,8 +7,9 @@ Real-ESRGAN x4plus and bicubic, in one run.
 
 Every photo of BSD68 and Set14, cropped to a multiple of 4, is degraded ×1/4 with the seeded Real-ESRGAN model
 (the images `fmboost degrade HR OUT --scale 4 --seed S` writes: fmboost.evaluation.evaluate.load_pairs with
-degradation="realesrgan"). Methods: bicubic ×4; fmboost's `--model` ×4 as `fmboost upscale --scale 4 --steps N`
-runs it (two ×2 passes, the second by the model's next_model: pipelines/cascade.py) at each N of --steps; the peer
+degradation="realesrgan"). Methods: bicubic ×4; fmboost's `--model` ×4 as `fmboost upscale --scale 4` runs it (two ×2
+passes, the second by the model's next_model: pipelines/cascade.py; each at its model's own steps: the row `fmboost`,
+which the grid shows and issue 25's bar is checked on), and as `--steps N` runs it for each N of --steps; the peer
 esrgan4 (../shared/tools/peers/upscale.py) in its own process on the same low-res files. Scored as
 benchmarks/peers.py scores: PSNR and SSIM (RGB, 4 px shaved), sharpness, NIQE, colour shift (levels); seconds per
 image, wall clock at --threads, after a warm-up. Writes results/real4/SET.json and the picture grid
@@ -42,20 +43,23 @@ METRICS = ("psnr", "ssim", "sharpness", "niqe")
 # The grid's photos and crops (HR pixels: left, top, side), fixed before any run: one per set.
 GRID = (("bsd68", "102061", (120, 40, 240)), ("set14", "zebra", (200, 80, 240)))
 GRID_COLUMNS = ("degraded input", "bicubic", PEER, "fmboost", "original")
+OWN_STEPS = "fmboost"  # the row of `fmboost upscale --model MODEL --scale 4` as it is, no --steps: grid and verdicts
 TUNED_ON = ("the cascade (real → next_model) chosen on held-back training photos (recipes/real/cascade.py); "
             "`real` fine-tuned on degraded crops of train/ + train_hr/; Real-ESRGAN as published")
 
 
 def fmboost_methods(model: str, steps: list[int]) -> tuple[dict, list[str]]:
-    """(name → function image → (image, NFE), the model of each of the two passes): bicubic ×4 and the model's ×4
-    at each step count, as `fmboost upscale --model MODEL --scale 4 --steps N` runs it."""
+    """(name → function image → (image, NFE), the model of each of the two passes): bicubic ×4, the model's ×4 as
+    `fmboost upscale --model MODEL --scale 4` runs it (each pass at its model's own steps), and at each step count
+    N, as `--steps N` runs it (N steps every pass)."""
     from fmboost.data.sources import resolve_model
     from fmboost.pipelines.cascade import Cascade, passes_for
     from fmboost.pipelines.upscale import FMBoostPipeline
 
     pipe = FMBoostPipeline.from_pretrained(model)
     cascade, passes = Cascade(pipe, resolve_model(model), "cpu"), passes_for(SCALE, pipe.config.scale)
-    methods = {"bicubic": lambda im: (resize_by(im, SCALE, "bicubic"), 0)}
+    methods = {"bicubic": lambda im: (resize_by(im, SCALE, "bicubic"), 0),
+               OWN_STEPS: lambda im: cascade.upscale(im, passes)}  # what `fmboost upscale` does with no --steps
     for n in steps:
         methods[f"fmboost (--steps {n})"] = lambda im, n=n: cascade.upscale(im, passes, steps=n)
     return methods, cascade.names(passes)
@@ -129,7 +133,6 @@ def main(argv=None):
     p.add_argument("--sets", default="bsd68,set14")
     p.add_argument("--model", default="real")
     p.add_argument("--steps", default="1,2,4,8", help="comma-separated step counts (per pass) of the flow")
-    p.add_argument("--grid-steps", type=int, help="the fmboost column of the grid (default: the model's own steps)")
     p.add_argument("--seed", type=int, default=0, help="seed of the degradations (default 0)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--peers-python", default=str(DEFAULT_PY))
@@ -141,10 +144,6 @@ def main(argv=None):
     meta = run_meta(tuned_on=TUNED_ON)
     steps = [int(s) for s in args.steps.split(",")]
     methods, passes = fmboost_methods(args.model, steps)
-    from fmboost.pipelines.upscale import FMBoostPipeline
-
-    grid_steps = args.grid_steps or FMBoostPipeline.from_pretrained(args.model).config.steps
-    grid_method = f"fmboost (--steps {grid_steps if grid_steps in steps else steps[0]})"
     grid_rows = []
     for name in args.sets.split(","):
         pairs = load_pairs(Path(args.data) / SETS[name], SCALE, max_images=args.max_images,
@@ -153,11 +152,11 @@ def main(argv=None):
         write_json(Path(args.out) / f"{name}.json",
                    {"meta": meta, "set": name, "scale": SCALE, "images": [q["name"] for q in pairs],
                     "degradation": {"name": "realesrgan", "seed": args.seed}, "threads": args.threads,
-                    "model": args.model, "passes": passes, "grid_method": grid_method,
+                    "model": args.model, "passes": passes, "grid_method": OWN_STEPS,
                     "hr_niqe": float(np.mean([niqe(q["hr"], SCALE) for q in pairs])),
                     "peers_skipped": skipped, "results": rows})
         for set_name, photo, box in GRID:
-            cells = grid_cells(pairs, outputs, photo, box, grid_method) if set_name == name else None
+            cells = grid_cells(pairs, outputs, photo, box, OWN_STEPS) if set_name == name else None
             grid_rows += [cells] if cells else []
     if len(grid_rows) == len(GRID):
         write_grid(grid_rows, Path(args.grid))

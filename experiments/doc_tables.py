@@ -820,8 +820,9 @@ def real4_grid(results: Path) -> str:
     if not all(data.values()):
         return pending("real4/{bsd68,set14}.json", REAL4_COMMAND) + " The grid `real4_grid.png` comes with them."
     return (f"Crops of BSD68 `102061` and Set14 `zebra` (named in `benchmarks/real4.py` before any run): degraded "
-            f"input (nearest-neighbour ×4) | bicubic | Real-ESRGAN x4plus | fmboost "
-            f"(`{data[SETS[0]]['grid_method']}`) | original.\n\n![degraded ×4 grid](real4_grid.png)")
+            f"input (nearest-neighbour ×4) | bicubic | Real-ESRGAN x4plus | fmboost (`--model "
+            f"{data[SETS[0]]['model']} --scale 4`, row `{data[SETS[0]]['grid_method']}`) | original."
+            f"\n\n![degraded ×4 grid](real4_grid.png)")
 
 
 def real4_paper(results: Path) -> str:

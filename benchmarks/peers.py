@@ -72,9 +72,9 @@ def fmboost_methods(model: str, steps: list[int]) -> dict:
     return methods
 
 
-def row(name: str, outs, hr, seconds: float, active, nets) -> dict:
-    scores, per_image = score(outs, hr, 2, active, nets, {}, 0, 0, 0)
-    per_image["colour_shift"] = [colour_shift(o, h) for o, h in zip(outs, hr)]
+def row(name: str, outs, hr, seconds: float, active, nets, scale: int = 2) -> dict:
+    scores, per_image = score(outs, hr, scale, active, nets, {}, 0, 0, 0)
+    per_image["colour_shift"] = [colour_shift(o, h, scale) for o, h in zip(outs, hr)]
     print(f"  {name}: PSNR {scores['psnr']:.2f} SSIM {scores['ssim']:.4f} NIQE {scores.get('niqe') or 0:.3f} "
           f"{seconds:.3f} s/image", flush=True)
     return {"method": name, **{k: v for k, v in scores.items() if v is not None},

@@ -25,9 +25,10 @@ def test_docs_match_the_committed_raw_results():
 
 @pytest.fixture
 def copy(tmp_path):
-    """The docs and the raw files of the repository (results/ and the embedded real model's training.json), in a
-    folder the test may edit."""
-    for path in {p for p, _, _ in report.SECTIONS} | {"fmboost/weights/real/training.json"}:
+    """The docs and the raw files of the repository (results/ and the embedded real model's training.json and
+    fmboost.json), in a folder the test may edit."""
+    for path in {p for p, _, _ in report.SECTIONS} | {"fmboost/weights/real/training.json",
+                                                      "fmboost/weights/real/fmboost.json"}:
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / path, tmp_path / path)
     shutil.copytree(ROOT / "results", tmp_path / "results")

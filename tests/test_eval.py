@@ -117,7 +117,7 @@ def test_nfe_counts_every_network_call(tmp_path, hr_dir, tiny_model_dir):
     (["--steps", "1,two"], ValueError, "integers"),
     (["--steps", "0"], ValueError, "at least 1"),
     (["--solver", "leapfrog"], SystemExit, "^2$"),  # argparse's choices: its usage message and exit 2
-    (["--scale", "4"], ValueError, "upscales ×2"),
+    (["--scale", "3"], ValueError, "upscales ×2: --scale 3 is not a power"),  # ×4 is two passes; ×3 is none
     (["--model", "no/such/model"], FileNotFoundError, "no such folder"),
     (["--lr-dir", "no/such/lr"], FileNotFoundError, "no such folder"),
     (["--methods", "bicubic", "--max-images", "0"], ValueError, "at least 1"),

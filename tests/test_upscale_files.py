@@ -138,8 +138,8 @@ def test_the_model_is_cascaded_as_often_as_the_scale_needs(tmp_path, monkeypatch
 
     assert [model_passes(10, 10, (t, t), 2) for t in (15, 20, 21, 30, 40, 41, 80)] == [1, 1, 2, 2, 2, 3, 3]
     seen = []
-    call = FMBoostPipeline.__call__
-    monkeypatch.setattr(FMBoostPipeline, "__call__",
+    call = FMBoostPipeline.upscale
+    monkeypatch.setattr(FMBoostPipeline, "upscale",
                         lambda self, im, **kw: seen.append(im.size) or call(self, im, **kw))
     random_photo(10, 12).save(tmp_path / "p.png")
     assert run(capsys, "upscale", tmp_path / "p.png", "--model", tiny_model_dir, "--steps", "1", "--scale", "3")[0] == 0

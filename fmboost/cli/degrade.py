@@ -5,7 +5,6 @@ User mistakes raise an FmboostError (fmboost/errors.py) with a one-line message,
 """
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 
 from fmboost.errors import InputError, MissingError
@@ -28,11 +27,6 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=cmd_degrade)
 
 
-def image_index(relative: Path) -> int:
-    """A stable number per file name (not its position in the folder), so adding files changes no other image."""
-    return zlib.crc32(relative.as_posix().encode())
-
-
 def output_path(out_dir: Path, relative: Path, png: bool) -> Path:
     return out_dir / (relative.with_suffix(".png") if png else relative)
 
@@ -47,7 +41,7 @@ def check_folders(in_dir: Path, out_dir: Path) -> None:
 def cmd_degrade(args) -> int:
     from tqdm.auto import tqdm
 
-    from fmboost.data.degradations import degrade_image, image_rng
+    from fmboost.data.degradations import degrade_named
     from fmboost.data.images import ImageError, list_images, load_image, save_image_atomic
 
     in_dir, out_dir = Path(args.in_dir), Path(args.out_dir)
@@ -68,7 +62,7 @@ def cmd_degrade(args) -> int:
             skipped.append(str(e))
             tqdm.write(f"skipped {e}")
             continue
-        lr = degrade_image(im, args.scale, image_rng(args.seed, image_index(relative)))
+        lr = degrade_named(im, args.scale, args.seed, relative)
         save_image_atomic(lr, output_path(out_dir, relative, args.png))
         written += 1
     print(f"{written} degraded image(s) (×1/{args.scale}, seed {args.seed}) in {out_dir}; "

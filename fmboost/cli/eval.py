@@ -34,7 +34,9 @@ def add_parser(subparsers) -> None:
     ev.add_argument("hr_dir", metavar="HR_DIR", help="folder of high-res photos (the references)")
     ev.add_argument("--model", nargs="+", default=["default"], metavar="DIR",
                     help="one or more model folders or embedded models (default, real); default: default")
-    ev.add_argument("--scale", type=int, default=2, help="upscaling factor; must match the models (default 2)")
+    ev.add_argument("--scale", type=int, default=2,
+                    help="upscaling factor: the models' own, or a power of it (×4 of a ×2 model: two passes, the "
+                         "second by the model its fmboost.json names as next_model) (default 2)")
     ev.add_argument("--methods", default="cfm,x0,bicubic,lanczos",
                     help="comma-separated, of cfm, x0, bicubic, lanczos, the baselines naive-fm, diffusion, "
                          "regression-l1, regression-l2 (each needs a model trained with that objective) and model "
@@ -42,6 +44,10 @@ def add_parser(subparsers) -> None:
     ev.add_argument("--steps", default="1,2,4,8", help="step counts of the flow methods (default: %(default)s)")
     add_solver_flag(ev, "ODE solver of the flow methods (one for every model)")
     ev.add_argument("--lr-dir", help="low-res inputs, matched to HR_DIR by file stem (default: downscale HR)")
+    ev.add_argument("--degradation", choices=["realesrgan"],
+                    help="make the low-res inputs by degrading HR (blur, resize, noise, JPEG, twice: Real-ESRGAN's "
+                         "model), seeded by --seed and each file's name: the images `fmboost degrade HR_DIR OUT "
+                         "--scale S --seed N` writes (default: PIL bicubic)")
     ev.add_argument("--out", default="runs/eval", help="output folder (default: %(default)s)")
     ev.add_argument("--max-images", type=int, help="only the first N photos (sorted by path)")
     ev.add_argument("--center-crop", type=int, metavar="PX",
@@ -55,7 +61,8 @@ def add_parser(subparsers) -> None:
                     help="torch hub folder whose checkpoints/ holds the LPIPS / Inception weights "
                          "(default: torch.hub.get_dir())")
     add_device_flag(ev)
-    ev.add_argument("--seed", type=int, default=0, help="seed of the noise augmentation and of p-FID patches")
+    ev.add_argument("--seed", type=int, default=0,
+                    help="seed of the noise augmentation, of p-FID patches and of --degradation (default 0)")
     ev.add_argument("--results-out", metavar="FILE",
                     help="also write results.json to FILE (e.g. results/NAME.json, to commit: see results/README.md)")
     ev.add_argument("--tuned-on", metavar="TEXT",
@@ -76,7 +83,8 @@ def cmd_eval(args) -> int:
                        lr_dir=args.lr_dir,
                        device=pick_device(args.device), max_images=args.max_images, metrics=name_list(args.metrics),
                        hub_dir=args.metric_weights, seed=args.seed, tuned_on=args.tuned_on,
-                       results_out=args.results_out, center_crop=args.center_crop)
+                       results_out=args.results_out, center_crop=args.center_crop,
+                       degradation=args.degradation)
     print(f"{len(results['results'])} runs on {len(results['images'])} image(s), {results['device']}: "
           f"{Path(args.out) / 'results.md'}")
     return 0

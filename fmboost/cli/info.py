@@ -75,6 +75,8 @@ def as_text(d: dict) -> str:
         f"upscales     ×{d['scale']}, trained as {d['objective']}, x0 by {d['upsampling']} upsampling, "
         f"sampling τ {d['tau']:g}, σ_min {d['sigma_min']:g}",
         f"defaults     {d['steps']} step(s) of {d['solver']}, colour fix {d['color_fix']} (flags override them)",
+        f"beyond ×{d['scale']}    passes after the first by {d.get('next_model') or 'this model again'}"
+        + (" (its next_model)" if d.get("next_model") else ""),
         f"autoencoder  {ae['parameters']:,} parameters, ×{ae['downsample_factor']} downsampling, "
         f"{ae['latent_channels']} latent channels, scaling factor {ae['scaling_factor']:.4g}",
     ]

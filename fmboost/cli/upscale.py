@@ -41,8 +41,9 @@ def add_parser(subparsers) -> None:
                     help="model folder, hub id, or an embedded model: default (clean photos) or real (degraded, "
                          "real-world photos: blur, noise, JPEG); default: default")
     up.add_argument("--scale", type=float, default=None,
-                    help="output scale, any factor (3, 1.5, ...): the ×2 model runs as often as needed, then one "
-                         "Lanczos resize to the exact size; default: the model's own factor")
+                    help="output scale, any factor (3, 1.5, ...): the ×2 model runs as often as needed (after the "
+                         "first pass, the model its fmboost.json names as next_model: `real` hands over to "
+                         "`default`), then one Lanczos resize to the exact size; default: the model's own factor")
     up.add_argument("--size", help="exact output size WIDTHxHEIGHT (e.g. 1920x1080), or WIDTHx / xHEIGHT to keep "
                                    "the aspect ratio; instead of --scale")
     up.add_argument("--format", default="png", choices=["png", "jpg", "webp", "tiff", "same"],
@@ -149,6 +150,7 @@ def cmd_upscale(args) -> int:
 
     from fmboost.data.images import DEFAULT_MAX_PIXELS, ImageError, resize
     from fmboost.pipelines import batch, scaling
+    from fmboost.pipelines.cascade import Cascade
 
     size = check_flags(args)
     args.tile = args.tile or args.tile_size is not None
@@ -175,10 +177,12 @@ def cmd_upscale(args) -> int:
     if pipe is None and not model_free and todo:
         pipe = load_pipeline(source, device)
 
-    def run(image):  # bars (on a terminal) for the long inner loops: tiles, and dopri5's unknown step count
-        return pipe(image, steps=args.steps, solver=args.solver, method=args.method, seed=args.seed, tile=args.tile,
-                    tile_size=args.tile_size, dtype=dtype, color_fix=args.color_fix,
-                    disable=None if args.tile or (args.solver or pipe.config.solver) == "dopri5" else True)
+    # One function per pass: the model's, then its next_model's (`real` → `default` for ×4; pipelines/cascade.py).
+    # Bars (on a terminal) for the long inner loops: tiles, and dopri5's unknown step count.
+    run = None if pipe is None else Cascade(pipe, source.where, device).runs(
+        steps=args.steps, solver=args.solver, method=args.method, seed=args.seed, tile=args.tile,
+        tile_size=args.tile_size, dtype=dtype, color_fix=args.color_fix,
+        disable=None if args.tile or (args.solver or pipe.config.solver) == "dopri5" else True)
 
     failures = []
     for job in tqdm(todo, desc="upscale", unit="img", disable=True if len(todo) < 2 else None):

@@ -11,7 +11,9 @@ Written from the paper's description with numpy, scipy, torch (for interpolation
 from __future__ import annotations
 
 import io
+import zlib
 from dataclasses import asdict, dataclass, field
+from pathlib import PurePath
 
 import numpy as np
 import torch
@@ -69,6 +71,18 @@ class DegradationConfig:
 
 
 REALESRGAN = DegradationConfig()
+
+
+def image_index(relative) -> int:
+    """A stable number per file name relative to its folder (not its position in the folder), so adding files
+    changes no other image's degradations: `fmboost degrade` and `fmboost eval --degradation` agree on it."""
+    return zlib.crc32(PurePath(relative).as_posix().encode())
+
+
+def degrade_named(im: Image.Image, scale: int, seed: int, relative) -> Image.Image:
+    """The degraded low-res copy of photo `relative` (its path relative to its folder), seeded: the same image
+    `fmboost degrade` writes for it."""
+    return degrade_image(im, scale, image_rng(seed, image_index(relative)))
 
 
 def image_rng(seed: int, *index: int) -> np.random.Generator:

@@ -34,9 +34,16 @@ class ModelConfig:
     solver: str = "euler"             # ODE solver when the user gives none
     autoencoder: str = "autoencoder"  # the folder's autoencoder/ subfolder, or a hub id
     prediction: str | None = None     # what a diffusion network predicts (see pipelines/upscale.check_prediction)
+    # The model of the passes after this one's first, when one pass is not enough (×4 of a ×2 model): an embedded
+    # model (`default`), a folder (relative to this one, or absolute), or bicubic/lanczos; None: this model again.
+    # `real` names `default`: its first pass removes the degradation, so the next input is clean (pipelines/cascade.py).
+    next_model: str | None = None
     extra: dict = field(default_factory=dict, compare=False)  # settings of newer versions, kept as they are
 
     def __post_init__(self):
+        if self.next_model is not None and (not isinstance(self.next_model, str) or not self.next_model.strip()):
+            raise InputError(f"model setting next_model must name a model (or bicubic, lanczos), got "
+                             f"{self.next_model!r}")
         for name in ("scale", "steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

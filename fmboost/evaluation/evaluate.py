@@ -2,7 +2,9 @@
 
 The protocol is the usual one for ×s super-resolution:
 1. each HR photo is cropped (bottom/right) to a multiple of the scale; its LR input is the PIL bicubic
-   downscale (antialiased: PIL widens the kernel by the factor), or the image of the same stem in `lr_dir`;
+   downscale (antialiased: PIL widens the kernel by the factor), or with `degradation="realesrgan"` the seeded
+   Real-ESRGAN degradation that `fmboost degrade` writes, or the image of the same stem in `lr_dir`; a ×s model
+   reaches a larger power of s by passes (its fmboost.json's next_model after the first: pipelines/cascade.py);
 2. every method upscales every LR image; seconds per image are measured after one warm-up call;
 3. PSNR and SSIM (RGB and Y, `scale` border pixels shaved), sharpness, NIQE (no reference) and LPIPS are
    averaged over images, and kept per image too; FID compares the whole upscaled images with the HR ones, p-FID
@@ -29,6 +31,7 @@ from fmboost.evaluation.niqe import niqe, niqe_fits
 from fmboost.evaluation.provenance import cpu_model, run_meta, write_json
 from fmboost.flow.objectives import get_objective
 from fmboost.models.device import resolve_device
+from fmboost.pipelines.cascade import Cascade, FixedPasses, passes_for
 from fmboost.pipelines.methods import MODEL_METHODS
 from fmboost.solvers.ode import SOLVERS
 
@@ -36,17 +39,19 @@ DEFAULT_METHODS = ("cfm", "x0", "bicubic", "lanczos")
 PIXEL = {"bicubic", "lanczos"}  # need no model: run once, not once per model
 METRICS = ("psnr", "ssim", "sharpness", "niqe", "lpips", "fid", "pfid")
 MIN_SIDE = 11  # SSIM's window
+DEGRADATIONS = ("realesrgan",)  # of the LR inputs besides PIL bicubic (data/degradations.py)
 
 
 def evaluate(hr_dir, model_dirs=(), scale: int = 2, methods=DEFAULT_METHODS, steps=(1, 2, 4, 8),
              solver: str = ModelConfig.solver, out_dir="runs/eval", lr_dir=None, device: str = "cpu",
              max_images: int | None = None, metrics=METRICS, hub_dir=None, patch_size: int = 299,
              patches_per_image: int = 10, seed: int = 0, tuned_on: str | None = None,
-             results_out=None, center_crop: int | None = None) -> dict:
+             results_out=None, center_crop: int | None = None, degradation: str | None = None) -> dict:
     """Runs every (model, method, steps) on the photos in `hr_dir`; writes results.csv/json/md, plots and a
     grid to `out_dir` (and results.json also to `results_out`) and returns what results.json holds.
     `tuned_on` says, for the record, which photos the models' settings were chosen on; `center_crop` scores
-    the central square of that many pixels of each photo (every photo still counts, at a fraction of the cost)."""
+    the central square of that many pixels of each photo (every photo still counts, at a fraction of the cost).
+    `degradation` ("realesrgan"): the LR inputs are the photos degraded with `seed`, as `fmboost degrade` does."""
     from fmboost.evaluation.report import finite, write_report
 
     if isinstance(model_dirs, (str, Path)):
@@ -58,7 +63,7 @@ def evaluate(hr_dir, model_dirs=(), scale: int = 2, methods=DEFAULT_METHODS, ste
     device = resolve_device(device)
     meta = run_meta(device, tuned_on)  # at the start: the code and the load the measurement ran with
     check_metrics(metrics)
-    pairs = load_pairs(hr_dir, scale, lr_dir, max_images, center_crop)
+    pairs = load_pairs(hr_dir, scale, lr_dir, max_images, center_crop, degradation, seed)
     runs = plan_runs(model_dirs, methods, steps)
     pipes = load_models({r["model_dir"] for r in runs if r["model_dir"]}, scale, device)
     nets, skipped, active = load_metric_nets(metrics, hub_dir, device, len(pairs))
@@ -87,6 +92,9 @@ def evaluate(hr_dir, model_dirs=(), scale: int = 2, methods=DEFAULT_METHODS, ste
     results = {"meta": meta, "device": device_name(device), "scale": scale,
                "images": [p["name"] for p in pairs],
                "hr_dir": str(hr_dir), "lr_dir": str(lr_dir) if lr_dir else None, "solver": solver,
+               "degradation": {"name": degradation, "seed": seed} if degradation else None,
+               "passes": {run_name(r): pipes[r["model_dir"]].cascade.names(pipes[r["model_dir"]].passes)
+                          for r in runs if isinstance(pipes.get(r["model_dir"]), FixedPasses)},
                "center_crop": center_crop, "crop_border": scale, "patch_size": patch, "patches_per_image": patches_per_image,
                "skipped": skipped, "results": rows}
     if "niqe" in active:  # the photos' own NIQE: the level a detailed, natural output would reach
@@ -113,17 +121,32 @@ def device_name(device: str) -> str:
     return f"CPU {cpu_model()}, {n} thread{'s' if n > 1 else ''}"
 
 
-def downscale(hr: Image.Image, scale: int) -> tuple[Image.Image, Image.Image]:
-    """Crops HR to a multiple of the scale, so LR × scale is exactly HR's size, and downsizes it."""
+def downscale(hr: Image.Image, scale: int, degrade=None) -> tuple[Image.Image, Image.Image]:
+    """Crops HR to a multiple of the scale, so LR × scale is exactly HR's size, and downsizes it (PIL bicubic, or
+    `degrade(hr, scale)`)."""
     w, h = hr.width // scale * scale, hr.height // scale * scale
     hr = hr.crop((0, 0, w, h))
-    return hr, resize(hr, (w // scale, h // scale), "bicubic")
+    return hr, degrade(hr, scale) if degrade else resize(hr, (w // scale, h // scale), "bicubic")
+
+
+def degrader(degradation: str | None, seed: int, hr_dir, path: Path):
+    """`hr, scale → LR` for one photo: None (bicubic), or the seeded degradation `fmboost degrade HR_DIR` gives
+    it (the same file name relative to HR_DIR, so the same image)."""
+    if degradation is None:
+        return None
+    from fmboost.data.degradations import degrade_named
+
+    return lambda hr, scale: degrade_named(hr, scale, seed, path.relative_to(hr_dir))
 
 
 def load_pairs(hr_dir, scale: int, lr_dir=None, max_images: int | None = None,
-               center_crop: int | None = None) -> list[dict]:
+               center_crop: int | None = None, degradation: str | None = None, seed: int = 0) -> list[dict]:
     if scale < 2:
         raise InputError(f"--scale must be at least 2, got {scale}")
+    if degradation is not None and degradation not in DEGRADATIONS:
+        raise InputError(f"--degradation {degradation}: choose one of {', '.join(DEGRADATIONS)}")
+    if degradation and lr_dir:
+        raise InputError("--degradation makes the low-res inputs; it cannot be combined with --lr-dir")
     if center_crop is not None:
         if lr_dir:  # the given LR images would no longer match the cropped references
             raise InputError("--center-crop cannot be combined with --lr-dir")
@@ -146,7 +169,7 @@ def load_pairs(hr_dir, scale: int, lr_dir=None, max_images: int | None = None,
             left, top = (hr.width - center_crop) // 2, (hr.height - center_crop) // 2
             hr = hr.crop((left, top, left + center_crop, top + center_crop))
         if lr_paths is None:
-            hr, lr = downscale(hr, scale)
+            hr, lr = downscale(hr, scale, degrader(degradation, seed, hr_dir, path))
         else:
             hr, lr = match_lr(path, hr, lr_paths, scale)
         if min(hr.size) < MIN_SIDE + 2 * scale:
@@ -222,8 +245,11 @@ def load_models(model_dirs, scale: int, device: str) -> dict:
         if not (d / CONFIG_NAME).is_file():
             raise MissingError(f"--model {d}: not an fmboost model folder (no {CONFIG_NAME})")
         pipe = FMBoostPipeline.from_pretrained(d, device=device)
-        if pipe.config["scale"] != scale:
-            raise InputError(f"--model {d} upscales ×{pipe.config['scale']}, but --scale is {scale}")
+        if pipe.config.scale != scale:  # ×4 of a ×2 model: two passes, the second its next_model's
+            try:
+                pipe = FixedPasses(Cascade(pipe, d, device), passes_for(scale, pipe.config.scale))
+            except InputError as e:
+                raise InputError(f"--model {d} upscales ×{pipe.config.scale}: {e}") from None
         pipes[d] = pipe
     return pipes
 

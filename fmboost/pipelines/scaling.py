@@ -50,9 +50,11 @@ def model_passes(w: int, h: int, target: tuple[int, int], model_scale: int) -> i
 
 
 def upscale_to(image: Image.Image, target: tuple[int, int], passes: int, run) -> Image.Image:
-    """`run` (the model's ×s upscale) `passes` times, then a Lanczos resize to exactly `target`."""
-    for _ in range(passes):
-        image = run(image)
+    """`run` (the model's ×s upscale) `passes` times, then a Lanczos resize to exactly `target`. `run` may be a list
+    of functions, one per pass, the last repeating (a cascade of models: pipelines/cascade.py)."""
+    runs = list(run) if isinstance(run, (list, tuple)) else [run]
+    for i in range(passes):
+        image = runs[min(i, len(runs) - 1)](image)
     return image if image.size == target else image.resize(target, Image.LANCZOS)
 
 

@@ -4,7 +4,7 @@
 #   bash recipes/real/make_real.sh [DATA_DIR]      (DATA_DIR holds train/, train_hr/ and val/; default ../shared/data)
 # The shipped `real` weights were made by this recipe (their training.json says with what); it prepares like
 # recipes/default/make_default.sh, with degradations. On a 2-core CPU: prepare ≈5 min, fine-tuning ≈30 min,
-# evaluate.py ≈15 min.
+# evaluate.py ≈15 min, cascade.py ≈15 min.
 set -euo pipefail
 DATA=${1:-../shared/data}
 RUN=runs/real
@@ -15,3 +15,6 @@ rm -rf fmboost/weights/real
 cp -r "$RUN/cfm/model" fmboost/weights/real
 fmboost info real
 python recipes/real/evaluate.py --data "$DATA"
+# ×4 (--scale 4): which model runs the second ×2 pass, re-measured on held-back training photos for these weights
+# (16 photos, ≈15 min); docs/real_world_x4.md says whether the choice still matches next_model in cfm.yaml.
+OMP_NUM_THREADS=1 python recipes/real/cascade.py --data "$DATA" --max-images 16

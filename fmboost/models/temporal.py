@@ -1,8 +1,9 @@
 """Temporal layers for CFMResNet: the temporal alignment of Video LDM (Blattmann et al., CVPR 2023, Sec. 3.1).
 
 Video LDM turns an image model into a video model by interleaving temporal layers with its frozen spatial layers and
-training only those on video. Here, after each ResBlock of the image network (models/resnet.py), a residual
-spatio-temporal convolution sees the same pixel's neighbourhood in the neighbouring frames:
+training only those on video. Here, after every `every`-th ResBlock of the image network (models/resnet.py; every
+second by default, which halves their cost on a CPU), a residual spatio-temporal convolution sees the same pixel's
+neighbourhood in the neighbouring frames:
 
     h ← h + W_out · SiLU(Conv3d_{3×3×3}(h))   over (frames, height, width), per clip
 
@@ -48,14 +49,19 @@ class TemporalLayers(ModelMixin, ConfigMixin):
     config_name = "config.json"
 
     @register_to_config
-    def __init__(self, channels: int = 64, num_blocks: int = 8, hidden: int = 32, kernel: int = 3):
+    def __init__(self, channels: int = 64, num_blocks: int = 8, hidden: int = 32, kernel: int = 3, every: int = 2):
         super().__init__()
-        self.mixes = nn.ModuleList(TemporalMix(channels, hidden, kernel) for _ in range(num_blocks))
+        self.mixes = nn.ModuleList(TemporalMix(channels, hidden, kernel) for _ in range(num_blocks // every))
+
+    def after(self, block: int) -> TemporalMix | None:
+        """The mix that follows the image network's block `block` (0-based), if any."""
+        every = self.config.every
+        return self.mixes[block // every] if (block + 1) % every == 0 else None
 
     @classmethod
-    def for_network(cls, net: CFMResNet, hidden: int = 32, kernel: int = 3) -> "TemporalLayers":
+    def for_network(cls, net: CFMResNet, hidden: int = 32, kernel: int = 3, every: int = 2) -> "TemporalLayers":
         check_network(net)
-        return cls(net.config.channels, net.config.num_blocks, hidden, kernel)
+        return cls(net.config.channels, net.config.num_blocks, hidden, kernel, every)
 
 
 def check_network(net, layers: TemporalLayers | None = None) -> None:
@@ -88,6 +94,8 @@ class TemporalResNet(nn.Module):
         t = torch.as_tensor(t, device=x_t.device, dtype=x_t.dtype).expand(x_t.shape[0])
         emb = net.embed(timestep_embedding(t * NUM_TRAIN_STEPS, net.config.emb_channels).to(x_t.dtype))
         h = net.conv_in(torch.cat([x_t, x_cond], dim=1))
-        for block, mix in zip(net.blocks, self.temporal.mixes):
-            h = mix(block(h, emb), frames)
+        for i, block in enumerate(net.blocks):
+            h = block(h, emb)
+            mix = self.temporal.after(i)
+            h = h if mix is None else mix(h, frames)
         return net.conv_out(F.silu(h))

@@ -103,10 +103,9 @@ def make_run(args, model, device: str, model_scale: int, info, passes: int, max_
     import torch
 
     if args.method == "bicubic":
-        import torch.nn.functional as F
+        from fmboost.pipelines.video import pixel_run
 
-        return (lambda x: F.interpolate(x, scale_factor=model_scale, mode="bicubic", align_corners=False,
-                                        antialias=False).clamp(-1, 1)), False
+        return pixel_run(model_scale, "bicubic"), False
     from fmboost.pipelines.precision import resolve_dtype
 
     dtype, notice = resolve_dtype(args.dtype, device)

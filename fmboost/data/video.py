@@ -56,6 +56,8 @@ def _open(path: Path):
 
     try:
         return av.open(str(path))
+    except av.error.EOFError:  # a container that ends before its first packet
+        raise VideoError(f"{path}: the clip has no frames (or is cut short before them)") from None
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
         raise VideoError(f"{path}: not a readable video ({type(e).__name__})") from None
 
@@ -70,7 +72,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         raise VideoError(f"{path}: no such file")
     with _open(path) as container:
         if not container.streams.video:
-            raise VideoError(f"{path}: no video stream")
+            raise VideoError(f"{path}: no video stream, so no frames to upscale")
         stream = container.streams.video[0]
         try:
             pts = [p.pts for p in container.demux(stream) if p.size and p.pts is not None]

@@ -71,6 +71,18 @@ def to_frames(x) -> list[np.ndarray]:
     return list(a.permute(0, 2, 3, 1).numpy())
 
 
+def pixel_run(scale: int, method: str = "bicubic"):
+    """`run` for a pixel-space baseline: each frame resized by PIL, as `--method bicubic` resizes an image."""
+    import torch
+
+    from fmboost.data.images import resize_by
+
+    def run(x):
+        frames = [np.asarray(resize_by(Image.fromarray(f), scale, method)) for f in to_frames(x)]
+        return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return run
+
+
 def upscale_window(frames: list[np.ndarray], run, plan: VideoPlan) -> list[np.ndarray]:
     """`run` (F×3×h×w → F×3×(h·s)×(w·s), [-1, 1]) `passes` times, then a Lanczos resize of each frame to the
     target, as images are (pipelines/scaling.upscale_to)."""
@@ -85,6 +97,14 @@ def upscale_window(frames: list[np.ndarray], run, plan: VideoPlan) -> list[np.nd
     return out
 
 
+def upscaled(frames, run, plan: VideoPlan):
+    """(index, pts, upscaled frame) for each (index, pts, frame) of `frames`, a window at a time."""
+    for items, a, b in windows(frames, plan.window, plan.context):
+        out = upscale_window([f for _, _, f in items], run, plan)
+        for (i, pts, _), frame in zip(items[a:b], out[a:b]):
+            yield i, pts, frame
+
+
 def upscale_video(plan: VideoPlan, run, progress=None) -> Path:
     """Upscales plan.info's clip with `run` (see upscale_window) to plan.output; `progress(n)` after each n frames
     written or skipped. Returns the output."""
@@ -92,10 +112,9 @@ def upscale_video(plan: VideoPlan, run, progress=None) -> Path:
     if plan.frames_dir or plan.resume:
         return through_frames(plan, run, progress)
     with VideoWriter(plan.output, plan.info, *plan.target, plan.crf) as writer:
-        for items, a, b in windows(read_frames(plan.info.path), plan.window, plan.context):
-            for (_, pts, _), frame in zip(items[a:b], upscale_window([f for _, _, f in items], run, plan)[a:b]):
-                writer.write(pts, frame)
-            progress(b - a)
+        for _, pts, frame in upscaled(read_frames(plan.info.path), run, plan):
+            writer.write(pts, frame)
+            progress(1)
         return writer.finish()
 
 

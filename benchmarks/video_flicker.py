@@ -12,7 +12,7 @@ Flicker: the mean absolute difference, in levels (0–255, RGB), between consecu
 1 px shift is undone (frame k's x against frame k−1's x+1), over their overlap less an 8 px border; the ground
 truth's own value is 0 by construction and is reported as a check. PSNR: each output frame against its high-res
 frame (RGB, 8 px border shaved). Writes results/video/flicker.json (per frame and per transition, every method and
-photo), docs/img/video_flicker.png (flicker and PSNR over time) and docs/img/video_strip.png (one scene crop
+photo), docs/video_flicker.png (flicker and PSNR over time) and docs/video_strip.png (one scene crop
 followed over consecutive frames, per method).
 """
 from __future__ import annotations
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=24)
     p.add_argument("--crop", type=int, default=128, help="high-res frame side (px)")
     p.add_argument("--out", default=str(ROOT / "results" / "video" / "flicker.json"))
-    p.add_argument("--figures", default=str(ROOT / "docs" / "img"))
+    p.add_argument("--figures", default=str(ROOT / "docs"))
     args = p.parse_args(argv)
 
     from fmboost.data.images import list_images, load_image, resize

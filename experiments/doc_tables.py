@@ -688,3 +688,34 @@ def speed_against_srmd(results: dict) -> list[str]:
     return ["", "fmboost (auto threads) over SRMD: " + "; ".join(
         f"{size}²: ×{ours[size]['quiet_s'] / srmd[size]['quiet_s']:.2f} quiet, "
         f"×{ours[size]['busy_s'] / srmd[size]['busy_s']:.2f} busy" for size in ours if size in srmd) + "."]
+
+
+def video_flicker(results: Path) -> str:
+    """Flicker and PSNR of ×2 video on a synthetic pan, per frame and with temporal layers
+    (benchmarks/video_flicker.py)."""
+    data = load(results, "video/flicker.json")
+    if data is None:
+        return pending("video/flicker.json", "python benchmarks/video_flicker.py --data ../shared/data/val/bsd68")
+    st, summary = data["meta"]["settings"], data["summary"]
+    steps = st.get("temporal_steps")
+    rows = [[f"`{name}`", f"{s['flicker']:.3f}", num(s.get("psnr"), ".2f")] for name, s in summary.items()]
+    per, aligned = summary["per-frame"], summary["aligned"]
+    change = 100 * (1 - aligned["flicker"] / per["flicker"])
+    photos = ", ".join(p["photo"] for p in data["photos"])
+    return "\n".join([
+        f"{measured_by(data['meta'])} Model `{data['meta']['model']}`, its temporal layers trained "
+        f"{'for ' + str(steps) + ' steps' if steps is not None else '(steps not recorded)'}. {st['photos']} BSD68 "
+        f"photos ({photos}; reporting only), {st['frames']} frames of {st['crop']}² px each, moved "
+        f"{st['shift_px_per_frame']} high-res px per frame (half a low-res px), low-res frames by PIL bicubic ↓2. "
+        f"Flicker: mean |frame k − frame k−1| in levels (0–255) after undoing the known shift, {st['border']} px "
+        f"border left out; PSNR against the high-res frames (RGB, {st['border']} px shaved). Raw: "
+        f"`results/video/flicker.json`.", "",
+        table(["method", "flicker (levels) ↓", "PSNR (dB)"], rows), "",
+        (f"Aligned against per frame: flicker {change:.1f} % lower" if change >= 0 else
+         f"Aligned against per frame: flicker {-change:.1f} % higher") +
+        f" ({aligned['flicker']:.3f} against {per['flicker']:.3f}), PSNR {aligned['psnr'] - per['psnr']:+.2f} dB; "
+        f"bicubic flickers {summary['bicubic']['flicker']:.3f}.", "",
+        "![flicker and PSNR per frame, mean over the photos](video_flicker.png)", "",
+        "One scene crop followed over six consecutive frames (shown ×3), per method, from the first photo "
+        "(`docs/video_strip.png`, written by the benchmark with the plot):", "",
+        "![crop strip](video_strip.png)"])

@@ -31,7 +31,7 @@ from fmboost.data.files import write_atomic
 from fmboost.data.photos import load_photos, split_photos
 from fmboost.errors import InputError
 from fmboost.flow.noise import noise_augment
-from fmboost.flow.objective import DecodedL1, cfm_path, one_step_x1
+from fmboost.flow.objective import cfm_path, one_step_x1
 from fmboost.models.temporal import TemporalLayers, TemporalResNet
 from fmboost.training.checkpoints import newest_checkpoint, prune, write_verified
 from fmboost.training.stopping import stop_signals, stopped
@@ -53,6 +53,7 @@ class TemporalConfig:
     tau: float = 100             # the default recipe's noise augmentation of x0 (recipes/default/cfm.yaml)
     sigma_min: float = 0.0
     pixel_weight: float = 1.0    # the default recipe's decoded L1
+    temporal_weight: float = 0.0  # λ_T of the decoded temporal term (decoded_terms)
     hidden: int = 32
     every: int = 2               # a temporal layer after every second block (models/temporal.py)
     t0_share: float = 0.5
@@ -66,8 +67,23 @@ class TemporalConfig:
         return asdict(self)
 
 
-def clip_loss(net: TemporalResNet, x1, x_cond, frames: int, cfg: TemporalConfig, generator, pixel_loss=None):
-    """The image model's CFM loss on whole clips: one t per clip, shared by its frames."""
+def decoded_terms(autoencoder, x1_hat, x1, frames: int, cfg: TemporalConfig):
+    """λ·|D(x̂1) − D(x1)|₁ (the image model's pixel term) + λ_T·|Δ D(x̂1) − Δ D(x1)|₁, Δ the change from one frame
+    of a clip to the next: the temporal term weighs exactly the part of the error that changes between frames
+    (flicker), which the per-frame term counts no more than the rest; the true motion is in both Δs and cancels."""
+    pred = autoencoder.decode_with_grad(x1_hat)
+    with torch.no_grad():
+        target = autoencoder.decode_with_grad(x1)
+    loss = cfg.pixel_weight * (pred - target).abs().mean()
+    if cfg.temporal_weight > 0 and frames > 1:
+        clip = lambda x: x.view(-1, frames, *x.shape[1:])
+        loss = loss + cfg.temporal_weight * (clip(pred).diff(dim=1) - clip(target).diff(dim=1)).abs().mean()
+    return loss
+
+
+def clip_loss(net: TemporalResNet, x1, x_cond, frames: int, cfg: TemporalConfig, generator, autoencoder=None):
+    """The image model's CFM loss on whole clips: one t per clip, shared by its frames; with `autoencoder`, the
+    decoded terms (decoded_terms)."""
     x0 = noise_augment(x_cond, cfg.tau, generator)
     n = x1.shape[0] // frames
     t = torch.rand(n, generator=generator) * (torch.rand(n, generator=generator) >= cfg.t0_share)
@@ -75,8 +91,8 @@ def clip_loss(net: TemporalResNet, x1, x_cond, frames: int, cfg: TemporalConfig,
     x_t, u_t = cfm_path(x0, x1, t, cfg.sigma_min)
     v = net(x_t, t, x_cond, frames)
     loss = (v - u_t).square().mean()
-    if pixel_loss is not None:
-        loss = loss + pixel_loss(one_step_x1(x_t, v, t, x0, cfg.sigma_min), x1)
+    if autoencoder is not None:
+        loss = loss + decoded_terms(autoencoder, one_step_x1(x_t, v, t, x0, cfg.sigma_min), x1, frames, cfg)
     return loss
 
 
@@ -146,7 +162,7 @@ def train_temporal(cfg: TemporalConfig, resume: bool = False) -> Path:
     photos = [p for p in load_photos(train, cfg.max_photo_side) if min(p.shape[1:]) > cfg.size * 2]
     if not photos:
         raise InputError(f"no training photos larger than {cfg.size * 2} px in {', '.join(cfg.photos)}")
-    pixel_loss = DecodedL1(pipe.autoencoder, cfg.pixel_weight) if cfg.pixel_weight > 0 else None
+    decoder = pipe.autoencoder if cfg.pixel_weight > 0 or cfg.temporal_weight > 0 else None
     deadline = time.time() + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
     t0, losses = time.time(), []
     with stop_signals() as received:
@@ -155,7 +171,7 @@ def train_temporal(cfg: TemporalConfig, resume: bool = False) -> Path:
             for group in opt.param_groups:
                 group["lr"] = learning_rate(cfg, step)
             loss = clip_loss(net, x1, x_cond, cfg.frames, cfg, torch.Generator().manual_seed(cfg.seed * 7919 + step),
-                             pixel_loss)
+                             decoder)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(layers.parameters(), 1.0)

@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     defaults = TemporalConfig(model="", photos=(), out="")
     for name in ("steps", "clips", "frames", "size", "hidden", "every", "checkpoint_every", "seed"):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
-    for name in ("lr", "tau", "pixel_weight", "ema_decay", "t0_share"):
+    for name in ("lr", "tau", "pixel_weight", "temporal_weight", "ema_decay", "t0_share"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
     p.add_argument("--max-minutes", type=float, default=None)
     p.add_argument("--resume", action="store_true")
@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     cfg = TemporalConfig(model=args.model, photos=tuple(args.photos), out=args.out, steps=args.steps,
                          clips=args.clips, frames=args.frames, size=args.size, hidden=args.hidden, every=args.every,
-                         t0_share=args.t0_share,
+                         t0_share=args.t0_share, temporal_weight=args.temporal_weight,
                          checkpoint_every=args.checkpoint_every, seed=args.seed, lr=args.lr, tau=args.tau,
                          pixel_weight=args.pixel_weight, ema_decay=args.ema_decay, max_minutes=args.max_minutes)
     try:

@@ -79,8 +79,8 @@ def cmd_video(args, size) -> int:
         raise UserError(f"{output} exists; use --overwrite, --resume (a folder of frames) or another -o")
     passes = 1 if args.method == "bicubic" else scaling.model_passes(info.width, info.height, target, model_scale)
     max_pixels = args.max_pixels or DEFAULT_MAX_PIXELS
-    multiple = 8 if args.method != "bicubic" else 1  # refined once the model is loaded
-    check_pixels(args, info, passes, multiple, model_scale, max_pixels)
+    # Unpadded now (the padding is the network's, known once loaded): refuses only what is over the limit anyway.
+    check_pixels(args, info, passes, 1, model_scale, max_pixels)
 
     device = pick_device(args.device)
     run, aligned = make_run(args, model, device, model_scale, info, passes, max_pixels)

@@ -121,11 +121,12 @@ def read_frames(path: str | os.PathLike):
     with _open(Path(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        i = -1
         try:
             for i, frame in enumerate(container.decode(stream)):
                 yield i, frame.pts, frame.to_ndarray(format="rgb24")
         except av.error.FFmpegError as e:
-            raise VideoError(f"{path}: damaged video at frame {i + 1} ({type(e).__name__})") from None
+            raise VideoError(f"{path}: damaged video at frame {i + 2} ({type(e).__name__})") from None
 
 
 def windows(frames, size: int, context: int):
@@ -162,6 +163,7 @@ class VideoWriter:
         import av
 
         self.out, self.info = Path(out), info
+        self.audio_in, self.pending = None, None  # the input's audio packets, and the next one not yet muxed
         self.tmp = self.out.with_name(f".{self.out.stem}.{os.getpid()}.tmp{self.out.suffix}")
         remove(self.tmp)
         self.container = av.open(str(self.tmp), "w")
@@ -191,7 +193,7 @@ class VideoWriter:
         if not self.info.audio or self.out.suffix.lower() == ".gif":
             return None, []
         source = _open(self.info.path)
-        streams = [self.container.add_stream_from_template(s) for s in source.streams.audio]
+        streams = {s.index: self.container.add_stream_from_template(s) for s in source.streams.audio}
         packets = source.demux(source.streams.audio)
         return (source, packets), streams
 
@@ -209,22 +211,18 @@ class VideoWriter:
         packets interleaved so the muxer buffers little."""
         if self.audio_in is None:
             return
-        source, packets = self.audio_in
+        _, packets = self.audio_in
         while True:
-            if getattr(self, "pending", None) is None:
+            if self.pending is None:
                 self.pending = next(packets, None)
                 if self.pending is None:
                     return
             p = self.pending
-            if p.dts is None:  # the demuxer's flush packet
-                self.pending = None
-                continue
-            if until is not None and p.pts is not None and p.pts * p.time_base > until:
-                return
-            index = source.streams.audio.index(p.stream) if hasattr(source.streams.audio, "index") else \
-                list(source.streams.audio).index(p.stream)
-            p.stream = self.audio[index]
-            self.container.mux(p)
+            if p.dts is not None:  # None: the demuxer's flush packet
+                if until is not None and p.pts is not None and p.pts * p.time_base > until:
+                    return
+                p.stream = self.audio[p.stream.index]
+                self.container.mux(p)
             self.pending = None
 
     def finish(self) -> Path:

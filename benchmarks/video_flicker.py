@@ -98,15 +98,17 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
-    for method in ("ground truth",) + METHODS:
+    for i, method in enumerate(("ground truth",) + METHODS):
+        colour = f"C{i}"  # the same method in the same colour in both plots
         fl = np.mean([p["methods"][method]["flicker"] for p in results["photos"]], axis=0)
-        a.plot(range(1, len(fl) + 1), fl, label=method)
+        a.plot(range(1, len(fl) + 1), fl, label=method, color=colour)
         if method != "ground truth":
             ps = np.mean([p["methods"][method]["psnr"] for p in results["photos"]], axis=0)
-            b.plot(range(len(ps)), ps, label=method)
+            b.plot(range(len(ps)), ps, label=method, color=colour)
     a.set(xlabel="frame", ylabel="flicker (levels, mean over photos)", title="change from the previous frame")
     b.set(xlabel="frame", ylabel="PSNR (dB, mean over photos)", title="error against the high-res frame")
     a.legend(fontsize=8)
+    b.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

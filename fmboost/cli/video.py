@@ -90,8 +90,14 @@ def cmd_video(args, size) -> int:
     plan = VideoPlan(info, output, frames_dir, target, passes, args.resume, args.crf,
                      window_for(info.width, info.height, max_pixels, context), context)
     t0 = time.time()
-    with tqdm(total=info.frames, desc="upscale", unit="frame", disable=None) as bar:
-        upscale_video(plan, run, bar.update)
+    try:
+        with tqdm(total=info.frames, desc="upscale", unit="frame", disable=None) as bar:
+            upscale_video(plan, run, bar.update)
+    except KeyboardInterrupt:
+        if args.resume:
+            print("fmboost upscale: the finished frames are kept; the same command continues from them",
+                  file=sys.stderr)
+        raise
     mode = "aligned" if aligned else ("per frame" if args.method == "cfm" else args.method)
     print(f"{source} -> {output} ({info.frames} frames, {target[0]}×{target[1]}, {mode}, "
           f"{time.time() - t0:.1f} s)", flush=True)

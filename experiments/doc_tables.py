@@ -429,13 +429,19 @@ def readme_grid(results: Path) -> str:
         said = []
         for photo, m in data["scores"].items():
             f, b = m["fmboost"][part], m["bicubic"][part]
-            said.append(f"{photo}: {compare(f, b, 'fmboost', 'bicubic')}; sharpness {f['sharpness']:.2f} vs "
-                        f"{b['sharpness']:.2f}")
+            line = (f"{photo}: {compare(f, b, 'fmboost', 'bicubic')}; sharpness {f['sharpness']:.2f} vs "
+                    f"{b['sharpness']:.2f}")
+            if "srmd" in m:
+                s = m["srmd"][part]
+                line += f"; SRMD {s['psnr']:.2f} dB / {s['ssim']:.3f}, sharpness {s['sharpness']:.2f}"
+            said.append(line)
         return "; ".join(said)
 
-    return (f"![bicubic | fmboost | original](docs/readme_grid.png)\n\n"
+    srmd = " | SRMD" if st.get("srmd") else ""
+    return (f"![bicubic | fmboost{srmd} | original](docs/readme_grid.png)\n\n"
             f"*×2 from a PIL-bicubic downscale; the centre {st['crop']} px of each result, enlarged {st['zoom']}× "
             f"(nearest). The photos were fixed before any output was seen, and neither was trained or tuned on. "
+            f"{'' if st.get('srmd') else 'No SRMD column: SRMD was not run (not installed). '}"
             f"The crops shown, fmboost against bicubic — {scores('crop')}. The whole photos — {scores('photo')}. "
             f"{measured_by(data['meta'])} Raw: `results/default_model/readme_grid.json`.*")
 
@@ -678,6 +684,24 @@ def contention(results: Path) -> str:
                       f"`results/bench/contention_cpu.json`.", "",
                       table(["method", "input", "quiet: s (threads)", "busy: s (threads)", "slowdown"], rows)]
                      + speed_against_srmd(data["results"]))
+
+
+def large_photo(results: Path) -> str:
+    """The whole `fmboost upscale --tile` command on a 1200×900 photo, beside SRMD (benchmarks/large_photo.py)."""
+    data = load(results, "bench/large_photo_cpu.json")
+    if data is None:
+        return pending("bench/large_photo_cpu.json", "python benchmarks/large_photo.py")
+    st, r = data["settings"], data["results"]
+    ours = r["fmboost (upscale --tile)"]
+    line = (f"{measured_by(data['meta'])} The whole command (start-up, loading, tiles, writing) on a "
+            f"{st['size'][0]}×{st['size'][1]} photo, the median of {st['repeats']} fresh processes: "
+            f"`fmboost upscale PHOTO --tile` **{ours['seconds']:.1f} s**")
+    if "srmd (2 threads)" in r:
+        line += (f", SRMD (2 threads) {r['srmd (2 threads)']['seconds']:.1f} s (fmboost ×{ours['vs_srmd']:.2f} "
+                 f"SRMD's time)")
+    else:
+        line += " (SRMD was not installed for this run)"
+    return line + ". Raw: `results/bench/large_photo_cpu.json`."
 
 
 def speed_against_srmd(results: dict) -> list[str]:

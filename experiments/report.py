@@ -41,6 +41,7 @@ SECTIONS = [
     ("docs/default_model.md", "design-runs", doc_tables.design_runs),
     ("docs/default_model.md", "peers", doc_tables.peers),
     ("docs/default_model.md", "contention", doc_tables.contention),
+    ("docs/default_model.md", "large-photo", doc_tables.large_photo),
     ("docs/results.md", "real", doc_tables.real_world),
     ("docs/results.md", "ablations", ablations.section),
     ("docs/speed.md", "speed-cpu", doc_tables.speed),

@@ -37,6 +37,24 @@ def test_seed_changes_the_noise_augmentation_only_when_tau_is_on(tiny_model_dir)
     assert np.array_equal(np.asarray(pipe(im, seed=0)), np.asarray(pipe(im, seed=1)))
 
 
+def test_channels_last_weights_give_the_same_upscale_and_save_as_nchw(tmp_path, tiny_model_dir):
+    pipe = FMBoostPipeline.from_pretrained(tiny_model_dir)  # loads channels-last
+    assert pipe.is_channels_last
+    torch.manual_seed(0)
+    with torch.no_grad():  # a displacement, so the flow's convolutions matter (the tiny model starts at zero)
+        for p in pipe.model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x = torch.rand(1, 3, 24, 24)
+    nhwc = pipe.upscale_tensor(x, "cfm", 2)[0]
+    pipe.channels_last(False)
+    assert not pipe.is_channels_last
+    torch.testing.assert_close(pipe.upscale_tensor(x, "cfm", 2)[0], nhwc, atol=1e-4, rtol=0)
+    pipe.channels_last().save_pretrained(tmp_path / "saved")
+    assert pipe.is_channels_last  # saving does not change the loaded pipeline
+    again = FMBoostPipeline.from_pretrained(tmp_path / "saved")
+    torch.testing.assert_close(again.upscale_tensor(x, "cfm", 2)[0], nhwc, atol=1e-4, rtol=0)
+
+
 def test_tiled_decoding_approximates_the_full_decode(tiny_vae_dir):
     ae = Autoencoder.from_pretrained(tiny_vae_dir)
     torch.manual_seed(0)

@@ -5,7 +5,7 @@
 # Every 10th photo of each folder is held back by both the autoencoder and prepare; settings are tuned on those
 # photos (recipes/default/tune.py), never on BSD68/Set14.
 # On an idle 2-core CPU: the autoencoder ≈1 h (12,000 steps; its finished checkpoint is committed in
-# recipes/default/progress, so a fresh machine skips it), prepare ≈10 min, the flow ≈2.5 h (4,000 steps of the sr network with the pixel term, across sessions:
+# recipes/default/progress, so a fresh machine skips it), prepare ≈10 min, the flow ≈2 h (3,000 steps of the sr network with the pixel term, across sessions:
 # MINUTES=90 bash recipes/default/make_default.sh adds 90 minutes), tuning,
 # evaluation and the README grid ≈30 min.
 set -euo pipefail

@@ -1,6 +1,6 @@
-"""The crop grid the README opens with: bicubic ×2 | the embedded default ×2 | the original photo.
+"""The crop grid the README opens with: bicubic ×2 | the embedded default ×2 | SRMD ×2 | the original photo.
 
-    python recipes/default/readme_grid.py [--data ../shared/data] [--model default]
+    python recipes/default/readme_grid.py [--data ../shared/data] [--model default] [--peers-python PY]
     python experiments/report.py            # the README's caption, from the raw file this writes
 
 Photos, fixed before looking at any output: the README's own sample (`examples/astronaut.png`) and the first photo
@@ -8,11 +8,15 @@ of Set14 in sorted order (`baboon.png`). Neither is in the training photos nor a
 settings were tuned on. Each is downscaled ×2 with PIL's bicubic, upscaled back by both methods, and the centre
 `--crop` px of each result is shown enlarged `--zoom`× (nearest neighbour, so pixels stay pixels). Writes
 docs/readme_grid.png and results/default_model/readme_grid.json (PSNR/SSIM/sharpness of the whole photo and of the
-crop, per method, with meta).
+crop, per method, with meta). SRMD (CVPR 2018, the upscaler a user would otherwise pick) comes from
+../shared/tools/peers when its python is installed (`--peers-python`); without it the grid has no SRMD column and
+the raw file says so.
 """
 from __future__ import annotations
 
 import argparse
+import subprocess
+import tempfile
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -24,7 +28,24 @@ from fmboost.evaluation.provenance import run_meta, write_json
 from fmboost.pipelines.upscale import FMBoostPipeline
 
 ROOT = Path(__file__).resolve().parents[2]
-COLUMNS = ("bicubic x2", "fmboost x2 (NFE 4)", "original")  # ASCII: PIL's default font has no ×
+# ../shared beside the checkout (or beside a folder above it, for a git worktree elsewhere)
+PEER_SCRIPT = next((d / "shared" / "tools" / "peers" / "upscale.py" for d in ROOT.parents
+                    if (d / "shared" / "tools" / "peers" / "upscale.py").exists()), None)
+PEERS_PY = Path("/tmp/fmboost-peers-venv/bin/python")
+
+
+def srmd(images: list[Image.Image], py: Path) -> list[Image.Image] | None:
+    """SRMD ×2 of each image (the peers' script on a temporary folder), or None when it is not installed."""
+    if PEER_SCRIPT is None or not py.exists():
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in", Path(tmp) / "out"
+        src.mkdir()
+        for i, im in enumerate(images):
+            im.save(src / f"{i}.png")
+        subprocess.run([str(py), str(PEER_SCRIPT), "srmd", str(src), str(dst), "--suffix", "", "--threads", "2"],
+                       capture_output=True, text=True, check=True)
+        return [load_image(dst / f"{i}.png") for i in range(len(images))]
 
 
 def centre(im: Image.Image, size: int) -> Image.Image:
@@ -45,20 +66,28 @@ def main():
     p.add_argument("--zoom", type=int, default=3)
     p.add_argument("--png", default=str(ROOT / "docs" / "readme_grid.png"))
     p.add_argument("--raw", default=str(ROOT / "results" / "default_model" / "readme_grid.json"))
+    p.add_argument("--peers-python", type=Path, default=PEERS_PY)
     args = p.parse_args()
     pipe = FMBoostPipeline.from_pretrained(args.model)
+    steps = pipe.config.steps  # the model's own setting: what `fmboost upscale` does
     photos = [ROOT / "examples" / "astronaut.png", Path(args.data) / "val" / "set14" / "baboon.png"]
+    hrs = [load_image(path) for path in photos]
+    hrs = [hr.crop((0, 0, hr.width // 2 * 2, hr.height // 2 * 2)) for hr in hrs]
+    lrs = [resize(hr, (hr.width // 2, hr.height // 2)) for hr in hrs]
+    by_srmd = srmd(lrs, args.peers_python)
+    # ASCII labels: PIL's default font has no ×
+    columns = ["bicubic x2", f"fmboost x2 (NFE {steps})"] + (["SRMD x2"] if by_srmd else []) + ["original"]
     cell, label_h = args.crop * args.zoom, 28
-    grid = Image.new("RGB", (3 * cell, len(photos) * cell + label_h), "white")
+    grid = Image.new("RGB", (len(columns) * cell, len(photos) * cell + label_h), "white")
     draw = ImageDraw.Draw(grid)
-    for i, name in enumerate(COLUMNS):
+    for i, name in enumerate(columns):
         draw.text((i * cell + 8, 8), name, fill="black")
     rows = {}
-    for r, path in enumerate(photos):
-        hr = load_image(path)
-        hr = hr.crop((0, 0, hr.width // 2 * 2, hr.height // 2 * 2))
-        lr = resize(hr, (hr.width // 2, hr.height // 2))
-        outs = {"bicubic": resize(lr, hr.size), "fmboost": pipe(lr, steps=4), "original": hr}
+    for r, (path, hr, lr) in enumerate(zip(photos, hrs, lrs)):
+        outs = {"bicubic": resize(lr, hr.size), "fmboost": pipe(lr)}
+        if by_srmd:
+            outs["srmd"] = by_srmd[r]
+        outs["original"] = hr
         rows[path.name] = {}
         for c, (method, out) in enumerate(outs.items()):
             crop = centre(out, args.crop)
@@ -70,7 +99,8 @@ def main():
     grid.save(tmp)
     tmp.replace(args.png)
     write_json(Path(args.raw), {"meta": run_meta(tuned_on="held-back training photos (recipes/default/tune.py)"),
-                                "settings": {"model": args.model, "crop": args.crop, "zoom": args.zoom, "steps": 4,
+                                "settings": {"model": args.model, "crop": args.crop, "zoom": args.zoom,
+                                             "steps": steps, "srmd": by_srmd is not None,
                                              "photos": [str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else
                                                             p.name) for p in photos]},
                                 "scores": rows})

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Everything the README and docs quote of the embedded default, measured again after its weights change.
+#   bash recipes/default/remeasure.sh DATA_DIR [PEERS_PYTHON]
+# DATA_DIR holds train/ and val/ (e.g. ../shared/data); PEERS_PYTHON is ../shared/tools/peers/setup.sh's python
+# (SRMD beside fmboost; without it the peer columns say they were not run). Each raw file records the commit it
+# was measured on, so the tree must be committed: each step's results are committed before the next starts.
+# Run it on an idle CPU (timings): ≈1 h on 2 cores.
+set -euo pipefail
+DATA=${1:?DATA_DIR (with train/ and val/)}
+PY=${2:-/tmp/fmboost-peers-venv/bin/python}
+if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
+    echo "commit your changes first: every raw file records the commit it was measured on" >&2; exit 2
+fi
+step() {
+    echo "== $*"
+    "$@"
+    git add -A results docs
+    git commit -qm "Remeasured the embedded default: $*" || true
+}
+step python recipes/default/evaluate.py --data "$DATA" --steps 1,4
+step python recipes/default/canary.py
+step python recipes/default/readme_grid.py --data "$DATA"
+step python benchmarks/peers.py --data "$DATA" --peers-python "$PY" --steps 1,4
+step python benchmarks/contention.py --peers-python "$PY"
+step python benchmarks/large_photo.py --peers-python "$PY"
+step python benchmarks/upscale.py --size 256
+step python benchmarks/upscale.py --size 512
+step python experiments/report.py

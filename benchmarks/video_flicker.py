@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -141,9 +142,11 @@ def main(argv=None) -> int:
         entry = {"photo": Path(path).name, "methods": {"ground truth": {"flicker": flicker(hr)}}}
         clips = {}
         for method, (run, aligned) in runs(pipe).items():
+            t0 = time.perf_counter()
             clips[method] = upscale_clip(lows, run, aligned, pipe.config.scale)
             entry["methods"][method] = {"flicker": flicker(clips[method]),
-                                        "psnr": [psnr(o, t) for o, t in zip(clips[method], hr)]}
+                                        "psnr": [psnr(o, t) for o, t in zip(clips[method], hr)],
+                                        "seconds_per_frame": (time.perf_counter() - t0) / len(lows)}
             m = entry["methods"][method]
             print(f"{entry['photo']} {method}: flicker {np.mean(m['flicker']):.3f}, PSNR {np.mean(m['psnr']):.2f}",
                   flush=True)
@@ -156,6 +159,7 @@ def main(argv=None) -> int:
         summary[method] = {"flicker": float(np.mean([np.mean(r["flicker"]) for r in rows]))}
         if method != "ground truth":
             summary[method]["psnr"] = float(np.mean([np.mean(r["psnr"]) for r in rows]))
+            summary[method]["seconds_per_frame"] = float(np.mean([r["seconds_per_frame"] for r in rows]))
     results["summary"] = summary
     trained = Path(pipe_folder(args.model)) / "temporal" / "training.json"
     results["meta"] = run_meta(tuned_on="nothing (BSD68: reporting only)", model=args.model,

@@ -265,3 +265,10 @@ def test_temporal_training_resumes(tmp_path, video_model, photos_dir):
     cfg.steps = 3
     train_temporal(cfg, resume=True)
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step_0000002", "step_0000003"]
+
+
+def test_info_says_whether_a_model_has_temporal_layers(video_model, tiny_model_dir, capsys):
+    code, out, _ = run(capsys, "info", video_model)
+    assert code == 0 and "video        temporal layers" in out
+    code, out, _ = run(capsys, "info", tiny_model_dir)
+    assert code == 0 and "frame by frame" in out

@@ -859,3 +859,38 @@ def real4_paper(results: Path) -> str:
     rows = [[method, *(row.get(m, "–") for m in metrics)] for method, row in PAPER_TABLE5]
     return "\n".join([f"As reported by the paper ({PAPER_TABLE5_CITATION}); not measured here:", "",
                       table(["method (the paper's)", *metrics], rows)])
+
+
+def video_flicker(results: Path) -> str:
+    """Flicker and PSNR of ×2 video on a synthetic pan, per frame and with temporal layers
+    (benchmarks/video_flicker.py)."""
+    data = load(results, "video/flicker.json")
+    if data is None:
+        return pending("video/flicker.json", "python benchmarks/video_flicker.py --data ../shared/data/val/bsd68")
+    st, summary = data["meta"]["settings"], data["summary"]
+    steps = st.get("temporal_steps")
+    rows = [[f"`{name}`", f"{s['flicker']:.3f}", num(s.get("psnr"), ".2f"), num(s.get("seconds_per_frame"), ".3f")]
+            for name, s in summary.items()]
+    per, aligned = summary["per-frame"], summary["aligned"]
+    change = 100 * (1 - aligned["flicker"] / per["flicker"])
+    photos = ", ".join(p["photo"] for p in data["photos"])
+    return "\n".join([
+        f"{measured_by(data['meta'])} Model `{data['meta']['model']}`, its temporal layers trained "
+        f"{'for ' + str(steps) + ' steps' if steps is not None else '(steps not recorded)'}. {st['photos']} BSD68 "
+        f"photos ({photos}; reporting only), {st['frames']} frames of {st['crop']}² px each, moved "
+        f"{st['shift_px_per_frame']} high-res px per frame (half a low-res px), low-res frames by PIL bicubic ↓2. "
+        f"Flicker: mean |frame k − frame k−1| in levels (0–255) after undoing the known shift, {st['border']} px "
+        f"border left out; PSNR against the high-res frames (RGB, {st['border']} px shaved); seconds per {st['crop']}² "
+        f"output frame, wall clock, on a CPU shared with other work when the load average exceeds its cores. Raw: "
+        f"`results/video/flicker.json`.", "",
+        table(["method", "flicker (levels) ↓", "PSNR (dB)", "s / frame"], rows), "",
+        (f"Aligned against per frame: flicker {change:.1f} % lower" if change >= 0 else
+         f"Aligned against per frame: flicker {-change:.1f} % higher") +
+        f" ({aligned['flicker']:.3f} against {per['flicker']:.3f}), PSNR {aligned['psnr'] - per['psnr']:+.2f} dB; "
+        f"bicubic flickers {summary['bicubic']['flicker']:.3f}. Issue 26's bar, at least 20 % less flicker for at "
+        f"most 0.2 dB PSNR: " + ("met." if change >= 20 and aligned["psnr"] - per["psnr"] >= -0.2 else "not met."),
+        "",
+        "![flicker and PSNR per frame, mean over the photos](video_flicker.png)", "",
+        "One scene crop followed over six consecutive frames (shown ×3), per method, from the first photo "
+        "(`docs/video_strip.png`, written by the benchmark with the plot):", "",
+        "![crop strip](video_strip.png)"])

@@ -55,6 +55,7 @@ SECTIONS = [
     ("docs/training_at_scale.md", "throughput-cpu", doc_tables.throughput),
     ("docs/robustness.md", "serve-load", doc_tables.serve_load),
     ("docs/robustness.md", "serve-hardening", doc_tables.serve_hardening),
+    ("docs/video.md", "video-flicker", doc_tables.video_flicker),
 ]
 
 

@@ -52,7 +52,18 @@ def describe_folder(source) -> dict | None:
                             "downsample_factor": 2 ** (len(ae_config["block_out_channels"]) - 1),
                             "latent_channels": ae_config["latent_channels"],
                             "scaling_factor": float(ae_config.get("scaling_factor", 1.0))},
-            "cfm": {"parameters": cfm_params, **public(read_json(cfm / "config.json"))} if cfm.is_dir() else None}
+            "cfm": {"parameters": cfm_params, **public(read_json(cfm / "config.json"))} if cfm.is_dir() else None,
+            "temporal": temporal_of(folder)}
+
+
+def temporal_of(folder: Path) -> dict | None:
+    """The video model's temporal layers (temporal/), if the folder has them."""
+    temporal = folder / "temporal"
+    if not temporal.is_dir():
+        return None
+    made = read_json(temporal / "training.json") or {}
+    return {"parameters": parameters(temporal), **public(read_json(temporal / "config.json") or {}),
+            "trained_steps": made.get("steps")}
 
 
 def describe_loaded(source) -> dict:
@@ -62,7 +73,9 @@ def describe_loaded(source) -> dict:
     return {"model": source.name, "folder": source.where, **pipe.config.to_dict(),
             "autoencoder": {"parameters": count(ae.vae), "downsample_factor": ae.downsample_factor,
                             "latent_channels": ae.latent_channels, "scaling_factor": ae.scaling_factor},
-            "cfm": None if pipe.model is None else {"parameters": count(pipe.model), **public(dict(pipe.model.config))}}
+            "cfm": None if pipe.model is None else {"parameters": count(pipe.model), **public(dict(pipe.model.config))},
+            "temporal": None if pipe.temporal is None else {"parameters": count(pipe.temporal),
+                                                            **public(dict(pipe.temporal.config))}}
 
 
 def as_text(d: dict) -> str:
@@ -85,6 +98,15 @@ def as_text(d: dict) -> str:
     else:
         shape = ", ".join(f"{k} {v}" for k, v in cfm.items() if k not in ("parameters", "network"))
         lines.append(f"network      {cfm.get('network', 'a network')}, {cfm['parameters']:,} parameters ({shape})")
+    temporal = d.get("temporal")
+    if temporal is None:
+        lines.append("video        frame by frame (no temporal layers, temporal/)")
+    else:
+        steps = temporal.get("trained_steps")
+        every = temporal.get("every", 1)
+        lines.append(f"video        temporal layers, {temporal['parameters'] or 0:,} parameters, one after every "
+                     + (f"{every} blocks" if every > 1 else "block") + (f", trained {steps} steps" if steps else "") +
+                     " (--per-frame leaves them out)")
     return "\n".join(lines)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fmboost.cli.common import (EXIT_USAGE, UserError, add_device_flag, add_solver_flag, add_steps_flag, check_steps,
                                 find_model, load_pipeline, pick_device)
+from fmboost.data.video import DEFAULT_CRF, is_video
 from fmboost.pipelines.methods import COLOR_FIXES, METHODS
 
 EXIT_SOME_FAILED = 1
@@ -32,7 +33,8 @@ def add_parser(subparsers) -> None:
                     "steps, decode. Runs offline on the embedded default model.\nAlpha, ICC profile and EXIF are "
                     "kept (EXIF orientation is applied to the pixels and reset).",
         epilog=EXIT_CODES)
-    up.add_argument("inputs", nargs="+", metavar="IN", help="image files (png, jpg, webp, tiff, ...) or folders")
+    up.add_argument("inputs", nargs="+", metavar="IN",
+                    help="image files (png, jpg, webp, tiff, ...) or folders; or one video (mp4, mov, mkv, webm, gif)")
     up.add_argument("-o", "--output", help="output file (one input) or folder; default: NAME_x2.png beside each "
                                            "file, FOLDER_x2/ beside each folder")
     up.add_argument("-r", "--recursive", action="store_true",
@@ -46,8 +48,9 @@ def add_parser(subparsers) -> None:
                          "`default`), then one Lanczos resize to the exact size; default: the model's own factor")
     up.add_argument("--size", help="exact output size WIDTHxHEIGHT (e.g. 1920x1080), or WIDTHx / xHEIGHT to keep "
                                    "the aspect ratio; instead of --scale")
-    up.add_argument("--format", default="png", choices=["png", "jpg", "webp", "tiff", "same"],
-                    help="output format when -o is not a file name (default png; same: the input's)")
+    up.add_argument("--format", default=None, choices=["png", "jpg", "webp", "tiff", "same"],
+                    help="output format when -o is not a file name (default png; same: the input's). For a video: "
+                         "png writes its frames as DIR/000001.png… (-o DIR; default NAME_x2/ beside it)")
     add_steps_flag(up)
     add_solver_flag(up)
     up.add_argument("--method", default="cfm", choices=list(METHODS),
@@ -76,6 +79,17 @@ def add_parser(subparsers) -> None:
     up.add_argument("--overwrite", action="store_true",
                     help="replace existing outputs (else: an error for files named here, skipped for files found "
                          "in folders)")
+    video = up.add_argument_group("video", "a video input (mp4, mov, mkv, webm, gif) is written as a video with "
+                                           "every frame, its frame rate and time base, and its audio copied unchanged; "
+                                           "H.264 (mp4 unless -o names .mov, .mkv, .webm or .gif)")
+    video.add_argument("--crf", type=int, default=DEFAULT_CRF,
+                       help=f"H.264 quality, 0 (lossless) to 51; lower is better and larger (default {DEFAULT_CRF})")
+    video.add_argument("--per-frame", action="store_true",
+                       help="upscale each frame alone, without the model's temporal layers (which keep detail "
+                            "from flickering between frames)")
+    video.add_argument("--resume", action="store_true",
+                       help="keep finished frames (in -o DIR with --format png, else in .NAME.frames/ beside the "
+                            "video, encoded at the end) and skip them when run again after an interruption")
     up.set_defaults(func=cmd_upscale)
 
 
@@ -119,8 +133,8 @@ def plan(args, size, model_scale: int, check) -> list:
             and not Path(args.output).is_dir():
         raise UserError(f"-o {args.output} names one image file, but these inputs make several images: give -o "
                         f"FOLDER (a name without an image suffix), or one input per run")
-    jobs = batch.plan_jobs(args.inputs, args.output, scaling.size_tag(args.scale, size, model_scale), args.format,
-                           args.recursive)
+    jobs = batch.plan_jobs(args.inputs, args.output, scaling.size_tag(args.scale, size, model_scale),
+                           args.format or "png", args.recursive)
     for job in (j for j in jobs if j.named):
         open_image(job.source, check=check, decode=False)
         if job.output.exists() and not args.overwrite:
@@ -154,6 +168,10 @@ def cmd_upscale(args) -> int:
 
     size = check_flags(args)
     args.tile = args.tile or args.tile_size is not None
+    if any(is_video(name) for name in args.inputs):
+        from fmboost.cli.video import cmd_video
+
+        return cmd_video(args, size)
     max_pixels = args.max_pixels or DEFAULT_MAX_PIXELS
     check = over_limit(args, max_pixels)
     source = find_model(args.model)  # resolved and its fmboost.json read once, before torch is imported

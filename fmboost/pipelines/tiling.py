@@ -73,26 +73,27 @@ def count_tiles(h: int, w: int, tile: int, overlap: int | None = None) -> int:
 
 def tiled_upscale(upscale, x: torch.Tensor, scale: int, tile: int, overlap: int | None = None,
                   disable: bool | None = True) -> torch.Tensor:
-    """Runs `upscale` (1×3×h×w → 1×3×(h·scale)×(w·scale)) per tile of x and blends the results."""
+    """Runs `upscale` (B×3×h×w → B×3×(h·scale)×(w·scale)) per tile of x and blends the results. B is 1 for an image
+    and the window's frames for a clip (each tile of every frame at once, so temporal layers see the tile's clip)."""
     import torch
 
-    _, c, h, w = x.shape
+    b, c, h, w = x.shape
     overlap = default_overlap(tile) if overlap is None else overlap
     if not 0 <= overlap < tile:
         raise ValueError(f"tile overlap must be between 0 and the tile size {tile}, got {overlap}")
     ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
-    out = torch.zeros(c, h * scale, w * scale)
+    out = torch.zeros(b, c, h * scale, w * scale)
     weight = torch.zeros(1, h * scale, w * scale)
     grid = [(y, oy, x0, ox) for y, oy in zip(ys, overlaps(ys, tile, h)) for x0, ox in zip(xs, overlaps(xs, tile, w))]
     for y, oy, x0, ox in tqdm(grid, desc="tiles", unit="tile", disable=True if len(grid) < 2 else disable,
                                    leave=False):
-        part = upscale(x[:, :, y: y + tile, x0: x0 + tile])[0].float().cpu()
+        part = upscale(x[:, :, y: y + tile, x0: x0 + tile]).float().cpu()
         th, tw = part.shape[-2:]
         wt = feather(th, oy[0] * scale, oy[1] * scale)[:, None] * feather(tw, ox[0] * scale, ox[1] * scale)[None]
         ys_, xs_ = slice(y * scale, y * scale + th), slice(x0 * scale, x0 * scale + tw)
-        out[:, ys_, xs_] += part * wt
+        out[:, :, ys_, xs_] += part * wt
         weight[:, ys_, xs_] += wt
-    return (out / weight.clamp_min(1e-8))[None]
+    return out / weight.clamp_min(1e-8)
 
 
 def available_memory(device: torch.device) -> int:

@@ -21,11 +21,13 @@ from fmboost.flow.objectives import DIFFUSION_PREDICTION, get_objective
 from fmboost.flow.upsampling import upsample_image, upsample_latent
 from fmboost.pipelines.colorfix import color_fix as fix_colors
 from fmboost.models.networks import load_network
+from fmboost.models.temporal import TemporalLayers, TemporalResNet
 from fmboost.models.unet import CFMUNet
 from fmboost.pipelines.methods import METHODS, MODEL_METHODS  # noqa: F401  (re-exported)
 from fmboost.pipelines.tiling import auto_tile_size, available_memory, count_tiles, tiled_upscale
 
 CONFIG_NAME = CONFIG_FILE
+TEMPORAL_FOLDER = "temporal"  # the video model's temporal layers (models/temporal.py), beside cfm/
 
 
 def check_prediction(path: Path, config: ModelConfig) -> None:
@@ -43,8 +45,9 @@ class FMBoostPipeline:
     """`config` (a ModelConfig) owns the folder's settings; keyword settings override it (or make one)."""
 
     def __init__(self, autoencoder: Autoencoder, model: CFMUNet | None, config: ModelConfig | None = None,
-                 **settings):
+                 temporal=None, **settings):
         self.autoencoder, self.model = autoencoder, model
+        self.temporal = temporal  # models/temporal.TemporalLayers for clips (upscale_clip), or None
         config = (config or ModelConfig()).replace(**settings) if settings else (config or ModelConfig())
         if config.objective == "diffusion" and config.prediction is None:  # travels with it (check_prediction)
             config = config.replace(prediction=DIFFUSION_PREDICTION)
@@ -75,7 +78,10 @@ class FMBoostPipeline:
         autoencoder = Autoencoder.from_pretrained(local if local.is_dir() else config.autoencoder)
         cfm = Path(folder) / "cfm"
         model = load_network(cfm).eval() if cfm.is_dir() else None
-        return cls(autoencoder, model, config).to(device).channels_last()
+        temporal = Path(folder) / TEMPORAL_FOLDER
+        layers = TemporalLayers.from_pretrained(temporal).eval() if temporal.is_dir() and model is not None else None
+        # The temporal layers' 5-D (Conv3d) weights have no channels-last format: they stay as they are.
+        return cls(autoencoder, model, config, temporal=layers).to(device).channels_last()
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         path = Path(path)
@@ -88,6 +94,8 @@ class FMBoostPipeline:
                 self.model.save_pretrained(path / "cfm", safe_serialization=True)
         finally:
             self.channels_last(was)
+        if self.temporal is not None:
+            self.temporal.save_pretrained(path / TEMPORAL_FOLDER, safe_serialization=True)
         self.config.replace(autoencoder="autoencoder").write(path)  # the weights saved beside it
         normal_modes(path)  # safetensors writes owner-only files; a model folder is shared like an image
 
@@ -95,6 +103,8 @@ class FMBoostPipeline:
         self.autoencoder.to(device)
         if self.model is not None:
             self.model.to(device)
+        if self.temporal is not None:
+            self.temporal.to(device)
         return self
 
     def networks(self) -> list[torch.nn.Module]:
@@ -146,13 +156,15 @@ class FMBoostPipeline:
 
     @torch.no_grad()
     def flow(self, x_cond: torch.Tensor, steps: int | None = None, solver: str | None = None, seed: int = 0,
-             disable=True, callback=None):
+             disable=True, callback=None, frames: int | None = None):
         """Maps x_cond to the high-res latent with the model's objective; returns (x1, NFE). `callback(nfe)`
-        follows every network evaluation. Steps and solver default to the model's own (its config)."""
+        follows every network evaluation. Steps and solver default to the model's own (its config). `frames`: the
+        batch is clips of that many frames, run with the temporal layers (which the pipeline must have)."""
         if self.model is None:
             raise InputError("this model folder has no network (cfm/); only the methods x0, bicubic and lanczos "
                              "work")
-        net = lambda x, t: self.model(x, t, x_cond)
+        model = self.model if frames is None else TemporalResNet(self.model, self.temporal)
+        net = (lambda x, t: model(x, t, x_cond)) if frames is None else (lambda x, t: model(x, t, x_cond, frames))
         generator = torch.Generator().manual_seed(seed)
         return self.objective.sample(net, x_cond, steps or self.config.steps, solver or self.config.solver, generator,
                                      callback=callback, disable=disable)
@@ -241,6 +253,35 @@ class FMBoostPipeline:
         out = fix_colors(self.autoencoder.decode(z).float(), x.float(),
                          color_fix or self.config.color_fix)
         return out[:, :, : h * s, : w * s], nfe
+
+    @property
+    def aligned(self) -> bool:
+        """Whether clips get temporal alignment: the folder has temporal layers (temporal/)."""
+        return self.temporal is not None
+
+    @torch.no_grad()
+    def upscale_clip(self, x: torch.Tensor, aligned: bool = True, steps: int | None = None, solver: str | None = None,
+                     seed: int = 0, color_fix: str | None = None, tile: bool = False, tile_size: int | None = None,
+                     method: str = "cfm") -> torch.Tensor:
+        """F×3×h×w consecutive frames in [-1, 1] → F×3×(h·s)×(w·s): one window of a clip at once, through the
+        temporal layers when `aligned` (and the folder has them), else each frame as `upscale` would (the same
+        result as upscaling the frames as images). With `tile`, every frame's same tile goes through together."""
+        temporal = aligned and self.aligned and method == "cfm"
+
+        def run(part):
+            if temporal:
+                s, (h, w) = self.config.scale, part.shape[-2:]
+                padded = pad_to_multiple(part.to(self.device), self.pad_multiple)
+                x_cond = self.condition(padded)
+                z, _ = self.flow(x_cond, steps, solver, seed, frames=padded.shape[0])
+                out = fix_colors(self.autoencoder.decode(z).float(), padded.float(), color_fix or self.config.color_fix)
+                return out[:, :, : h * s, : w * s]
+            return torch.cat([self.upscale_tensor(f[None], method, steps, solver, seed, color_fix=color_fix)[0]
+                              for f in part])
+
+        if not tile:
+            return run(x).cpu()
+        return tiled_upscale(run, x, self.config.scale, tile_size or self.auto_tile_size(), disable=True)
 
     def auto_tile_size(self) -> int:
         """The largest tile (input pixels) whose upscale fits in half the free memory of the device."""

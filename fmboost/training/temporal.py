@@ -1,0 +1,197 @@
+"""Training the temporal layers of a video model (models/temporal.py), the image model frozen (Video LDM, Sec. 3.1).
+
+Clips come from the training photos (data/clips.py: a virtual camera pans, zooms and turns; bicubic ↓2 per frame,
+the default's degradation); x0 = E(bicubic×2(LR)) as the default is trained (pixel upsampling), x1 = E(HR). The loss
+is the image model's own: CFM on x_t = (1−t)·x0 + t·x1 with one t per clip (every frame of a clip at the same point
+of the path, as inference runs them), x0 noise-augmented by τ, plus λ·|D(x̂1) − D(x1)|₁ (flow/objective.py). A share
+of the clips (`t0_share`) is put at t = 0: the default samples in one Euler step, so t = 0 is the only point of the
+path its temporal layers ever see at inference, and uniform t alone would spend most of a short run elsewhere. Only
+the temporal layers have gradients; the image network and the autoencoder are frozen (requires_grad False).
+
+Resumable like `fmboost train`: OUT/checkpoints/step_N written by training/checkpoints.write_verified (layers, their
+EMA, optimizer, step); the clips of step k come from a generator seeded by (seed, k), so a resumed run draws the
+same clips as an uninterrupted one. SIGTERM/SIGINT finish the step, checkpoint and stop. OUT/temporal holds the EMA
+layers, the folder a model's temporal/ is (the recipe copies it there).
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from fmboost.data.clips import sample_clips
+from fmboost.data.files import write_atomic
+from fmboost.data.photos import load_photos, split_photos
+from fmboost.errors import InputError
+from fmboost.flow.noise import noise_augment
+from fmboost.flow.objective import cfm_path, one_step_x1
+from fmboost.models.temporal import TemporalLayers, TemporalResNet
+from fmboost.training.checkpoints import newest_checkpoint, prune, write_verified
+from fmboost.training.stopping import stop_signals, stopped
+
+
+@dataclass
+class TemporalConfig:
+    model: str                   # the image model folder (frozen)
+    photos: tuple[str, ...]      # folders of training photos
+    out: str
+    holdout_every: int = 10      # the default's split: every 10th photo is never trained on
+    size: int = 64               # high-res crop side (the default's prepare --size)
+    frames: int = 5
+    clips: int = 4               # clips per step
+    steps: int = 2000
+    lr: float = 5e-4
+    warmup: int = 50
+    ema_decay: float = 0.999
+    tau: float = 100             # the default recipe's noise augmentation of x0 (recipes/default/cfm.yaml)
+    sigma_min: float = 0.0
+    pixel_weight: float = 1.0    # the default recipe's decoded L1
+    temporal_weight: float = 0.0  # λ_T of the decoded temporal term (decoded_terms)
+    hidden: int = 32
+    every: int = 2               # a temporal layer after every second block (models/temporal.py)
+    t0_share: float = 0.5
+    max_photo_side: int = 512
+    seed: int = 0
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    max_minutes: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def decoded_terms(autoencoder, x1_hat, x1, frames: int, cfg: TemporalConfig):
+    """λ·|D(x̂1) − D(x1)|₁ (the image model's pixel term) + λ_T·|Δ D(x̂1) − Δ D(x1)|₁, Δ the change from one frame
+    of a clip to the next: the temporal term weighs exactly the part of the error that changes between frames
+    (flicker), which the per-frame term counts no more than the rest; the true motion is in both Δs and cancels."""
+    pred = autoencoder.decode_with_grad(x1_hat)
+    with torch.no_grad():
+        target = autoencoder.decode_with_grad(x1)
+    loss = cfg.pixel_weight * (pred - target).abs().mean()
+    if cfg.temporal_weight > 0 and frames > 1:
+        clip = lambda x: x.view(-1, frames, *x.shape[1:])
+        loss = loss + cfg.temporal_weight * (clip(pred).diff(dim=1) - clip(target).diff(dim=1)).abs().mean()
+    return loss
+
+
+def clip_loss(net: TemporalResNet, x1, x_cond, frames: int, cfg: TemporalConfig, generator, autoencoder=None):
+    """The image model's CFM loss on whole clips: one t per clip, shared by its frames; with `autoencoder`, the
+    decoded terms (decoded_terms)."""
+    x0 = noise_augment(x_cond, cfg.tau, generator)
+    n = x1.shape[0] // frames
+    t = torch.rand(n, generator=generator) * (torch.rand(n, generator=generator) >= cfg.t0_share)
+    t = t.repeat_interleave(frames)
+    x_t, u_t = cfm_path(x0, x1, t, cfg.sigma_min)
+    v = net(x_t, t, x_cond, frames)
+    loss = (v - u_t).square().mean()
+    if autoencoder is not None:
+        loss = loss + decoded_terms(autoencoder, one_step_x1(x_t, v, t, x0, cfg.sigma_min), x1, frames, cfg)
+    return loss
+
+
+def learning_rate(cfg: TemporalConfig, step: int) -> float:
+    """Linear warmup, then cosine to zero at cfg.steps (the default recipe's schedule)."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))))
+
+
+@torch.no_grad()
+def batch(pipe, photos, cfg: TemporalConfig, step: int):
+    rng = random.Random(f"{cfg.seed}:{step}")
+    hr, lr = sample_clips(photos, cfg.clips, cfg.size, cfg.frames, pipe.config.scale, rng)
+    return pipe.autoencoder.encode(hr), pipe.condition(lr)
+
+
+def save(out: Path, step: int, layers: TemporalLayers, ema: dict, opt, cfg: TemporalConfig) -> None:
+    def write(tmp: Path) -> None:
+        save_file({k: v.contiguous() for k, v in layers.state_dict().items()}, str(tmp / "temporal.safetensors"))
+        save_file({k: v.contiguous() for k, v in ema.items()}, str(tmp / "ema.safetensors"))
+        torch.save({"optimizer": opt.state_dict(), "step": step}, tmp / "state.pt")
+        (tmp / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+
+    root = out / "checkpoints"
+    write_verified(root / f"step_{step:07d}", step, write, tmp=root / f".tmp_step_{step:07d}")
+    prune(root, step, cfg.keep_checkpoints)
+
+
+def export(out: Path, layers: TemporalLayers, ema: dict, cfg: TemporalConfig, step: int) -> Path:
+    """OUT/temporal: the EMA layers as a folder a model's temporal/ can be (with how they were made)."""
+    template = TemporalLayers(**layers.config)
+    template.load_state_dict(ema)
+
+    def write(tmp: Path) -> None:
+        template.save_pretrained(tmp, safe_serialization=True)
+        (tmp / "training.json").write_text(json.dumps({"steps": step, "config": cfg.to_dict()}, indent=2))
+
+    return write_atomic(out / "temporal", write, tmp=out / "temporal.tmp")
+
+
+def train_temporal(cfg: TemporalConfig, resume: bool = False) -> Path:
+    from fmboost.pipelines.upscale import FMBoostPipeline
+
+    out = Path(cfg.out)
+    pipe = FMBoostPipeline.from_pretrained(cfg.model)
+    if pipe.model is None:
+        raise InputError(f"{cfg.model}: no network (cfm/) to add temporal layers to")
+    for module in (pipe.model, pipe.autoencoder.vae):
+        module.eval().requires_grad_(False)
+    layers = TemporalLayers.for_network(pipe.model, cfg.hidden, every=cfg.every)
+    net = TemporalResNet(pipe.model, layers)
+    opt = torch.optim.AdamW(layers.parameters(), lr=cfg.lr, weight_decay=0.0)
+    ema = {k: v.detach().clone() for k, v in layers.state_dict().items()}
+    step = 0
+    found = newest_checkpoint(out) if resume else None
+    if found is not None:
+        layers.load_state_dict(load_file(str(found / "temporal.safetensors")))
+        ema = load_file(str(found / "ema.safetensors"))
+        state = torch.load(found / "state.pt", weights_only=True)
+        opt.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+        print(f"resumed from {found} (step {step})", flush=True)
+    elif not resume and (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("step_*")):
+        raise InputError(f"{out} already holds checkpoints: add --resume to continue, or choose another --out")
+    train, _ = split_photos(list(cfg.photos), cfg.holdout_every)
+    photos = [p for p in load_photos(train, cfg.max_photo_side) if min(p.shape[1:]) > cfg.size * 2]
+    if not photos:
+        raise InputError(f"no training photos larger than {cfg.size * 2} px in {', '.join(cfg.photos)}")
+    decoder = pipe.autoencoder if cfg.pixel_weight > 0 or cfg.temporal_weight > 0 else None
+    deadline = time.time() + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
+    t0, losses = time.time(), []
+    with stop_signals() as received:
+        while step < cfg.steps:
+            x1, x_cond = batch(pipe, photos, cfg, step)
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(cfg, step)
+            loss = clip_loss(net, x1, x_cond, cfg.frames, cfg, torch.Generator().manual_seed(cfg.seed * 7919 + step),
+                             decoder)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(layers.parameters(), 1.0)
+            opt.step()
+            step += 1
+            decay = min(cfg.ema_decay, (1 + step) / (10 + step))  # short runs: the EMA does not lag at the start
+            with torch.no_grad():
+                for k, v in layers.state_dict().items():
+                    ema[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
+            losses.append(loss.item())
+            if step % 10 == 0:
+                rate = (time.time() - t0) / len(losses)
+                print(f"step {step}/{cfg.steps} loss {sum(losses[-10:]) / 10:.5f} ({rate:.2f} s/step)", flush=True)
+            stop = bool(received) or time.time() > deadline
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
+                save(out, step, layers, ema, opt, cfg)
+                export(out, layers, ema, cfg, step)
+            if received:
+                raise stopped(received[0], step, out / "checkpoints" / f"step_{step:07d}", "--resume")
+            if stop:
+                print(f"stopped after --max-minutes at step {step}; continue with --resume", file=sys.stderr)
+                break
+    return out / "temporal"

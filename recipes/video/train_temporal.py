@@ -1,0 +1,63 @@
+"""Trains the default model's temporal layers (fmboost/training/temporal.py) and installs them as its temporal/.
+
+    python recipes/video/train_temporal.py ../shared/data/train ../shared/data/train_hr \
+        [--model fmboost/weights/default] [--out runs/video] [--steps 2000] [--max-minutes 60] [--resume] [--install]
+
+Resumable: run it again with --resume (in later sessions too) until it reaches --steps. --install copies OUT/temporal
+into MODEL/temporal once the run is at --steps (earlier with --install-now), which `fmboost upscale clip.mp4` then
+loads; `--per-frame` turns it off. Every 10th photo of each folder is held back, as for the image model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from fmboost.data.files import write_atomic
+from fmboost.errors import FmboostError
+from fmboost.training.stopping import TrainingStopped
+from fmboost.training.temporal import TemporalConfig, train_temporal
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("photos", nargs="+", help="folders of training photos")
+    p.add_argument("--model", default="fmboost/weights/default", help="the image model folder (frozen)")
+    p.add_argument("--out", default="runs/video")
+    defaults = TemporalConfig(model="", photos=(), out="")
+    for name in ("steps", "clips", "frames", "size", "hidden", "every", "checkpoint_every", "seed"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
+    for name in ("lr", "tau", "pixel_weight", "temporal_weight", "ema_decay", "t0_share"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
+    p.add_argument("--max-minutes", type=float, default=None)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--install", action="store_true", help="copy OUT/temporal into MODEL/temporal at the end")
+    p.add_argument("--install-now", action="store_true", help="--install even before --steps is reached")
+    args = p.parse_args(argv)
+    cfg = TemporalConfig(model=args.model, photos=tuple(args.photos), out=args.out, steps=args.steps,
+                         clips=args.clips, frames=args.frames, size=args.size, hidden=args.hidden, every=args.every,
+                         t0_share=args.t0_share, temporal_weight=args.temporal_weight,
+                         checkpoint_every=args.checkpoint_every, seed=args.seed, lr=args.lr, tau=args.tau,
+                         pixel_weight=args.pixel_weight, ema_decay=args.ema_decay, max_minutes=args.max_minutes)
+    try:
+        made = train_temporal(cfg, resume=args.resume)
+    except TrainingStopped as e:
+        print(e, file=sys.stderr)
+        return e.exit_code
+    except FmboostError as e:
+        print(f"train_temporal: error: {e}", file=sys.stderr)
+        return 2
+    steps = json.loads((made / "training.json").read_text())["steps"]
+    if args.install or args.install_now:
+        if steps < cfg.steps and not args.install_now:
+            print(f"at step {steps} of {cfg.steps}: not installed (run again with --resume)")
+            return 0
+        write_atomic(Path(args.model) / "temporal", lambda tmp: shutil.copytree(made, tmp))
+        print(f"installed {made} (step {steps}) as {Path(args.model) / 'temporal'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

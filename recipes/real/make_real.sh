@@ -3,7 +3,7 @@
 # (recipes/default/make_default.sh) first. Every stage resumes where it stopped.
 #   bash recipes/real/make_real.sh [DATA_DIR]      (DATA_DIR holds train/, train_hr/ and val/; default ../shared/data)
 # The shipped `real` weights were made by this recipe (their training.json says with what); it prepares like
-# recipes/default/make_default.sh, with degradations. On a 2-core CPU: prepare ≈5 min, fine-tuning ≈30 min,
+# recipes/default/make_default.sh, with degradations. On a 2-core CPU: prepare ≈5 min, fine-tuning ≈30 min (600 steps, 1 thread),
 # evaluate.py ≈15 min, cascade.py ≈15 min.
 set -euo pipefail
 DATA=${1:-../shared/data}

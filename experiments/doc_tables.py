@@ -554,9 +554,9 @@ def design_runs(results: Path) -> str:
     long = load(results, "default_model/design/default_cfm.json")
     if long:  # the chosen design's long run (recipes/default/cfm.yaml), continued across sessions
         cfg, points = long["settings"]["config"], long["checkpoints"]
-        lines += ["", f"The chosen design's long run (`recipes/default/cfm.yaml`, a cosine schedule over "
-                      f"{cfg['max_steps']:,} steps, two torch threads on a CPU shared with other work) on the same "
-                      f"crops: " + ", ".join(f"step {c['step']}: {c['psnr']:.2f} dB / {c['ssim']:.4f}"
+        lines += ["", f"The chosen design's long run (`recipes/default/cfm.yaml`: a cosine schedule first set for "
+                      f"20,000 steps and shortened to end at step {cfg['max_steps']:,}, on a CPU shared with other "
+                      f"work) on the same crops: " + ", ".join(f"step {c['step']}: {c['psnr']:.2f} dB / {c['ssim']:.4f}"
                                               for c in points) + f" ({machine(long['meta'])})."]
     if previous:
         tr = (previous["settings"].get("training") or {}).get("steps")

@@ -72,6 +72,17 @@ def fmboost_methods(model: str, steps: list[int]) -> dict:
     return methods
 
 
+def timed(upscale, pairs: list) -> tuple[list, float]:
+    """(the outputs of each pair's low-res image, mean wall seconds per image) after one warm-up call."""
+    upscale(pairs[0]["lr"])
+    outs, seconds = [], []
+    for q in pairs:
+        t0 = time.perf_counter()
+        outs.append(upscale(q["lr"]))
+        seconds.append(time.perf_counter() - t0)
+    return outs, float(np.mean(seconds))
+
+
 def row(name: str, outs, hr, seconds: float, active, nets, scale: int = 2) -> dict:
     scores, per_image = score(outs, hr, scale, active, nets, {}, 0, 0, 0)
     per_image["colour_shift"] = [colour_shift(o, h, scale) for o, h in zip(outs, hr)]
@@ -104,13 +115,8 @@ def main():
         rows, skipped = [], {}
         print(name, flush=True)
         for method, upscale in methods.items():
-            upscale(pairs[0]["lr"])  # warm-up
-            outs, seconds = [], []
-            for q in pairs:
-                t0 = time.perf_counter()
-                outs.append(upscale(q["lr"]))
-                seconds.append(time.perf_counter() - t0)
-            rows.append(row(method, outs, hr, float(np.mean(seconds)), active, nets))
+            outs, seconds = timed(upscale, pairs)
+            rows.append(row(method, outs, hr, seconds, active, nets))
         with tempfile.TemporaryDirectory() as tmp:
             for peer in filter(None, args.peers.split(",")):
                 if not (py.exists() and PEER_SCRIPT.exists()):

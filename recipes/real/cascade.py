@@ -14,21 +14,21 @@ NIQE. The winner is `next_model:` in recipes/real/cfm.yaml, which the exported f
 from __future__ import annotations
 
 import argparse
-import time
+import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from fmboost.data.degradations import degrade_named
 from fmboost.data.images import resize_by
 from fmboost.data.photos import held_back_pairs
-from fmboost.evaluation.evaluate import load_metric_nets, score
-from fmboost.evaluation.metrics import channel_shift
+from fmboost.evaluation.evaluate import load_metric_nets
 from fmboost.evaluation.provenance import run_meta, write_json
 from fmboost.pipelines.upscale import FMBoostPipeline
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from peers import row, timed  # noqa: E402
 SCALE = 4
 SECOND = ("real", "default", "bicubic")  # candidates for the second pass
 METRICS = ("psnr", "ssim", "sharpness", "niqe")
@@ -49,20 +49,9 @@ def second_pass(name: str, pipes: dict):
 
 
 def measure(label: str, upscale, pairs: list, active, nets) -> dict:
-    upscale(pairs[0]["lr"])  # warm-up
-    outs, seconds = [], []
-    for q in pairs:
-        t0 = time.perf_counter()
-        outs.append(upscale(q["lr"]))
-        seconds.append(time.perf_counter() - t0)
-    hr = [q["hr"] for q in pairs]
-    scores, per_image = score(outs, hr, SCALE, active, nets, {}, 0, 0, 0)
-    per_image["colour_shift"] = [float(np.abs(channel_shift(o, h, SCALE)).max()) for o, h in zip(outs, hr)]
-    print(f"  {label}: PSNR {scores['psnr']:.2f} SSIM {scores['ssim']:.4f} NIQE {scores.get('niqe') or 0:.3f} "
-          f"{np.mean(seconds):.2f} s/image", flush=True)
-    return {"method": label, **{k: v for k, v in scores.items() if v is not None},
-            "colour_shift": float(np.mean(per_image["colour_shift"])), "seconds": float(np.mean(seconds)),
-            "per_image": per_image}
+    """benchmarks/peers.py's row (PSNR, SSIM, sharpness, NIQE, colour shift, seconds) of one way to ×4."""
+    outs, seconds = timed(upscale, pairs)
+    return row(label, outs, [q["hr"] for q in pairs], seconds, active, nets, SCALE)
 
 
 def main():

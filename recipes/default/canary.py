@@ -40,7 +40,6 @@ import torch
 from fmboost import DEFAULT_MODEL
 from fmboost.data.images import load_image, resize, to_tensor
 from fmboost.evaluation.provenance import run_meta, write_json
-from fmboost.models.unet import CFMUNet
 from fmboost.pipelines.upscale import FMBoostPipeline
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,12 +126,13 @@ class Sabotaged(torch.nn.Module):
         return self.net(*self.how(x_t, torch.as_tensor(t), x_cond))
 
 
-def sabotages(model: CFMUNet) -> dict:
+def sabotages(model: torch.nn.Module) -> dict:
     """{name: a broken copy of the network}: the four breakages tests/test_canary.py must notice."""
     scaled = copy.deepcopy(model)
     scaled.load_state_dict({k: v * 0.5 for k, v in model.state_dict().items()})
     torch.manual_seed(0)
-    return {"random weights": CFMUNet(**model.config).eval(), "weights x 0.5": scaled,
+    # type(model): the default's network is whichever the preset built (U-Net or the `sr` residual network)
+    return {"random weights": type(model)(**model.config).eval(), "weights x 0.5": scaled,
             "fed 1 - t": Sabotaged(model, lambda x, t, c: (x, 1 - t, c)),
             "x_t read as the condition": Sabotaged(model, lambda x, t, c: (x, t, x)),
             "the condition read as x_t": Sabotaged(model, lambda x, t, c: (c, t, c))}

@@ -14,7 +14,7 @@ fi
 step() {
     echo "== $*"
     "$@"
-    git add -A results docs
+    git add -A results docs README.md
     git commit -qm "Remeasured the embedded default: $*" || true
 }
 step python recipes/default/evaluate.py --data "$DATA" --steps 1,4

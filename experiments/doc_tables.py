@@ -407,13 +407,16 @@ def tuning(results: Path) -> str:
     if data is None:
         return pending("default_model/tuning.json", "python recipes/default/tune.py --model MODEL")
     st, mean = data["settings"], data["mean"]
+    has_niqe = all("niqe" in m for m in mean.values())  # files before issue 28 have no NIQE
     rows = [[f"`{name}`", f"{m['psnr']:.2f}", f"{m['ssim']:.4f}", f"{m['sharpness']:.3f}"]
+            + ([f"{m['niqe']:.3f}"] if has_niqe else [])
             for name, m in sorted(mean.items(), key=lambda kv: -kv[1]["psnr"])]
     best = max((n for n in mean if n.startswith("cfm")), key=lambda n: mean[n]["psnr"])
     return "\n".join([f"{measured_by(data['meta'])} {len(st['photos'])} held-back training photos (centre "
                       f"{st['crop']} px, downscaled ×2 with PIL's bicubic), NFE {st['steps']}, one seed. "
                       f"Raw results: `results/default_model/tuning.json`.", "",
-                      table(["method", "PSNR (dB)", "SSIM", "sharpness"], rows), "",
+                      table(["method", "PSNR (dB)", "SSIM", "sharpness"] + (["NIQE ↓"] if has_niqe else []), rows),
+                      "",
                       f"Highest PSNR among the flow's settings: `{best}`."])
 
 

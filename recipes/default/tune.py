@@ -6,7 +6,7 @@ The held-back photos are every `--holdout-every`-th photo of train/ and train_hr
 (`fmboost train-autoencoder`) and the flow's shards (`fmboost prepare --holdout-every`) both left them out. Each
 photo's centre crop (`--crop` px) is downscaled ×2 (bicubic) and upscaled back by bicubic, x0 (no flow) and the flow
 at NFE `--steps` for every sampling τ, each with every colour fix. Writes results/default_model/tuning.json
-(per-photo PSNR, SSIM, sharpness; means; meta). The flow runs once per τ and the colour fixes are applied to its
+(per-photo PSNR, SSIM, sharpness, NIQE; means; meta). The flow runs once per τ and the colour fixes are applied to its
 decoded output, so the fixes are compared on identical samples.
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ from tqdm import tqdm
 from fmboost.data.images import resize, to_pil, to_tensor
 from fmboost.data.photos import held_back_pairs
 from fmboost.evaluation import metrics as M
+from fmboost.evaluation.niqe import niqe
 from fmboost.evaluation.provenance import run_meta, write_json
 from fmboost.pipelines.colorfix import color_fix
 from fmboost.pipelines.methods import COLOR_FIXES
@@ -29,7 +30,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def scores(out, hr) -> dict:
-    return {"psnr": M.psnr(out, hr, "rgb", 2), "ssim": M.ssim(out, hr, "rgb", 2), "sharpness": M.sharpness(out, hr, 2)}
+    # NIQE (no reference) says whether the added detail looks natural, which PSNR cannot (issue 28's detail bar).
+    return {"psnr": M.psnr(out, hr, "rgb", 2), "ssim": M.ssim(out, hr, "rgb", 2), "sharpness": M.sharpness(out, hr, 2),
+            "niqe": niqe(out, 2)}
 
 
 def main():
@@ -38,11 +41,12 @@ def main():
     p.add_argument("--data", default="../shared/data")
     p.add_argument("--holdout-every", type=int, default=10)
     p.add_argument("--crop", type=int, default=256)
-    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--steps", type=int, default=None, help="NFE (default: the model's own, its fmboost.json)")
     p.add_argument("--taus", default="0,50,100", help="sampling τ values to compare")
     p.add_argument("--out", default=str(ROOT / "results" / "default_model" / "tuning.json"))
     args = p.parse_args()
     pipe = FMBoostPipeline.from_pretrained(args.model)
+    args.steps = args.steps or pipe.config.steps
     pairs = held_back_pairs([f"{args.data}/train", f"{args.data}/train_hr"], args.holdout_every, args.crop)
     taus = [float(t) for t in args.taus.split(",")]
     rows = {}
@@ -67,7 +71,8 @@ def main():
                                              "taus": taus, "photos": [Path(path).name for path, _, _ in pairs]},
                                 "mean": summary, "per_image": rows})
     for name, m in sorted(summary.items(), key=lambda kv: -kv[1]["psnr"]):
-        print(f"{name:40s} PSNR {m['psnr']:.2f}  SSIM {m['ssim']:.4f}  sharpness {m['sharpness']:.3f}")
+        print(f"{name:40s} PSNR {m['psnr']:.2f}  SSIM {m['ssim']:.4f}  sharpness {m['sharpness']:.3f}  "
+              f"NIQE {m['niqe']:.3f}")
 
 
 if __name__ == "__main__":

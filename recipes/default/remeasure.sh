@@ -17,7 +17,7 @@ step() {
     git add -A results docs README.md
     git commit -qm "Remeasured the embedded default: $*" || true
 }
-step python recipes/default/tune.py --model fmboost/weights/default --data "$DATA"
+step python recipes/default/tune.py --model fmboost/weights/default --data "$DATA" --taus 0,50,100,200
 step python recipes/default/evaluate.py --data "$DATA" --steps 1,4
 step python recipes/default/canary.py
 step python recipes/default/readme_grid.py --data "$DATA"

@@ -46,7 +46,7 @@ def main():
     p.add_argument("--out", default=str(ROOT / "results" / "default_model" / "tuning.json"))
     args = p.parse_args()
     pipe = FMBoostPipeline.from_pretrained(args.model)
-    args.steps = args.steps or pipe.config.steps
+    steps = args.steps or pipe.config.steps  # recorded in the settings, so the table names the NFE it ran
     pairs = held_back_pairs([f"{args.data}/train", f"{args.data}/train_hr"], args.holdout_every, args.crop)
     taus = [float(t) for t in args.taus.split(",")]
     rows = {}
@@ -58,7 +58,7 @@ def main():
         for tau in taus:
             # The flow's noise is seeded per call (seed 0), so every τ sees the same draw.
             pipe.config = pipe.config.replace(tau=tau)
-            y = pipe.upscale_tensor(lr, "cfm", args.steps, color_fix="none")[0]
+            y = pipe.upscale_tensor(lr, "cfm", steps, color_fix="none")[0]
             for fix in COLOR_FIXES:
                 outs[f"cfm tau={tau:g} color_fix={fix}"] = to_pil(color_fix(y, lr, fix)[0])
         for name, out in outs.items():
@@ -67,7 +67,7 @@ def main():
     summary = {name: {k: float(np.mean(v)) for k, v in m.items()} for name, m in rows.items()}
     write_json(Path(args.out), {"meta": run_meta(tuned_on="held-back training photos (every "
                                                  f"{args.holdout_every}th of train/ and train_hr/)"),
-                                "settings": {"model": args.model, "crop": args.crop, "steps": args.steps,
+                                "settings": {"model": args.model, "crop": args.crop, "steps": steps,
                                              "taus": taus, "photos": [Path(path).name for path, _, _ in pairs]},
                                 "mean": summary, "per_image": rows})
     for name, m in sorted(summary.items(), key=lambda kv: -kv[1]["psnr"]):

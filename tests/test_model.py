@@ -115,3 +115,20 @@ def test_idle_cpus_reads_proc_stat():
     if not Path("/proc/stat").exists():
         pytest.skip("no /proc/stat on this system")
     assert idle is not None and 0.0 <= idle <= os.cpu_count()
+
+
+def test_freed_memory_is_kept_for_reuse_on_cpu_loads_unless_the_user_chose(monkeypatch, tiny_model_dir):
+    import platform
+
+    from fmboost.models import device
+    from fmboost.pipelines import upscale
+
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
+    assert device.reuse_freed_memory() is False  # the user's own malloc setting wins
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert device.reuse_freed_memory() is True
+    calls = []
+    monkeypatch.setattr(upscale, "reuse_freed_memory", lambda: calls.append(1))
+    upscale.FMBoostPipeline.from_pretrained(tiny_model_dir, device="cpu")
+    assert calls == [1]

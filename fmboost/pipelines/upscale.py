@@ -20,6 +20,7 @@ from fmboost.errors import InputError, MissingError
 from fmboost.flow.objectives import DIFFUSION_PREDICTION, get_objective
 from fmboost.flow.upsampling import upsample_image, upsample_latent
 from fmboost.pipelines.colorfix import color_fix as fix_colors
+from fmboost.models.device import reuse_freed_memory
 from fmboost.models.networks import load_network
 from fmboost.models.temporal import TemporalLayers, TemporalResNet
 from fmboost.models.unet import CFMUNet
@@ -80,6 +81,8 @@ class FMBoostPipeline:
         model = load_network(cfm).eval() if cfm.is_dir() else None
         temporal = Path(folder) / TEMPORAL_FOLDER
         layers = TemporalLayers.from_pretrained(temporal).eval() if temporal.is_dir() and model is not None else None
+        if torch.device(device).type == "cpu":
+            reuse_freed_memory()  # every layer's activations come and go: keep the freed pages (models/device.py)
         # The temporal layers' 5-D (Conv3d) weights have no channels-last format: they stay as they are.
         return cls(autoencoder, model, config, temporal=layers).to(device).channels_last()
 
@@ -152,43 +155,52 @@ class FMBoostPipeline:
     @property
     def objective(self):
         """What the network was trained for: it knows its sampler, its solvers and the NFE of a step."""
-        return get_objective(self.config.objective, self.config.sigma_min, self.config.tau, self.config.noise_schedule)
+        return self.objective_at()
+
+    def objective_at(self, tau: float | None = None):
+        """The objective sampling from x0 noised to step `tau` (of 1000; default: the model's own, its config).
+        A larger τ starts further from the blurry x0: more generated detail, less fidelity."""
+        tau = self.config.tau if tau is None else tau
+        return get_objective(self.config.objective, self.config.sigma_min, tau, self.config.noise_schedule)
 
     @torch.no_grad()
     def flow(self, x_cond: torch.Tensor, steps: int | None = None, solver: str | None = None, seed: int = 0,
-             disable=True, callback=None, frames: int | None = None):
+             disable=True, callback=None, frames: int | None = None, tau: float | None = None):
         """Maps x_cond to the high-res latent with the model's objective; returns (x1, NFE). `callback(nfe)`
         follows every network evaluation. Steps and solver default to the model's own (its config). `frames`: the
-        batch is clips of that many frames, run with the temporal layers (which the pipeline must have)."""
+        batch is clips of that many frames, run with the temporal layers (which the pipeline must have). `tau`: the
+        sampling τ (default: the model's own; see `objective_at`)."""
         if self.model is None:
             raise InputError("this model folder has no network (cfm/); only the methods x0, bicubic and lanczos "
                              "work")
         model = self.model if frames is None else TemporalResNet(self.model, self.temporal)
         net = (lambda x, t: model(x, t, x_cond)) if frames is None else (lambda x, t: model(x, t, x_cond, frames))
         generator = torch.Generator().manual_seed(seed)
-        return self.objective.sample(net, x_cond, steps or self.config.steps, solver or self.config.solver, generator,
-                                     callback=callback, disable=disable)
+        objective = self.objective_at(tau)
+        return objective.sample(net, x_cond, steps or self.config.steps, solver or self.config.solver, generator,
+                                callback=callback, disable=disable)
 
     @torch.no_grad()
     def upscale(self, image: Image.Image, steps: int | None = None, solver: str | None = None, method: str = "cfm",
                 seed: int = 0, tile: bool = False, disable=True, callback=None, color_fix: str | None = None,
-                tile_size: int | None = None, dtype: torch.dtype | None = None) -> tuple[Image.Image, int]:
+                tile_size: int | None = None, dtype: torch.dtype | None = None,
+                tau: float | None = None) -> tuple[Image.Image, int]:
         """(the image ×scale, the network evaluations it took). `method="model"` runs the folder's objective;
         `color_fix` (none | wavelet | adain; default: the model's own setting) takes colours from the input.
         `tile`: run the whole upscale per overlapping tile of `tile_size` input pixels (default: as large as the
         free memory allows) and blend them seamlessly (see pipelines/tiling.py). `dtype`: autocast to fp16 or bf16
-        (the weights stay fp32). Steps and solver default to the model's own (its config). A grey image (every
-        pixel's channels equal) comes back grey: the output's luma in all three channels, since the autoencoder
-        and the flow tint what they were never shown without colour."""
+        (the weights stay fp32). Steps, solver and the sampling `tau` default to the model's own (its config). A grey
+        image (every pixel's channels equal) comes back grey: the output's luma in all three channels, since the
+        autoencoder and the flow tint what they were never shown without colour."""
         grey = is_grey(image)
         result, nfe = self.upscale_colour(image, steps, solver, method, seed, tile, disable, callback, color_fix,
-                                          tile_size, dtype)
+                                          tile_size, dtype, tau)
         return (grey_rgb(result) if grey else result), nfe
 
     def upscale_colour(self, image: Image.Image, steps: int | None = None, solver: str | None = None,
                        method: str = "cfm", seed: int = 0, tile: bool = False, disable=True, callback=None,
                        color_fix: str | None = None, tile_size: int | None = None,
-                       dtype: torch.dtype | None = None) -> tuple[Image.Image, int]:
+                       dtype: torch.dtype | None = None, tau: float | None = None) -> tuple[Image.Image, int]:
         if method in ("bicubic", "lanczos"):
             return resize_by(image, self.config.scale, method), 0
         if method == "model":  # whatever the folder was trained for: lets one eval compare many objectives
@@ -212,7 +224,7 @@ class FMBoostPipeline:
         def run(part):
             nonlocal nfe
             out, n = self.upscale_tensor(part, method, steps, solver, seed, disable if not tile else True,
-                                         step if per_nfe else callback, color_fix)
+                                         step if per_nfe else callback, color_fix, tau)
             if tile and not per_nfe:
                 bar.update(1)
             nfe += n
@@ -221,7 +233,8 @@ class FMBoostPipeline:
         with torch.autocast(self.device.type, dtype=dtype, enabled=dtype not in (None, torch.float32)), bar:
             if not tile:
                 return to_pil(run(x)[0]), nfe
-            return to_pil(tiled_upscale(run, x, self.config.scale, tile_size, disable=True)[0]), nfe
+            return to_pil(tiled_upscale(run, x, self.config.scale, tile_size, disable=True,
+                                        multiple=self.pad_multiple)[0]), nfe
 
     def tiles_bar(self, size, tile_size: int, method: str, steps: int | None, solver: str | None, disable):
         """(a bar, whether it counts network evaluations): one bar over a tiled upscale's evaluations, all tiles
@@ -236,20 +249,22 @@ class FMBoostPipeline:
 
     def __call__(self, image: Image.Image, steps: int | None = None, solver: str | None = None, method: str = "cfm",
                  seed: int = 0, tile: bool = False, disable=True, callback=None, color_fix: str | None = None,
-                 tile_size: int | None = None, dtype: torch.dtype | None = None) -> Image.Image:
+                 tile_size: int | None = None, dtype: torch.dtype | None = None,
+                 tau: float | None = None) -> Image.Image:
         return self.upscale(image, steps, solver, method, seed, tile, disable, callback, color_fix, tile_size,
-                            dtype)[0]
+                            dtype, tau)[0]
 
     @torch.no_grad()
     def upscale_tensor(self, x: torch.Tensor, method: str = "cfm", steps: int | None = None,
                        solver: str | None = None, seed: int = 0, disable=True, callback=None,
-                       color_fix: str | None = None) -> tuple[torch.Tensor, int]:
+                       color_fix: str | None = None, tau: float | None = None) -> tuple[torch.Tensor, int]:
         """1×3×h×w in [-1, 1] → (1×3×(h·s)×(w·s), NFE): x0 from the pixels, the flow (unless x0), decode, and the
         colour fix against the input."""
         s, (h, w) = self.config.scale, x.shape[-2:]
         x = pad_to_multiple(x.to(self.device), self.pad_multiple)
         x_cond = self.condition(x)
-        z, nfe = (x_cond, 0) if method == "x0" else self.flow(x_cond, steps, solver, seed, disable, callback)
+        z, nfe = (x_cond, 0) if method == "x0" else self.flow(x_cond, steps, solver, seed, disable, callback,
+                                                              tau=tau)
         out = fix_colors(self.autoencoder.decode(z).float(), x.float(),
                          color_fix or self.config.color_fix)
         return out[:, :, : h * s, : w * s], nfe
@@ -262,7 +277,7 @@ class FMBoostPipeline:
     @torch.no_grad()
     def upscale_clip(self, x: torch.Tensor, aligned: bool = True, steps: int | None = None, solver: str | None = None,
                      seed: int = 0, color_fix: str | None = None, tile: bool = False, tile_size: int | None = None,
-                     method: str = "cfm") -> torch.Tensor:
+                     method: str = "cfm", tau: float | None = None) -> torch.Tensor:
         """F×3×h×w consecutive frames in [-1, 1] → F×3×(h·s)×(w·s): one window of a clip at once, through the
         temporal layers when `aligned` (and the folder has them), else each frame as `upscale` would (the same
         result as upscaling the frames as images). With `tile`, every frame's same tile goes through together."""
@@ -273,15 +288,16 @@ class FMBoostPipeline:
                 s, (h, w) = self.config.scale, part.shape[-2:]
                 padded = pad_to_multiple(part.to(self.device), self.pad_multiple)
                 x_cond = self.condition(padded)
-                z, _ = self.flow(x_cond, steps, solver, seed, frames=padded.shape[0])
+                z, _ = self.flow(x_cond, steps, solver, seed, frames=padded.shape[0], tau=tau)
                 out = fix_colors(self.autoencoder.decode(z).float(), padded.float(), color_fix or self.config.color_fix)
                 return out[:, :, : h * s, : w * s]
-            return torch.cat([self.upscale_tensor(f[None], method, steps, solver, seed, color_fix=color_fix)[0]
-                              for f in part])
+            return torch.cat([self.upscale_tensor(f[None], method, steps, solver, seed, color_fix=color_fix,
+                                                  tau=tau)[0] for f in part])
 
         if not tile:
             return run(x).cpu()
-        return tiled_upscale(run, x, self.config.scale, tile_size or self.auto_tile_size(), disable=True)
+        return tiled_upscale(run, x, self.config.scale, tile_size or self.auto_tile_size(), disable=True,
+                             multiple=self.pad_multiple)
 
     def auto_tile_size(self) -> int:
         """The largest tile (input pixels) whose upscale fits in half the free memory of the device."""

@@ -198,6 +198,8 @@ def test_grey_in_grey_out_with_the_embedded_default(tmp_path, capsys):
     (["--size", "0x0"], ["--size", "positive"]),
     (["--size", "1920"], ["--size", "WIDTHxHEIGHT"]),
     (["--steps", "0"], ["--steps", "at least 1"]),
+    (["--tau", "-1"], ["--tau", "between 0 and 999"]),
+    (["--tau", "1000"], ["--tau", "between 0 and 999"]),
 ])
 def test_upscale_flag_mistakes_name_the_flag(tmp_path, capsys, argv, words):
     random_photo(16, 16).save(tmp_path / "a.png")
@@ -280,6 +282,20 @@ def test_a_missing_file_is_reported_before_torch_is_imported(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "nothere.png: no such file" in done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_tau_starts_the_flow_from_a_seeded_noised_x0(tmp_path, tiny_model_dir, capsys):
+    random_photo(24, 24).save(tmp_path / "a.png")
+
+    def upscale(tau, seed):
+        out = tmp_path / f"tau{tau}_seed{seed}.png"
+        assert run(capsys, "upscale", tmp_path / "a.png", "-o", out, "--tau", tau, "--seed", seed,
+                   "--overwrite")[0] == 0
+        return np.asarray(Image.open(out))
+
+    assert np.array_equal(upscale(0, 0), upscale(0, 1))  # the clean x0: the seed draws nothing
+    assert not np.array_equal(upscale(300, 0), upscale(300, 1))
+    assert np.array_equal(upscale(300, 0), upscale(300, 0))
 
 
 def test_a_tiled_upscale_shows_one_bar_over_every_network_evaluation(tiny_model_dir, capsys):

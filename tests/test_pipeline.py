@@ -37,6 +37,19 @@ def test_seed_changes_the_noise_augmentation_only_when_tau_is_on(tiny_model_dir)
     assert np.array_equal(np.asarray(pipe(im, seed=0)), np.asarray(pipe(im, seed=1)))
 
 
+def test_a_sampling_tau_overrides_the_models_own_for_one_call(tiny_model_dir):
+    pipe = FMBoostPipeline.from_pretrained(tiny_model_dir)
+    pipe.config = pipe.config.replace(tau=0)
+    im = random_photo(24, 24)
+    clean = np.asarray(pipe(im, seed=0))
+    noised = np.asarray(pipe(im, seed=0, tau=300))
+    assert not np.array_equal(clean, noised)
+    assert np.array_equal(noised, np.asarray(pipe(im, seed=0, tau=300)))  # seeded
+    assert not np.array_equal(noised, np.asarray(pipe(im, seed=1, tau=300)))
+    assert np.array_equal(clean, np.asarray(pipe(im, seed=1)))  # the config is untouched: τ 0 again
+    assert pipe.objective_at(300).tau == 300 and pipe.objective.tau == 0
+
+
 def test_channels_last_weights_give_the_same_upscale_and_save_as_nchw(tmp_path, tiny_model_dir):
     pipe = FMBoostPipeline.from_pretrained(tiny_model_dir)  # loads channels-last
     assert pipe.is_channels_last

@@ -16,6 +16,8 @@ from fmboost.data.video import DEFAULT_CRF, is_video
 from fmboost.pipelines.methods import COLOR_FIXES, METHODS
 
 EXIT_SOME_FAILED = 1
+# The largest sampling τ: the noise schedules have 1,000 steps, and at step 999 x0 is pure noise.
+MAX_TAU = 999
 # The smallest --tile-size: below it a tile is mostly overlap (pipelines/tiling.default_overlap) and padding.
 MIN_TILE_SIZE = 32
 EXIT_CODES = """exit codes:
@@ -61,9 +63,14 @@ def add_parser(subparsers) -> None:
                     help="take the colours from the input: wavelet (keep the output's fine detail, the input's "
                          "coarser bands) or adain (match each channel's mean and spread), as diffusion upscalers "
                          "do; default: the model's own setting (fmboost info shows it)")
+    up.add_argument("--tau", type=float, default=None, metavar="T",
+                    help=f"sampling τ, 0 to {MAX_TAU:g}: start the flow from x0 noised to diffusion step T, like the "
+                         "noise augmentation of training. Higher: more generated detail (lower NIQE), less fidelity "
+                         "(lower PSNR); docs/peers.md measures the trade. Default: the model's own (fmboost info; "
+                         "0, the clean x0, for the embedded models)")
     up.add_argument("--seed", type=int, default=0,
-                    help="seed of the noise augmentation of x0 (default 0). The embedded models start from the "
-                         "clean x0 (τ = 0), so for them --seed changes nothing")
+                    help="seed of the noise augmentation of x0 (default 0); changes nothing at τ = 0, the "
+                         "embedded models' own setting")
     add_device_flag(up)
     up.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"],
                     help="compute precision (autocast; default fp32). fp16 is refused on the CPU; bf16 on a CPU "
@@ -114,6 +121,8 @@ def check_flags(args):
     if args.tile_size is not None and args.tile_size < MIN_TILE_SIZE:
         raise UserError(f"--tile-size must be at least {MIN_TILE_SIZE} input pixels, got {args.tile_size} "
                         f"(neighbouring tiles overlap by an eighth of a tile, at least a few pixels)")
+    if args.tau is not None and not 0 <= args.tau <= MAX_TAU:
+        raise UserError(f"--tau must be between 0 and {MAX_TAU:g} (a diffusion step), got {args.tau:g}")
     if args.max_pixels is not None and args.max_pixels < 1:
         raise UserError(f"--max-pixels must be positive, got {args.max_pixels}")
     try:
@@ -199,7 +208,7 @@ def cmd_upscale(args) -> int:
     # Bars (on a terminal) for the long inner loops: tiles, and dopri5's unknown step count.
     run = None if pipe is None else Cascade(pipe, source.where, device).runs(
         steps=args.steps, solver=args.solver, method=args.method, seed=args.seed, tile=args.tile,
-        tile_size=args.tile_size, dtype=dtype, color_fix=args.color_fix,
+        tile_size=args.tile_size, dtype=dtype, color_fix=args.color_fix, tau=args.tau,
         disable=None if args.tile or (args.solver or pipe.config.solver) == "dopri5" else True)
 
     failures = []

@@ -128,5 +128,5 @@ def make_run(args, model, device: str, model_scale: int, info, passes: int, max_
         with torch.autocast(pipe.device.type, dtype=dtype, enabled=dtype not in (None, torch.float32)):
             return pipe.upscale_clip(x, aligned=aligned, steps=args.steps, solver=args.solver, seed=args.seed,
                                      color_fix=args.color_fix, tile=args.tile, tile_size=args.tile_size,
-                                     method=args.method)
+                                     method=args.method, tau=args.tau)
     return run, aligned

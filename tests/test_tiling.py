@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from fmboost.pipelines import tiling
-from fmboost.pipelines.tiling import feather, overlaps, tile_starts, tiled_upscale
+from fmboost.pipelines.tiling import feather, fit_tile, overlaps, tile_starts, tiled_upscale
 
 
 @pytest.mark.parametrize("length,tile,overlap", [(512, 288, 36), (500, 128, 16), (100, 128, 16), (1000, 96, 40)])
@@ -25,6 +25,18 @@ def test_feathered_weights_sum_to_one_and_fade_out_at_tile_borders(length, tile,
         if before:
             assert w[0] < 0.01  # a tile's border pixels (convolution padding) get almost no say
     assert torch.allclose(total, torch.ones(length), atol=1e-6)
+
+
+@pytest.mark.parametrize("length,tile,overlap,multiple", [(1200, 384, 48, 8), (900, 256, 32, 8), (1000, 96, 40, 1),
+                                                          (513, 512, 64, 8), (100, 128, 16, 8)])
+def test_fitted_tiles_are_as_many_no_larger_and_keep_the_overlap(length, tile, overlap, multiple):
+    side = fit_tile(length, tile, overlap, multiple)
+    starts = tile_starts(length, side, overlap)
+    assert side <= tile and len(starts) == len(tile_starts(length, tile, overlap))
+    assert side == length or side % multiple == 0
+    assert all(b == 0 or b >= overlap for pair in overlaps(starts, side, length) for b in pair)
+    if length == 1200:
+        assert side == 336  # four tiles of 384 would overlap by 112 pixels
 
 
 def border_jump(img: np.ndarray, axis: int, b: int, reach: int = 8) -> tuple[float, float]:

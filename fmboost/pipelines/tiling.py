@@ -38,6 +38,17 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return [round(i * (length - tile) / (n - 1)) for i in range(n)]
 
 
+def fit_tile(length: int, tile: int, overlap: int, multiple: int = 1) -> int:
+    """The smallest side (a multiple of `multiple`, at most `tile`) that covers [0, length) with as many tiles as
+    `tile` would and overlaps of at least `overlap`: a 1200-pixel row in tiles of 384 takes four either way, but
+    tiles of 336 do it with the overlaps asked for instead of 112-pixel ones: 12 % less work."""
+    if length <= tile:
+        return length
+    n = len(tile_starts(length, tile, overlap))
+    side = -(-(length + (n - 1) * overlap) // n)
+    return min(tile, -(-side // multiple) * multiple)
+
+
 def feather(length: int, before: int, after: int) -> torch.Tensor:
     """Weights along one side of a tile: sin² up over the overlap with the previous tile, cos² down over the
     overlap with the next, 1 between. Two neighbours' ramps over the same overlap sum to exactly 1."""
@@ -66,31 +77,34 @@ def default_overlap(tile: int, multiple: int = 1) -> int:
 
 
 def count_tiles(h: int, w: int, tile: int, overlap: int | None = None) -> int:
-    """How many tiles `tiled_upscale` cuts an h×w input into."""
+    """How many tiles `tiled_upscale` cuts an h×w input into (fitting them changes their size, not their count)."""
     overlap = default_overlap(tile) if overlap is None else overlap
     return len(tile_starts(h, tile, overlap)) * len(tile_starts(w, tile, overlap))
 
 
 def tiled_upscale(upscale, x: torch.Tensor, scale: int, tile: int, overlap: int | None = None,
-                  disable: bool | None = True) -> torch.Tensor:
+                  disable: bool | None = True, multiple: int = 1) -> torch.Tensor:
     """Runs `upscale` (B×3×h×w → B×3×(h·scale)×(w·scale)) per tile of x and blends the results. B is 1 for an image
-    and the window's frames for a clip (each tile of every frame at once, so temporal layers see the tile's clip)."""
+    and the window's frames for a clip (each tile of every frame at once, so temporal layers see the tile's clip).
+    Along each side the tiles shrink to just cover it (`fit_tile`, sides a multiple of `multiple`: the size the
+    model pads to)."""
     import torch
 
     b, c, h, w = x.shape
     overlap = default_overlap(tile) if overlap is None else overlap
     if not 0 <= overlap < tile:
         raise ValueError(f"tile overlap must be between 0 and the tile size {tile}, got {overlap}")
-    ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
+    th, tw = fit_tile(h, tile, overlap, multiple), fit_tile(w, tile, overlap, multiple)
+    ys, xs = tile_starts(h, th, overlap), tile_starts(w, tw, overlap)
     out = torch.zeros(b, c, h * scale, w * scale)
     weight = torch.zeros(1, h * scale, w * scale)
-    grid = [(y, oy, x0, ox) for y, oy in zip(ys, overlaps(ys, tile, h)) for x0, ox in zip(xs, overlaps(xs, tile, w))]
+    grid = [(y, oy, x0, ox) for y, oy in zip(ys, overlaps(ys, th, h)) for x0, ox in zip(xs, overlaps(xs, tw, w))]
     for y, oy, x0, ox in tqdm(grid, desc="tiles", unit="tile", disable=True if len(grid) < 2 else disable,
                                    leave=False):
-        part = upscale(x[:, :, y: y + tile, x0: x0 + tile]).float().cpu()
-        th, tw = part.shape[-2:]
-        wt = feather(th, oy[0] * scale, oy[1] * scale)[:, None] * feather(tw, ox[0] * scale, ox[1] * scale)[None]
-        ys_, xs_ = slice(y * scale, y * scale + th), slice(x0 * scale, x0 * scale + tw)
+        part = upscale(x[:, :, y: y + th, x0: x0 + tw]).float().cpu()
+        ph, pw = part.shape[-2:]
+        wt = feather(ph, oy[0] * scale, oy[1] * scale)[:, None] * feather(pw, ox[0] * scale, ox[1] * scale)[None]
+        ys_, xs_ = slice(y * scale, y * scale + ph), slice(x0 * scale, x0 * scale + pw)
         out[:, :, ys_, xs_] += part * wt
         weight[:, ys_, xs_] += wt
     return out / weight.clamp_min(1e-8)

@@ -1,14 +1,16 @@
 """fmboost beside the upscalers people already install, in one run: quality on BSD68 and Set14, and time.
 
     PY=$(bash ../shared/tools/peers/setup.sh | tail -1)          # the peers' own venv (not a project dependency)
-    python benchmarks/peers.py --data ../shared/data --peers-python "$PY" [--model default] [--steps 1] [--threads 2]
+    python benchmarks/peers.py --data ../shared/data --peers-python "$PY" [--model default] [--steps 1] [--taus 200]
+                               [--threads 2]
 
 Every photo of each set is cropped to even size and downscaled ×2 with PIL's bicubic (fmboost eval's protocol);
-fmboost (the model's flow at each `--steps` NFE, and bicubic) runs here, and each peer
-(../shared/tools/peers/upscale.py: srmd, esrgan, cugan) upscales the same low-res files in its own process; all
-outputs are scored by `fmboost eval`'s function: PSNR and SSIM (RGB, 2 px shaved), sharpness, NIQE, and the colour shift (the
-largest of the three channels' mean difference from the photo, in 8-bit levels). Seconds per image are wall clock
-at `--threads` threads, each method after a warm-up. Peers that are not installed are skipped and the file says so.
+fmboost (the model's flow at each `--steps` NFE, also at each sampling `--taus`, and bicubic) runs here, and each
+peer (../shared/tools/peers/upscale.py: srmd, esrgan, cugan) upscales the same low-res files in its own process;
+all outputs are scored by `fmboost eval`'s function: PSNR and SSIM (RGB, 2 px shaved), sharpness, NIQE, and the
+colour shift (the largest of the three channels' mean difference from the photo, in 8-bit levels). Seconds per
+image are wall clock at `--threads` threads, each method after a warm-up. Peers that are not installed are skipped
+and the file says so.
 Writes results/peers/SET.json; `python experiments/report.py` renders docs from it.
 """
 from __future__ import annotations
@@ -60,8 +62,9 @@ def run_peer(py: Path, peer: str, pairs: list, threads: int, work: Path):
     return outs, float(np.mean(per[1:] if len(per) > 1 else per))
 
 
-def fmboost_methods(model: str, steps: list[int]) -> dict:
-    """name → function image → image, for bicubic and the model's flow at each NFE."""
+def fmboost_methods(model: str, steps: list[int], taus: list[float] = ()) -> dict:
+    """name → function image → image, for bicubic and the model's flow at each NFE: at the model's own sampling τ,
+    then at each of `taus` (`fmboost upscale --tau`; seed 0)."""
     from fmboost.data.images import resize_by
     from fmboost.pipelines.upscale import FMBoostPipeline
 
@@ -69,6 +72,9 @@ def fmboost_methods(model: str, steps: list[int]) -> dict:
     methods = {"bicubic": lambda im: resize_by(im, 2, "bicubic")}
     for n in steps:
         methods[f"fmboost (NFE {n})"] = lambda im, n=n: pipe.upscale(im, steps=n)[0]
+    for tau in taus:
+        for n in steps:
+            methods[f"fmboost (NFE {n}, τ {tau:g})"] = lambda im, n=n, tau=tau: pipe.upscale(im, steps=n, tau=tau)[0]
     return methods
 
 
@@ -98,6 +104,8 @@ def main():
     p.add_argument("--sets", default="bsd68,set14")
     p.add_argument("--model", default="default")
     p.add_argument("--steps", default="1", help="comma-separated NFE values of the flow")
+    p.add_argument("--taus", default="", help="comma-separated sampling τ values (`fmboost upscale --tau`) to run "
+                                              "at each NFE besides the model's own")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--peers", default="srmd", help="comma-separated: srmd, esrgan, cugan")
     p.add_argument("--peers-python", default=str(DEFAULT_PY))
@@ -107,7 +115,8 @@ def main():
     torch.set_num_threads(args.threads)
     meta = run_meta(tuned_on="fmboost's settings on held-back training photos; the peers as published")
     py, metrics = Path(args.peers_python), ("psnr", "ssim", "sharpness", "niqe")
-    methods = fmboost_methods(args.model, [int(s) for s in args.steps.split(",")])
+    methods = fmboost_methods(args.model, [int(s) for s in args.steps.split(",")],
+                              [float(t) for t in filter(None, args.taus.split(","))])
     for name in args.sets.split(","):
         pairs = load_pairs(Path(args.data) / SETS[name], 2, max_images=args.max_images)
         hr = [q["hr"] for q in pairs]

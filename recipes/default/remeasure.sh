@@ -21,7 +21,8 @@ step python recipes/default/tune.py --model fmboost/weights/default --data "$DAT
 step python recipes/default/evaluate.py --data "$DATA" --steps 1,4
 step python recipes/default/canary.py
 step python recipes/default/readme_grid.py --data "$DATA"
-step python benchmarks/peers.py --data "$DATA" --peers-python "$PY" --steps 1,4
+# τ 200: the detail setting tune.py chose on the held-back photos (lowest NIQE; results/default_model/tuning.json)
+step python benchmarks/peers.py --data "$DATA" --peers-python "$PY" --steps 1,4 --taus 200
 step python benchmarks/contention.py --peers-python "$PY"
 step python benchmarks/large_photo.py --peers-python "$PY"
 step python benchmarks/upscale.py --size 256

@@ -78,6 +78,17 @@ def test_tile_size_follows_the_free_memory():
     # A wider autoencoder (Stable Diffusion's VAE) needs smaller tiles in the same memory.
     assert tiling.auto_tile_size((128, 256, 512, 512), 2, m, 2 << 30) < tiling.auto_tile_size(channels, 2, m, 2 << 30)
     assert tiling.available_memory(torch.device("cpu")) > 0
+    # The CPU's cap for speed: memory may make tiles smaller, never larger.
+    assert tiling.auto_tile_size(channels, 2, m, 1 << 40, largest=tiling.CPU_TILE) == tiling.CPU_TILE
+    assert tiling.auto_tile_size(channels, 2, m, 64 << 20, largest=tiling.CPU_TILE) == tiling.MIN_TILE
+
+
+def test_the_cpu_pipeline_tiles_at_the_fastest_side_where_memory_allows(tiny_model_dir, monkeypatch):
+    from fmboost.pipelines import upscale
+
+    monkeypatch.setattr(upscale, "available_memory", lambda device: 1 << 40)
+    pipe = upscale.FMBoostPipeline.from_pretrained(tiny_model_dir, device="cpu")
+    assert pipe.auto_tile_size() == tiling.CPU_TILE // pipe.pad_multiple * pipe.pad_multiple
 
 
 def test_free_memory_is_read_from_proc_without_psutil(monkeypatch):

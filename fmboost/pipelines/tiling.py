@@ -23,6 +23,10 @@ if TYPE_CHECKING:  # torch is imported where tensors are made: pipelines/budget.
 # Tile sides, in input pixels, that auto_tile_size picks between: smaller tiles waste work on overlaps, larger
 # ones gain nothing in speed and cost memory.
 MIN_TILE, MAX_TILE = 128, 1024
+# On the CPU larger tiles are slower per pixel (their activations outgrow the caches) even where memory allows them:
+# of the sides timed on a 1200×900 photo, 384 was the fastest (results/bench/tile_size_cpu.json,
+# benchmarks/tile_size.py). GPUs keep the memory-bound choice.
+CPU_TILE = 384
 # Fraction of the free memory a tile may use (the model, the output canvas and other programs need the rest).
 MEMORY_SHARE = 0.5
 # Live float tensors per pixel of the widest level of the autoencoder: a ResNet block holds its input, two
@@ -137,10 +141,11 @@ def bytes_per_output_pixel(block_out_channels, dtype_bytes: int = 4) -> float:
     return dtype_bytes * LIVE_TENSORS * widest
 
 
-def auto_tile_size(block_out_channels, scale: int, multiple: int, free_bytes: int, dtype_bytes: int = 4) -> int:
-    """The largest input tile side whose upscale fits in MEMORY_SHARE of `free_bytes`, in [MIN_TILE, MAX_TILE]."""
+def auto_tile_size(block_out_channels, scale: int, multiple: int, free_bytes: int, dtype_bytes: int = 4,
+                   largest: int = MAX_TILE) -> int:
+    """The largest input tile side whose upscale fits in MEMORY_SHARE of `free_bytes`, in [MIN_TILE, largest]."""
     pixels = MEMORY_SHARE * free_bytes / bytes_per_output_pixel(block_out_channels, dtype_bytes)
     side = int(math.sqrt(pixels) / scale) // multiple * multiple
     low = math.ceil(MIN_TILE / multiple) * multiple
-    return max(low, min(side, MAX_TILE // multiple * multiple))
+    return max(low, min(side, largest // multiple * multiple))
 

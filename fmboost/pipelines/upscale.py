@@ -25,7 +25,8 @@ from fmboost.models.networks import load_network
 from fmboost.models.temporal import TemporalLayers, TemporalResNet
 from fmboost.models.unet import CFMUNet
 from fmboost.pipelines.methods import METHODS, MODEL_METHODS  # noqa: F401  (re-exported)
-from fmboost.pipelines.tiling import auto_tile_size, available_memory, count_tiles, tiled_upscale
+from fmboost.pipelines.tiling import (CPU_TILE, MAX_TILE, auto_tile_size, available_memory, count_tiles,
+                                      tiled_upscale)
 
 CONFIG_NAME = CONFIG_FILE
 TEMPORAL_FOLDER = "temporal"  # the video model's temporal layers (models/temporal.py), beside cfm/
@@ -300,9 +301,11 @@ class FMBoostPipeline:
                              multiple=self.pad_multiple)
 
     def auto_tile_size(self) -> int:
-        """The largest tile (input pixels) whose upscale fits in half the free memory of the device."""
+        """The largest tile (input pixels) whose upscale fits in half the free memory of the device; on the CPU at
+        most CPU_TILE, the fastest side there."""
+        largest = CPU_TILE if self.device.type == "cpu" else MAX_TILE
         return auto_tile_size(self.autoencoder.vae.config.block_out_channels, self.config.scale,
-                              self.pad_multiple, available_memory(self.device))
+                              self.pad_multiple, available_memory(self.device), largest=largest)
 
 
 def pad_to_multiple(x: torch.Tensor, m: int) -> torch.Tensor:

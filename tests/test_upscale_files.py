@@ -203,7 +203,8 @@ def test_help_says_what_seed_does_and_the_exit_codes(capsys):
     with pytest.raises(SystemExit):
         main(["upscale", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "--seed changes nothing" in text and "exit codes" in text and "1 some images failed" in text
+    assert "seed of the noise augmentation of x0" in text and "changes nothing at τ = 0" in text
+    assert "exit codes" in text and "1 some images failed" in text
     # …which is true: the embedded models start from the clean x0.
     assert all(json.loads((p / "fmboost.json").read_text())["tau"] == 0 for p in EMBEDDED_MODELS.values())
 

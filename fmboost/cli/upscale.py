@@ -185,6 +185,10 @@ def cmd_upscale(args) -> int:
     check = over_limit(args, max_pixels)
     source = find_model(args.model)  # resolved and its fmboost.json read once, before torch is imported
     model_scale = source.config.scale if source.config else None  # a hub id says once loaded
+    own_steps = source.config.steps if source.config else None
+    if args.tau and args.steps and own_steps and args.steps > own_steps:
+        print(f"fmboost upscale: notice: this model takes {own_steps} step(s); more steps from x0 noised to τ "
+              f"{args.tau:g} can drift far from the photo (keep its own steps with --tau)", file=sys.stderr)
     # A pixel-space baseline never loads the model (nor torch) when its scale can be read from the folder.
     model_free = args.method in ("bicubic", "lanczos") and model_scale is not None
     jobs = plan(args, size, model_scale, check) if model_scale is not None else None

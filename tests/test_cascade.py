@@ -119,6 +119,9 @@ def test_eval_degradation_is_the_one_fmboost_degrade_writes(tmp_path, hr_dir, ca
     assert score(own) == pytest.approx(score(given), abs=1e-9)
     assert score(own) != pytest.approx(score(other_seed)) and score(own) != pytest.approx(score(clean))
     assert own["degradation"] == {"name": "realesrgan", "seed": 3} and clean["degradation"] is None
+    # The report says where the low-res inputs came from.
+    assert "degraded by the realesrgan model (seed 3" in (tmp_path / "own" / "results.md").read_text()
+    assert "PIL bicubic" in (tmp_path / "clean" / "results.md").read_text()
 
 
 def test_eval_scores_x4_of_a_x2_model_by_its_cascade(tmp_path, hr_dir, chain, capsys):

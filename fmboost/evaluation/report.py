@@ -58,12 +58,22 @@ def cell(value, fmt: str) -> str:
     return "–" if value is None else format(value, fmt)
 
 
+def low_res_source(results: dict) -> str:
+    """Where the low-res inputs came from: a folder given, a seeded degradation, or the plain downscale."""
+    if results.get("lr_dir"):
+        return results["lr_dir"]
+    made = results.get("degradation")
+    if made:
+        return f"the HR crop degraded by the {made['name']} model (seed {made['seed']}: `fmboost degrade`'s images)"
+    return "PIL bicubic (antialiased) downscale of the HR crop"
+
+
 def markdown(results: dict, plots: list[str]) -> str:
     rows = results["results"]
     shown = [k for k in FORMATS if any(r[k] is not None for r in rows)]
     lines = [f"# fmboost eval: ×{results['scale']} on {len(results['images'])} image(s) of {results['hr_dir']}", "",
              f"- device: {results['device']} (seconds per image, after one warm-up call)",
-             f"- LR: {results['lr_dir'] or 'PIL bicubic (antialiased) downscale of the HR crop'}",
+             f"- LR: {low_res_source(results)}",
              f"- PSNR / SSIM on RGB and on Y (BT.601 luma), {results['crop_border']} border pixels shaved; "
              f"p-FID on {results['patches_per_image']} random {results['patch_size']}² patches per image"]
     if results.get("center_crop"):

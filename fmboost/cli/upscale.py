@@ -66,8 +66,8 @@ def add_parser(subparsers) -> None:
     up.add_argument("--tau", type=float, default=None, metavar="T",
                     help=f"sampling τ, 0 to {MAX_TAU:g}: start the flow from x0 noised to diffusion step T, like the "
                          "noise augmentation of training. Higher: more generated detail (lower NIQE), less fidelity "
-                         "(lower PSNR); docs/default_model.md measures the trade. Default: the model's own (fmboost info; "
-                         "0, the clean x0, for the embedded models)")
+                         "(lower PSNR); docs/default_model.md measures the trade. Default: the model's own "
+                         "(fmboost info; 0, the clean x0, for the embedded models)")
     up.add_argument("--seed", type=int, default=0,
                     help="seed of the noise augmentation of x0 (default 0); changes nothing at τ = 0, the "
                          "embedded models' own setting")

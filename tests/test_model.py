@@ -67,6 +67,33 @@ def test_sr_network_reads_t_and_the_condition():
     assert not torch.allclose(v, model(torch.randn(1, 4, 8, 8), torch.tensor([0.2]), c))
 
 
+def test_sr_block_computes_its_equation_and_trains():
+    """The block's fused, in-place form must stay h + conv₂(SiLU(conv₁(h)·(1 + scale) + shift)), with the same
+    gradients: a slip here would change every model trained or sampled since."""
+    from fmboost.models.resnet import ResBlock
+
+    torch.manual_seed(0)
+    block = ResBlock(6, 10).double()
+    for p in block.parameters():  # conv₂ starts at zero: move it so both convolutions count
+        torch.nn.init.normal_(p, std=0.3)
+    h = torch.randn(2, 6, 9, 7, dtype=torch.float64, requires_grad=True)
+    emb = torch.randn(2, 10, dtype=torch.float64)
+
+    def equation(h):
+        scale, shift = block.film(emb)[:, :, None, None].chunk(2, dim=1)
+        return h + block.conv2(torch.nn.functional.silu(block.conv1(h) * (1 + scale) + shift))
+
+    out, want = block(h, emb), equation(h)
+    assert torch.allclose(out, want, atol=1e-12)
+    weights = [h, block.conv1.weight, block.film.weight, block.conv2.weight]
+    got = torch.autograd.grad(out.square().sum(), weights)
+    expected = torch.autograd.grad(want.square().sum(), weights)
+    assert all(torch.allclose(g, e, atol=1e-10) for g, e in zip(got, expected))
+    x = h.detach().contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        assert torch.allclose(block(x, emb), equation(x), atol=1e-12)
+
+
 @pytest.mark.parametrize("preset,overrides", [("sr", dict(channels=16, num_blocks=2)), ("tiny", {})])
 def test_a_saved_network_loads_as_its_own_class(tmp_path, preset, overrides):
     from fmboost.models.networks import load_network

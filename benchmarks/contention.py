@@ -20,12 +20,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from peer_tools import DEFAULT_PY, PEER_SCRIPT, installed
+
 ROOT = Path(__file__).resolve().parents[1]
-# ../shared beside the checkout (or beside a folder above it, for a git worktree elsewhere)
-PEER_SCRIPT = next((d / "shared" / "tools" / "peers" / "upscale.py" for d in ROOT.parents
-                    if (d / "shared" / "tools" / "peers" / "upscale.py").exists()),
-                   ROOT.parent / "shared" / "tools" / "peers" / "upscale.py")
-DEFAULT_PY = Path("/tmp/fmboost-peers-venv/bin/python")
 
 FMBOOST = """
 import sys, time
@@ -95,7 +92,7 @@ def main():
             big.crop((0, 0, size, size)).save(crop)
             methods[("fmboost (auto threads)", size)] = lambda c=crop: fmboost_seconds(c, args.steps, None)
             methods[("fmboost (2 threads)", size)] = lambda c=crop: fmboost_seconds(c, args.steps, "2")
-            if py.exists() and PEER_SCRIPT.exists():
+            if installed(py):
                 work = Path(tmp) / f"srmd{size}"
                 work.mkdir()
                 methods[("srmd (2 threads)", size)] = lambda c=crop, w=work: (srmd_seconds(py, c, w), 2)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
-from contention import DEFAULT_PY, PEER_SCRIPT  # noqa: E402
+from peer_tools import DEFAULT_PY, PEER_SCRIPT, installed  # noqa: E402
 
 
 def fmboost_seconds(photo: Path, out: Path) -> float:
@@ -61,7 +61,7 @@ def main():
         photo = folder / "photo.png"
         Image.open(args.image).convert("RGB").resize((width, height), Image.LANCZOS).save(photo)
         methods = {"fmboost (upscale --tile)": lambda: fmboost_seconds(photo, Path(tmp) / "fmboost.png")}
-        if py.exists() and PEER_SCRIPT.exists():
+        if installed(py):
             methods["srmd (2 threads)"] = lambda: srmd_seconds(py, folder, Path(tmp) / "srmd")
         for _ in range(args.repeats):  # interleaved, so a drift in the machine hits both alike
             for name, run in methods.items():

@@ -30,14 +30,10 @@ from fmboost.data.images import load_image
 from fmboost.evaluation.evaluate import load_metric_nets, load_pairs, score
 from fmboost.evaluation.metrics import channel_shift
 from fmboost.evaluation.provenance import run_meta, write_json
+from peer_tools import DEFAULT_PY, PEER_SCRIPT, installed  # noqa: F401  (DEFAULT_PY: re-exported)
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = {"bsd68": "val/bsd68", "set14": "val/set14"}
-# ../shared beside the checkout (or beside a folder above it, for a git worktree elsewhere)
-PEER_SCRIPT = next((d / "shared" / "tools" / "peers" / "upscale.py" for d in ROOT.parents
-                    if (d / "shared" / "tools" / "peers" / "upscale.py").exists()),
-                   ROOT.parent / "shared" / "tools" / "peers" / "upscale.py")
-DEFAULT_PY = Path("/tmp/fmboost-peers-venv/bin/python")
 
 
 def colour_shift(out, hr, border: int = 2) -> float:
@@ -128,7 +124,7 @@ def main():
             rows.append(row(method, outs, hr, seconds, active, nets))
         with tempfile.TemporaryDirectory() as tmp:
             for peer in filter(None, args.peers.split(",")):
-                if not (py.exists() and PEER_SCRIPT.exists()):
+                if not installed(py):
                     skipped[peer] = f"not installed ({py} or {PEER_SCRIPT} missing)"
                     print(f"  {peer}: skipped, {skipped[peer]}", flush=True)
                     continue

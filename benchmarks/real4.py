@@ -29,7 +29,8 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers import DEFAULT_PY, PEER_SCRIPT, SETS, row, run_peer  # noqa: E402
+from peer_tools import DEFAULT_PY, PEER_SCRIPT, installed  # noqa: E402
+from peers import SETS, row, run_peer  # noqa: E402
 
 from fmboost.data.images import resize_by  # noqa: E402
 from fmboost.evaluation.evaluate import load_metric_nets, load_pairs  # noqa: E402
@@ -88,7 +89,7 @@ def measure_set(name: str, pairs: list, methods: dict, args) -> tuple[list, dict
         outs, seconds, nfe = run_method(upscale, pairs)
         rows.append({**row(method, outs, hr, seconds, active, nets, SCALE), "nfe": nfe})
         outputs[method] = outs
-    if not (Path(args.peers_python).exists() and PEER_SCRIPT.exists()):
+    if not installed(args.peers_python):
         skipped[PEER] = f"not installed ({args.peers_python} or {PEER_SCRIPT} missing)"
         print(f"  {PEER}: skipped, {skipped[PEER]}", flush=True)
         return rows, skipped, outputs

@@ -50,3 +50,21 @@ def test_the_budget_is_known_without_torch():
     code = "import sys, fmboost.pipelines.budget; assert 'torch' not in sys.modules, 'torch imported'"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.parametrize("w,h,tile,multiple", [(1200, 900, 384, 1), (1200, 900, 384, 8), (517, 301, 128, 4),
+                                               (100, 60, 128, 8)])
+def test_the_budget_counts_the_tiles_the_upscale_runs(w, h, tile, multiple):
+    import torch
+
+    from fmboost.pipelines.budget import padded, tiled_pixels
+    from fmboost.pipelines.tiling import tiled_upscale
+
+    seen = []
+
+    def upscale(part):  # the pipeline pads each tile to the multiple before the model sees it
+        seen.append(padded(part.shape[-2], multiple) * padded(part.shape[-1], multiple))
+        return part.repeat_interleave(2, -2).repeat_interleave(2, -1)
+
+    tiled_upscale(upscale, torch.zeros(1, 3, h, w), 2, tile, multiple=multiple)
+    assert sum(seen) == tiled_pixels(w, h, tile, multiple)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fmboost.errors import InputError
-from fmboost.pipelines.tiling import default_overlap, fit_tile, tile_starts
+from fmboost.pipelines.tiling import default_overlap, side_tiles
 
 
 class OverBudget(InputError):
@@ -55,8 +55,8 @@ def tiled_pixels(w: int, h: int, tile: int, multiple: int) -> int:
     overlap = default_overlap(tile)
 
     def side(length: int) -> int:
-        fitted = fit_tile(length, tile, overlap, multiple)
-        return sum(padded(min(fitted, length - s), multiple) for s in tile_starts(length, fitted, overlap))
+        fitted, starts = side_tiles(length, tile, overlap, multiple)
+        return sum(padded(min(fitted, length - s), multiple) for s in starts)
     return side(w) * side(h)
 
 

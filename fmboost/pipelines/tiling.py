@@ -53,6 +53,13 @@ def fit_tile(length: int, tile: int, overlap: int, multiple: int = 1) -> int:
     return min(tile, -(-side // multiple) * multiple)
 
 
+def side_tiles(length: int, tile: int, overlap: int, multiple: int = 1) -> tuple[int, list[int]]:
+    """(the fitted side, the starts) of the tiles along one side: the grid `tiled_upscale` runs and the pixel budget
+    (pipelines/budget.py) counts, from one place so that the two cannot drift apart."""
+    fitted = fit_tile(length, tile, overlap, multiple)
+    return fitted, tile_starts(length, fitted, overlap)
+
+
 def feather(length: int, before: int, after: int) -> torch.Tensor:
     """Weights along one side of a tile: sin² up over the overlap with the previous tile, cos² down over the
     overlap with the next, 1 between. Two neighbours' ramps over the same overlap sum to exactly 1."""
@@ -98,8 +105,7 @@ def tiled_upscale(upscale, x: torch.Tensor, scale: int, tile: int, overlap: int 
     overlap = default_overlap(tile) if overlap is None else overlap
     if not 0 <= overlap < tile:
         raise ValueError(f"tile overlap must be between 0 and the tile size {tile}, got {overlap}")
-    th, tw = fit_tile(h, tile, overlap, multiple), fit_tile(w, tile, overlap, multiple)
-    ys, xs = tile_starts(h, th, overlap), tile_starts(w, tw, overlap)
+    (th, ys), (tw, xs) = side_tiles(h, tile, overlap, multiple), side_tiles(w, tile, overlap, multiple)
     out = torch.zeros(b, c, h * scale, w * scale)
     weight = torch.zeros(1, h * scale, w * scale)
     grid = [(y, oy, x0, ox) for y, oy in zip(ys, overlaps(ys, th, h)) for x0, ox in zip(xs, overlaps(xs, tw, w))]

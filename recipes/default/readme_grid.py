@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -28,15 +29,13 @@ from fmboost.evaluation.provenance import run_meta, write_json
 from fmboost.pipelines.upscale import FMBoostPipeline
 
 ROOT = Path(__file__).resolve().parents[2]
-# ../shared beside the checkout (or beside a folder above it, for a git worktree elsewhere)
-PEER_SCRIPT = next((d / "shared" / "tools" / "peers" / "upscale.py" for d in ROOT.parents
-                    if (d / "shared" / "tools" / "peers" / "upscale.py").exists()), None)
-PEERS_PY = Path("/tmp/fmboost-peers-venv/bin/python")
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from peer_tools import DEFAULT_PY as PEERS_PY, PEER_SCRIPT, installed  # noqa: E402
 
 
 def srmd(images: list[Image.Image], py: Path) -> list[Image.Image] | None:
     """SRMD ×2 of each image (the peers' script on a temporary folder), or None when it is not installed."""
-    if PEER_SCRIPT is None or not py.exists():
+    if not installed(py):
         return None
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "in", Path(tmp) / "out"

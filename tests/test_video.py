@@ -267,6 +267,24 @@ def test_temporal_training_resumes(tmp_path, video_model, photos_dir):
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step_0000002", "step_0000003"]
 
 
+def test_a_later_stage_starts_from_trained_layers_and_refuses_others(tmp_path, video_model, photos_dir):
+    from fmboost.errors import InputError
+    from fmboost.models.temporal import TemporalLayers
+    from fmboost.training.temporal import TemporalConfig, train_temporal
+
+    trained = video_model / "temporal"  # random, not the identity: a fresh start would not be near them
+    cfg = TemporalConfig(model=str(video_model), photos=(str(photos_dir),), out=str(tmp_path / "stage2"), size=16,
+                         frames=3, clips=1, steps=1, checkpoint_every=1, holdout_every=0, hidden=4, lr=1e-6,
+                         init=str(trained))
+    made = train_temporal(cfg)
+    before = TemporalLayers.from_pretrained(trained).state_dict()
+    after = TemporalLayers.from_pretrained(made).state_dict()
+    assert all(torch.allclose(before[k], after[k], atol=1e-4) for k in before)
+    cfg.out, cfg.hidden = str(tmp_path / "other"), 8
+    with pytest.raises(InputError, match="not temporal layers of this shape"):
+        train_temporal(cfg)
+
+
 def test_info_says_whether_a_model_has_temporal_layers(video_model, tiny_model_dir, capsys):
     code, out, _ = run(capsys, "info", video_model)
     assert code == 0 and "video        temporal layers" in out

@@ -62,6 +62,7 @@ class TemporalConfig:
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     max_minutes: float | None = None
+    init: str | None = None      # temporal layers (a temporal/ folder) to start from: a later stage of training
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -94,6 +95,17 @@ def clip_loss(net: TemporalResNet, x1, x_cond, frames: int, cfg: TemporalConfig,
     if autoencoder is not None:
         loss = loss + decoded_terms(autoencoder, one_step_x1(x_t, v, t, x0, cfg.sigma_min), x1, frames, cfg)
     return loss
+
+
+def start_from(layers: TemporalLayers, folder: str) -> dict:
+    """Loads trained temporal layers (a temporal/ folder) into `layers`, which must have their shape; returns the
+    EMA to continue from (those weights)."""
+    try:
+        trained = TemporalLayers.from_pretrained(folder)
+        layers.load_state_dict(trained.state_dict())
+    except (OSError, RuntimeError, ValueError) as e:
+        raise InputError(f"--init {folder}: not temporal layers of this shape ({str(e).splitlines()[0]})") from None
+    return {k: v.detach().clone() for k, v in layers.state_dict().items()}
 
 
 def learning_rate(cfg: TemporalConfig, step: int) -> float:
@@ -158,6 +170,8 @@ def train_temporal(cfg: TemporalConfig, resume: bool = False) -> Path:
         print(f"resumed from {found} (step {step})", flush=True)
     elif not resume and (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("step_*")):
         raise InputError(f"{out} already holds checkpoints: add --resume to continue, or choose another --out")
+    if found is None and cfg.init:
+        ema = start_from(layers, cfg.init)
     train, _ = split_photos(list(cfg.photos), cfg.holdout_every)
     photos = [p for p in load_photos(train, cfg.max_photo_side) if min(p.shape[1:]) > cfg.size * 2]
     if not photos:

@@ -32,6 +32,7 @@ def main(argv=None) -> int:
     for name in ("lr", "tau", "pixel_weight", "temporal_weight", "ema_decay", "t0_share"):
         p.add_argument(f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name))
     p.add_argument("--max-minutes", type=float, default=None)
+    p.add_argument("--init", help="temporal layers (a temporal/ folder) to start from, for a later stage")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--install", action="store_true", help="copy OUT/temporal into MODEL/temporal at the end")
     p.add_argument("--install-now", action="store_true", help="--install even before --steps is reached")
@@ -40,7 +41,8 @@ def main(argv=None) -> int:
                          clips=args.clips, frames=args.frames, size=args.size, hidden=args.hidden, every=args.every,
                          t0_share=args.t0_share, temporal_weight=args.temporal_weight,
                          checkpoint_every=args.checkpoint_every, seed=args.seed, lr=args.lr, tau=args.tau,
-                         pixel_weight=args.pixel_weight, ema_decay=args.ema_decay, max_minutes=args.max_minutes)
+                         pixel_weight=args.pixel_weight, ema_decay=args.ema_decay, max_minutes=args.max_minutes,
+                         init=args.init)
     try:
         made = train_temporal(cfg, resume=args.resume)
     except TrainingStopped as e:

@@ -1,26 +1,38 @@
 #!/usr/bin/env bash
 # Trains the embedded default's temporal layers, installs them as fmboost/weights/default/temporal, measures the
 # flicker on a pan over BSD68 photos and regenerates docs/video.md. Resumable: run it again (in later sessions too)
-# until it reaches STEPS; MINUTES=60 stops the training after an hour (resumably) and goes no further.
+# until both stages are done; MINUTES=60 stops the training after an hour (resumably) and goes no further.
 #   bash recipes/video/make_temporal.sh [DATA_DIR]      (DATA_DIR holds train/, train_hr/ and val/bsd68; ../shared/data)
 # Every 10th photo of train/ and train_hr/ is held back, as for the image model; BSD68 is for reporting only.
+#
+# Stage 1: 2,000 steps from layers that compute the image model, λ_T (the decoded temporal term) 1. Its result is
+# committed in recipes/video/stage1/ (a temporal/ folder). Stage 2: 600 steps from stage 1 with λ_T 4 and a fresh
+# warm-up and cosine, weighing the frame-to-frame error more once the layers have learnt to use their neighbours.
+# The running stage's newest checkpoint is committed in recipes/video/checkpoint/ at the end of a session (runs/ is
+# not kept): a fresh checkout continues from it.
 set -euo pipefail
 DATA=${1:-../shared/data}
 RUN=${RUN:-runs/video}
-STEPS=${STEPS:-2000}
 MINUTES=${MINUTES:-}
-# λ_T of the decoded temporal term: the run on the sr default (started 2026-12-04) uses 1; earlier short runs used 0.
-TEMPORAL_WEIGHT=${TEMPORAL_WEIGHT:-1.0}
-# A run's newest checkpoint is committed in recipes/video/checkpoint/ at the end of a session (runs/ is not kept):
-# a fresh checkout continues from it.
-if [ ! -d "$RUN/checkpoints" ] && [ -d recipes/video/checkpoint ]; then
-    mkdir -p "$RUN/checkpoints" && cp -r recipes/video/checkpoint/step_* "$RUN/checkpoints/"
+STAGE1=recipes/video/stage1
+train() {  # OUT STEPS TEMPORAL_WEIGHT LR [extra args]
+    local out=$1 steps=$2 weight=$3 lr=$4; shift 4
+    if [ ! -d "$out/checkpoints" ] && [ -f recipes/video/checkpoint/config.json ] \
+        && grep -q "\"out\": \"$out\"" recipes/video/checkpoint/config.json; then
+        mkdir -p "$out/checkpoints/step_committed" && cp recipes/video/checkpoint/* "$out/checkpoints/step_committed/"
+        mv "$out/checkpoints/step_committed" "$out/checkpoints/$(python -c "import json; print('step_%07d' % json.load(open('$out/checkpoints/step_committed/complete.json'))['step'])")"
+    fi
+    OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} python recipes/video/train_temporal.py "$DATA/train" "$DATA/train_hr" \
+        --model fmboost/weights/default --out "$out" --steps "$steps" --resume --temporal-weight "$weight" \
+        --lr "$lr" ${MINUTES:+--max-minutes "$MINUTES"} "$@"
+    python -c "import json, sys; sys.exit(json.load(open('$out/temporal/training.json'))['steps'] < $steps)" || {
+        echo "$out at step $(python -c "import json; print(json.load(open('$out/temporal/training.json'))['steps'])") of $steps: run again to continue"; exit 0; }
+}
+if [ ! -f "$STAGE1/training.json" ]; then
+    train "$RUN" 2000 1.0 5e-4
+    mkdir -p "$STAGE1" && cp "$RUN"/temporal/* "$STAGE1/"
 fi
-OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} python recipes/video/train_temporal.py "$DATA/train" "$DATA/train_hr" \
-    --model fmboost/weights/default --out "$RUN" --steps "$STEPS" --resume --install \
-    --temporal-weight "$TEMPORAL_WEIGHT" ${MINUTES:+--max-minutes "$MINUTES"}
-steps=$(python -c "import json; print(json.load(open('$RUN/temporal/training.json'))['steps'])")
-if [ "$steps" -lt "$STEPS" ]; then echo "temporal layers at step $steps of $STEPS: run again to continue"; exit 0; fi
+train "$RUN-stage2" 600 4.0 3e-4 --init "$STAGE1" --install
 fmboost info fmboost/weights/default
 python benchmarks/video_flicker.py --data "$DATA/val/bsd68"
 python experiments/report.py

@@ -842,7 +842,7 @@ def real4_nfe(results: Path) -> str:
     rows = []
     for s in SETS:
         for r in data[s]["results"]:
-            if r["method"].startswith("fmboost"):
+            if r["method"].startswith("fmboost (--steps"):  # the model's own steps are one of these rows
                 rows.append([SET_NAMES[s], num(r.get("nfe"), "g"), f"{r['psnr']:.2f}", f"{r['ssim']:.4f}",
                              num(r.get("niqe"), ".2f"), f"{r['sharpness']:.3f}", f"{r['seconds']:.3g}"])
     return "\n".join(["From the same raw files (`results/real4/`): fmboost's rows by network evaluations per image "

@@ -9,7 +9,8 @@
 # committed in recipes/video/stage1/ (a temporal/ folder). Stage 2: 600 steps from stage 1 with λ_T 4 and a fresh
 # warm-up and cosine, weighing the frame-to-frame error more once the layers have learnt to use their neighbours.
 # The running stage's newest checkpoint is committed in recipes/video/checkpoint/ at the end of a session (runs/ is
-# not kept): a fresh checkout continues from it.
+# not kept): a fresh checkout continues from it. Once stage 2 is installed (its training.json names the --init it
+# started from), the script goes straight to the benchmark.
 set -euo pipefail
 DATA=${1:-../shared/data}
 RUN=${RUN:-runs/video}
@@ -32,7 +33,10 @@ if [ ! -f "$STAGE1/training.json" ]; then
     train "$RUN" 2000 1.0 5e-4
     mkdir -p "$STAGE1" && cp "$RUN"/temporal/* "$STAGE1/"
 fi
-train "$RUN-stage2" 600 4.0 3e-4 --init "$STAGE1" --install
+INSTALLED=fmboost/weights/default/temporal/training.json
+if ! python -c "import json, sys; c = json.load(open('$INSTALLED')); sys.exit(not (c['steps'] >= 600 and c['config']['init']))" 2>/dev/null; then
+    train "$RUN-stage2" 600 4.0 3e-4 --init "$STAGE1" --install
+fi
 fmboost info fmboost/weights/default
 python benchmarks/video_flicker.py --data "$DATA/val/bsd68"
 python experiments/report.py

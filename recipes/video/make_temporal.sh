@@ -17,17 +17,16 @@ RUN=${RUN:-runs/video}
 MINUTES=${MINUTES:-}
 STAGE1=recipes/video/stage1
 train() {  # OUT STEPS TEMPORAL_WEIGHT LR [extra args]
-    local out=$1 steps=$2 weight=$3 lr=$4; shift 4
-    if [ ! -d "$out/checkpoints" ] && [ -f recipes/video/checkpoint/config.json ] \
-        && grep -q "\"out\": \"$out\"" recipes/video/checkpoint/config.json; then
-        mkdir -p "$out/checkpoints/step_committed" && cp recipes/video/checkpoint/* "$out/checkpoints/step_committed/"
-        mv "$out/checkpoints/step_committed" "$out/checkpoints/$(python -c "import json; print('step_%07d' % json.load(open('$out/checkpoints/step_committed/complete.json'))['step'])")"
+    local out=$1 steps=$2 weight=$3 lr=$4 saved=recipes/video/checkpoint; shift 4
+    if [ ! -d "$out/checkpoints" ] && [ -f "$saved/config.json" ] && grep -q "\"out\": \"$out\"" "$saved/config.json"; then
+        local name; name=$(python -c "import json; print('step_%07d' % json.load(open('$saved/complete.json'))['step'])")
+        mkdir -p "$out/checkpoints/$name" && cp "$saved"/* "$out/checkpoints/$name/"
     fi
     OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} python recipes/video/train_temporal.py "$DATA/train" "$DATA/train_hr" \
         --model fmboost/weights/default --out "$out" --steps "$steps" --resume --temporal-weight "$weight" \
         --lr "$lr" ${MINUTES:+--max-minutes "$MINUTES"} "$@"
-    python -c "import json, sys; sys.exit(json.load(open('$out/temporal/training.json'))['steps'] < $steps)" || {
-        echo "$out at step $(python -c "import json; print(json.load(open('$out/temporal/training.json'))['steps'])") of $steps: run again to continue"; exit 0; }
+    local reached; reached=$(python -c "import json; print(json.load(open('$out/temporal/training.json'))['steps'])")
+    if [ "$reached" -lt "$steps" ]; then echo "$out at step $reached of $steps: run again to continue"; exit 0; fi
 }
 if [ ! -f "$STAGE1/training.json" ]; then
     train "$RUN" 2000 1.0 5e-4

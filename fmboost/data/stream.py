@@ -22,9 +22,11 @@ MANIFEST = "manifest.json"
 KEYS = ("x1", "x_cond")  # what training reads; z_lr stays on disk
 
 
-def seeded(*key: int) -> torch.Generator:
-    """A generator seeded by a hash of the key, so that (seed, epoch) and (seed, epoch + 1) are unrelated streams."""
-    return torch.Generator().manual_seed(int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0]))
+def seeded(*key: int, device: str | torch.device = "cpu") -> torch.Generator:
+    """A generator on `device` seeded by a hash of the key, so that (seed, epoch) and (seed, epoch + 1) are
+    unrelated streams."""
+    seed = int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0])
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 def read_manifest(folder) -> dict:

@@ -3,11 +3,14 @@ into pieces small enough to come back from the GPU machine.
 
     python recipes/default/gpu_lease.py steps RUN SECONDS     the step at which a cosine over SECONDS more ends
     python recipes/default/gpu_lease.py pack OUT RUN... [FILE...]
+    python recipes/default/gpu_lease.py install MODEL       a fine-tuned model's flow becomes the embedded default's
 """
 from __future__ import annotations
 
 import csv
 import io
+import json
+import shutil
 import sys
 import tarfile
 from pathlib import Path
@@ -83,10 +86,29 @@ def pack(out: Path, paths: list[Path]) -> None:
     print(f"lease: packed {len(data) / 2 ** 20:.1f} MiB into {-(-len(data) // PIECE)} pieces")
 
 
+def install(model: Path, default: Path = Path("fmboost/weights/default")) -> None:
+    """The flow of `model` (fine-tuned from the default: same network, autoencoder and sampling settings) replaces
+    the default's; training.json keeps the training it started from and the settings chosen after training."""
+    old = json.loads((default / "training.json").read_text())
+    new = json.loads((model / "training.json").read_text())
+    if new["config"]["init"] != "default":
+        sys.exit(f"{model} was not fine-tuned from the default (init: {new['config']['init']})")
+    keep = {k: v for k, v in json.loads((model / "fmboost.json").read_text()).items() if k != "steps"}
+    if {k: v for k, v in json.loads((default / "fmboost.json").read_text()).items() if k != "steps"} != keep:
+        sys.exit(f"{model}/fmboost.json samples differently from the default: install it by hand")
+    shutil.copytree(model / "cfm", default / "cfm", dirs_exist_ok=True)
+    started = {k: v for k, v in old.items() if k != "after_training"}
+    (default / "training.json").write_text(json.dumps(
+        {**new, "started_from": started, "after_training": old["after_training"]}, indent=2) + "\n")
+    print(f"installed {model}/cfm as {default}/cfm ({new['steps']} steps from the default's {old['steps']})")
+
+
 def main():
     torch.set_num_threads(4)
     if sys.argv[1] == "steps":
         print(steps_for(Path(sys.argv[2]), float(sys.argv[3])))
+    elif sys.argv[1] == "install":
+        install(Path(sys.argv[2]))
     elif sys.argv[1] == "pack":
         pack(Path(sys.argv[2]), [Path(p) for p in sys.argv[3:]])
     else:

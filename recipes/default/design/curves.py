@@ -59,7 +59,8 @@ def label(path: Path) -> str:
     """The raw file's name: a run folder's own, or its parent's for the recipes' `RUN/cfm`; `model_` + the name of a
     model folder (of the run, for `RUN/cfm/model`)."""
     if (path / "fmboost.json").exists():
-        return "model_" + (path.parent.parent.name if path.name == "model" else path.name)
+        inside = path.name == "model" and path.parent.name == "cfm"  # RUN/cfm/model: named by RUN
+        return "model_" + (path.parent.parent.name if inside else path.parent.name if path.name == "model" else path.name)
     return f"{path.parent.name}_cfm" if path.name == "cfm" else path.name
 
 

@@ -3,6 +3,7 @@ interruption, bad clips refused in one line, and the temporal layers (equal to t
 --per-frame). Every clip is made here with PyAV: a few frames of a few pixels."""
 from __future__ import annotations
 
+import json
 import os
 from fractions import Fraction
 
@@ -12,6 +13,7 @@ import torch
 from PIL import Image
 
 from fmboost.cli.main import main
+from fmboost.training.checkpoints import sha256
 from tests.conftest import random_photo
 
 av = pytest.importorskip("av")
@@ -262,6 +264,9 @@ def test_temporal_training_resumes(tmp_path, video_model, photos_dir):
                          frames=3, clips=1, steps=2, checkpoint_every=1, holdout_every=0, hidden=4)
     made = train_temporal(cfg)
     assert (made / "config.json").is_file()
+    # which image flow the layers were trained beside: they fit that one
+    flow = video_model / "cfm" / "diffusion_pytorch_model.safetensors"
+    assert json.loads((made / "training.json").read_text())["flow_sha256"] == sha256(flow)
     cfg.steps = 3
     train_temporal(cfg, resume=True)
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step_0000002", "step_0000003"]

@@ -29,11 +29,12 @@ from safetensors.torch import load_file, save_file
 from fmboost.data.clips import sample_clips
 from fmboost.data.files import write_atomic
 from fmboost.data.photos import load_photos, split_photos
+from fmboost.data.sources import resolve_model
 from fmboost.errors import InputError
 from fmboost.flow.noise import noise_augment
 from fmboost.flow.objective import cfm_path, one_step_x1
 from fmboost.models.temporal import TemporalLayers, TemporalResNet
-from fmboost.training.checkpoints import newest_checkpoint, prune, write_verified
+from fmboost.training.checkpoints import newest_checkpoint, prune, sha256, write_verified
 from fmboost.training.stopping import stop_signals, stopped
 
 
@@ -139,9 +140,13 @@ def export(out: Path, layers: TemporalLayers, ema: dict, cfg: TemporalConfig, st
     template = TemporalLayers(**layers.config)
     template.load_state_dict(ema)
 
+    # The layers fit the frozen image flow they were trained beside: its digest says which one.
+    flow = Path(resolve_model(cfg.model)) / "cfm" / "diffusion_pytorch_model.safetensors"
+    made = {"steps": step, "config": cfg.to_dict(), "flow_sha256": sha256(flow) if flow.is_file() else None}
+
     def write(tmp: Path) -> None:
         template.save_pretrained(tmp, safe_serialization=True)
-        (tmp / "training.json").write_text(json.dumps({"steps": step, "config": cfg.to_dict()}, indent=2))
+        (tmp / "training.json").write_text(json.dumps(made, indent=2))
 
     return write_atomic(out / "temporal", write, tmp=out / "temporal.tmp")
 

@@ -7,7 +7,8 @@
 #
 # Stage 1: 2,000 steps from layers that compute the image model, λ_T (the decoded temporal term) 1. Its result is
 # committed in recipes/video/stage1/ (a temporal/ folder). Stage 2: 600 steps from stage 1 with λ_T 4 and a fresh
-# warm-up and cosine, weighing the frame-to-frame error more once the layers have learnt to use their neighbours.
+# warm-up and cosine, weighing the frame-to-frame error more once the layers have learnt to use their neighbours;
+# it runs again on the installed flow whenever that changes (stage 1 was trained beside the CPU-trained flow).
 # The running stage's newest checkpoint is committed in recipes/video/checkpoint/ at the end of a session (runs/ is
 # not kept): a fresh checkout continues from it. Once stage 2 is installed (its training.json names the --init it
 # started from), the script goes straight to the benchmark.
@@ -32,9 +33,17 @@ if [ ! -f "$STAGE1/training.json" ]; then
     train "$RUN" 2000 1.0 5e-4
     mkdir -p "$STAGE1" && cp "$RUN"/temporal/* "$STAGE1/"
 fi
+# Stage 2 again whenever the default's flow changed since its layers were trained (their training.json names the
+# flow's sha256): stage 1's layers are a start, not a fit, for another flow.
 INSTALLED=fmboost/weights/default/temporal/training.json
-if ! python -c "import json, sys; c = json.load(open('$INSTALLED')); sys.exit(not (c['steps'] >= 600 and c['config']['init']))" 2>/dev/null; then
-    train "$RUN-stage2" 600 4.0 3e-4 --init "$STAGE1" --install
+if ! python -c "
+import json, sys
+from fmboost.training.checkpoints import sha256
+c = json.load(open('$INSTALLED'))
+flow = sha256('fmboost/weights/default/cfm/diffusion_pytorch_model.safetensors')
+sys.exit(not (c['steps'] >= 600 and c['config']['init'] and c.get('flow_sha256') == flow))" 2>/dev/null; then
+    train "$RUN-stage2-${FLOW:-$(sha256sum fmboost/weights/default/cfm/diffusion_pytorch_model.safetensors | cut -c1-8)}" \
+        600 4.0 3e-4 --init "$STAGE1" --install
 fi
 fmboost info fmboost/weights/default
 python benchmarks/video_flicker.py --data "$DATA/val/bsd68"

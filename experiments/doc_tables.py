@@ -569,6 +569,53 @@ def design_runs(results: Path) -> str:
     return "\n".join(lines)
 
 
+GPU_RUNS = {"finetune": "the default's network, fine-tuned from its weights (`cfm_gpu_finetune.yaml`)",
+            "large": "twice the channels and blocks, from scratch (`cfm_gpu.yaml`)"}
+
+
+def lease_line(results: Path, text: str) -> str | None:
+    """A line of the lease's own output (results/default_model/gpu/lease.log) that starts with `text`."""
+    path = results / "default_model/gpu/lease.log"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return next((line[len(text):].strip() for line in lines if line.startswith(text)), None)
+
+
+def gpu_lease(results: Path) -> str:
+    """The GPU lease of issue 28 (recipes/default/gpu_lease.sh): two flows trained side by side on one GPU for the
+    same minutes, their learning curves on the held-back photos, against the CPU-trained default they start from."""
+    from fmboost.models.presets import build_model
+
+    runs = {name: load(results, f"default_model/gpu/{name}.json") for name in GPU_RUNS}
+    cpu = load(results, "default_model/design/default_cfm.json")
+    if any(r is None for r in runs.values()) or cpu is None:
+        return pending("default_model/gpu/", "bash recipes/default/gpu_lease.sh (on a GPU), then "
+                       "recipes/default/design/curves.py")
+    weights = lambda cfg: sum(t.numel() for t in build_model(cfg["preset"], 8, **cfg["model"]).parameters())
+    base = weights(cpu["settings"]["config"])
+    start = cpu["checkpoints"][-1]
+    rows = [["CPU default (start)", f"{base / 1e6:.2f} M (× 1)", f"{start['step']:,} × {cpu['settings']['config']['batch_size']}",
+             f"{start['psnr']:.2f}", f"{start['ssim']:.4f}", "–"]]
+    for name, r in runs.items():
+        cfg, last = r["settings"]["config"], r["checkpoints"][-1]
+        n = weights(cfg)
+        rows.append([f"{name}: {GPU_RUNS[name]}", f"{n / 1e6:.2f} M (× {n / base:.1f})",
+                     f"{last['step']:,} × {cfg['batch_size']}", f"{last['psnr']:.2f}", f"{last['ssim']:.4f}",
+                     ", ".join(f"{c['step']}: {c['psnr']:.2f}" for c in r["checkpoints"])])
+    first = next(iter(runs.values()))
+    torch_version, _, device = (lease_line(results, "lease:") or "? a GPU").partition(" ")
+    gpu = f"one {device} (torch {torch_version})"
+    pairs = lease_line(results, "lease: shards") or "?"
+    return "\n".join([
+        f"Trained by `bash recipes/default/gpu_lease.sh` on {gpu} (one lease, both runs side by side, "
+        f"{pairs}; its output: `results/default_model/gpu/lease.log`, the loss logs beside it). "
+        f"{measured_by(first['meta'])} {first['settings']['photos']} held-back training photos (centre "
+        f"{first['settings']['crop']} px, ×2 from PIL's bicubic), NFE {first['settings']['steps']}, EMA weights (the "
+        f"checkpoints' in fp16, as they came back from the lease). Bicubic: {first['bicubic']['psnr']:.2f} dB / SSIM "
+        f"{first['bicubic']['ssim']:.4f}.", "",
+        table(["run", "weights (and arithmetic per pixel)", "steps × batch", "PSNR (dB)", "SSIM",
+               "curve (step: dB)"], rows)])
+
+
 def serve_hardening(results: Path) -> str:
     """docs/robustness.md's hardening table (issue 23), from benchmarks/robustness.py."""
     data = load(results, "robustness/serve.json")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One lease of a GPU (about 9 minutes of command time): prepare 128 px shards of the training photos on it, train
 # the two GPU designs side by side (cfm_gpu_finetune.yaml: the default's own network from its weights;
-# cfm_gpu.yaml: 4.8 M parameters from scratch), each with a cosine schedule sized to the lease from its step rate in
+# cfm_gpu.yaml: 5.3 M parameters from scratch), each with a cosine schedule sized to the lease from its step rate in
 # the first minute, and pack their logs, final models and EMA checkpoints into OUT (lease.tar.NN pieces of 15 MiB).
 # Score them afterwards on the CPU with recipes/default/design/curves.py, on the held-back photos.
 #   bash recipes/default/gpu_lease.sh PHOTOS OUT [SECONDS]

@@ -4,6 +4,7 @@
 #   bash recipes/default/make_default.sh [DATA_DIR]      (DATA_DIR holds train/ and train_hr/; default ../shared/data)
 # Every 10th photo of each folder is held back by both the autoencoder and prepare; settings are tuned on those
 # photos (recipes/default/tune.py), never on BSD68/Set14.
+# The shipped flow was then fine-tuned on a GPU (gpu_lease.sh; installed below when its result is there).
 # On an idle 2-core CPU: the autoencoder ≈1 h (12,000 steps; its finished checkpoint is committed in
 # recipes/default/progress, so a fresh machine skips it), prepare ≈10 min, the flow ≈2 h (3,000 steps of the sr network with the pixel term, across sessions:
 # MINUTES=90 bash recipes/default/make_default.sh adds 90 minutes), tuning,
@@ -36,6 +37,12 @@ if [ "$steps" -lt "$max" ]; then echo "flow at step $steps of $max: run again to
 rm -rf fmboost/weights/default
 cp -r "$RUN/cfm/model" fmboost/weights/default
 cp "$RUN/autoencoder/autoencoder/training.json" fmboost/weights/default/autoencoder/
+# The shipped flow went one step further, on a GPU: fine-tuned from these weights by one lease of
+# recipes/default/gpu_lease.sh (docs/default_model.md, "What a GPU lease bought"). With its result unpacked in
+# runs/default_gpu, this installs it; without one, the default stays the CPU-trained flow.
+if [ -f runs/default_gpu/finetune/model/training.json ]; then
+    python recipes/default/gpu_lease.py install runs/default_gpu/finetune/model
+fi
 fmboost info fmboost/weights/default
 # Sampling τ and colour fix, measured on the held-back photos (cfm.yaml's sample_tau and color_fix were set from it)
 python recipes/default/tune.py --model fmboost/weights/default --data "$DATA"

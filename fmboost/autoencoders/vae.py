@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import torch
 from diffusers import AutoencoderKL
 
+from fmboost.autoencoders.lean_resnet import use_lean_resnets
 from fmboost.autoencoders.subpixel import use_subpixel_upsampling
 from fmboost.data.files import normal_modes
 from fmboost.data.sources import EMBEDDED_MODELS, hub_kwargs, looks_like_hub_id, not_fetched, resolve_autoencoder
@@ -32,6 +33,7 @@ class Autoencoder:
     def __init__(self, vae: AutoencoderKL):
         self.vae = vae.eval().requires_grad_(False)
         use_subpixel_upsampling(vae.decoder)  # the same decoder, its ×2 steps at the low resolution (subpixel.py)
+        use_lean_resnets(vae)  # the same res-blocks, without a division by 1 and copies (lean_resnet.py)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, subfolder: str | None = None, **kwargs):

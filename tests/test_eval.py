@@ -197,3 +197,25 @@ def test_raw_results_keep_meta_per_image_values_and_niqe(tmp_path, monkeypatch):
         assert all(len(v) == 2 for v in per.values())
         assert row["niqe"] == pytest.approx(sum(per["niqe"]) / 2) and row["psnr"] == pytest.approx(sum(per["psnr"]) / 2)
     assert "NIQE ↓" in (tmp_path / "e" / "results.md").read_text()
+
+
+def test_a_measurement_is_dirty_for_code_changes_not_for_its_own_outputs(tmp_path):
+    import subprocess
+
+    from fmboost.evaluation.provenance import git_state
+
+    git = lambda *a: subprocess.run(["git", "-C", str(tmp_path), *a], check=True, capture_output=True)
+    (tmp_path / "results").mkdir()
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "results" / "bsd68.json").write_text("{}\n")
+    (tmp_path / "README.md").write_text("# r\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    commit, dirty = git_state(tmp_path)
+    assert len(commit) == 40 and dirty is False
+    (tmp_path / "results" / "bsd68.json").write_text('{"psnr": 1}\n')  # the run's own first raw file
+    (tmp_path / "README.md").write_text("# regenerated\n")
+    assert git_state(tmp_path) == (commit, False)
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_state(tmp_path) == (commit, True)

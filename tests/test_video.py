@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from fmboost.cli.main import main
-from fmboost.training.checkpoints import sha256
+from fmboost.data.files import sha256
 from tests.conftest import random_photo
 
 av = pytest.importorskip("av")
@@ -292,6 +292,20 @@ def test_a_later_stage_starts_from_trained_layers_and_refuses_others(tmp_path, v
 
 def test_info_says_whether_a_model_has_temporal_layers(video_model, tiny_model_dir, capsys):
     code, out, _ = run(capsys, "info", video_model)
-    assert code == 0 and "video        temporal layers" in out
+    assert code == 0 and "video        temporal layers" in out and "another flow" not in out
     code, out, _ = run(capsys, "info", tiny_model_dir)
     assert code == 0 and "frame by frame" in out
+
+
+def test_info_says_when_the_temporal_layers_were_trained_beside_another_flow(video_model, tmp_path, capsys):
+    import shutil
+
+    model = shutil.copytree(video_model, tmp_path / "model")
+    made = model / "temporal" / "training.json"
+    flow = sha256(model / "cfm" / "diffusion_pytorch_model.safetensors")
+    made.write_text(json.dumps({"steps": 5, "flow_sha256": flow}))
+    code, out, _ = run(capsys, "info", model)
+    assert code == 0 and "trained 5 steps" in out and "another flow" not in out
+    made.write_text(json.dumps({"steps": 5, "flow_sha256": "0" * 64}))
+    code, out, _ = run(capsys, "info", model)
+    assert code == 0 and "trained beside another flow" in out

@@ -11,6 +11,7 @@ import struct
 from pathlib import Path
 
 from fmboost.cli.common import find_model, load_pipeline
+from fmboost.data.files import sha256
 from fmboost.data.sources import EMBEDDED_MODELS, resolve_autoencoder
 
 
@@ -62,8 +63,11 @@ def temporal_of(folder: Path) -> dict | None:
     if not temporal.is_dir():
         return None
     made = read_json(temporal / "training.json") or {}
+    flow = folder / "cfm" / "diffusion_pytorch_model.safetensors"
+    # Trained beside a frozen image flow: with another flow in cfm/ they no longer fit (None: not recorded).
+    fits = None if not made.get("flow_sha256") or not flow.is_file() else made["flow_sha256"] == sha256(flow)
     return {"parameters": parameters(temporal), **public(read_json(temporal / "config.json") or {}),
-            "trained_steps": made.get("steps")}
+            "trained_steps": made.get("steps"), "fits_flow": fits}
 
 
 def describe_loaded(source) -> dict:
@@ -107,6 +111,9 @@ def as_text(d: dict) -> str:
         lines.append(f"video        temporal layers, {temporal['parameters'] or 0:,} parameters, one after every "
                      + (f"{every} blocks" if every > 1 else "block") + (f", trained {steps} steps" if steps else "") +
                      " (--per-frame leaves them out)")
+        if temporal.get("fits_flow") is False:
+            lines.append("             trained beside another flow than this cfm/: retrain them "
+                         "(recipes/video/make_temporal.sh) or use --per-frame")
     return "\n".join(lines)
 
 

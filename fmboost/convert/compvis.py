@@ -20,10 +20,10 @@ anything is unpickled.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
+from fmboost.data.files import sha256
 from fmboost.errors import InputError
 
 REFERENCE = "CompVis/fm-boosting"
@@ -122,14 +122,6 @@ def tensors_of(ckpt) -> dict:
     if not isinstance(state, dict):
         return {}
     return {k: v for k, v in state.items() if isinstance(k, str) and torch.is_tensor(v)}
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------------- the config

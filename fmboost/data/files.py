@@ -1,10 +1,20 @@
-"""Writing files the safe way, and naming them: the one place outputs are renamed into place."""
+"""Writing files the safe way, and naming them: the one place outputs are renamed into place; their digests."""
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
 from pathlib import Path
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """The file's SHA-256, read in 16 MiB pieces."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def write_atomic(path: str | os.PathLike, write, tmp: str | os.PathLike | None = None) -> Path:

@@ -44,14 +44,21 @@ def machine(device: str = "cpu") -> dict:
     return info
 
 
+# What a measurement writes, never what it measures: a benchmark that writes two raw files (BSD68, then Set14) would
+# otherwise call its own second one "with uncommitted changes".
+OUTPUTS = ("results", "docs", "README.md")
+
+
 def git_state(root: Path | None = None) -> tuple[str | None, bool | None]:
-    """(commit, dirty) of the checkout holding this package; (None, None) outside git."""
+    """(commit, dirty) of the checkout holding this package: dirty when a tracked file other than the results
+    and the docs generated from them differs from the commit; (None, None) outside git."""
     root = root or Path(__file__).resolve().parents[2]
     try:
         run = lambda *a: subprocess.run(["git", "-C", str(root), *a], capture_output=True, text=True,
                                         timeout=10, check=True).stdout.strip()
         commit = run("rev-parse", "HEAD")
-        dirty = bool(run("status", "--porcelain", "--untracked-files=no"))
+        dirty = bool(run("status", "--porcelain", "--untracked-files=no", "--", ".",
+                         *(f":(exclude){p}" for p in OUTPUTS)))
     except (OSError, subprocess.SubprocessError):
         return None, None
     return commit, dirty

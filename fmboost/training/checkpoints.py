@@ -6,7 +6,6 @@ its record is skipped on resume. Earlier versions' single OUT/checkpoint folder 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import sys
@@ -16,21 +15,13 @@ import torch
 from accelerate.utils import broadcast_object_list
 from safetensors.torch import load_file, save_file
 
-from fmboost.data.files import remove, write_atomic
+from fmboost.data.files import remove, sha256, write_atomic
 from fmboost.errors import InputError
 from fmboost.training.config import TrainConfig
 from fmboost.training.distributed import full_tensors, like, sharded
 
 COMPLETE = "complete.json"
 OLD_LAYOUT = ("checkpoint", "checkpoint.old")  # the single checkpoint folder of earlier versions, still read
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def checkpoint_folders(out: Path) -> list[Path]:

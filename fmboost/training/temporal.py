@@ -27,14 +27,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from fmboost.data.clips import sample_clips
-from fmboost.data.files import write_atomic
+from fmboost.data.files import sha256, write_atomic
 from fmboost.data.photos import load_photos, split_photos
 from fmboost.data.sources import resolve_model
 from fmboost.errors import InputError
 from fmboost.flow.noise import noise_augment
 from fmboost.flow.objective import cfm_path, one_step_x1
 from fmboost.models.temporal import TemporalLayers, TemporalResNet
-from fmboost.training.checkpoints import newest_checkpoint, prune, sha256, write_verified
+from fmboost.training.checkpoints import newest_checkpoint, prune, write_verified
 from fmboost.training.stopping import stop_signals, stopped
 
 

@@ -38,7 +38,7 @@ fi
 INSTALLED=fmboost/weights/default/temporal/training.json
 if ! python -c "
 import json, sys
-from fmboost.training.checkpoints import sha256
+from fmboost.data.files import sha256
 c = json.load(open('$INSTALLED'))
 flow = sha256('fmboost/weights/default/cfm/diffusion_pytorch_model.safetensors')
 sys.exit(not (c['steps'] >= 600 and c['config']['init'] and c.get('flow_sha256') == flow))" 2>/dev/null; then

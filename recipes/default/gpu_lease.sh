@@ -12,6 +12,7 @@ set -uo pipefail
 PHOTOS=$1; OUT=$2; BUDGET=${3:-510}
 DEVICE=${DEVICE:-cuda}; CROPS=${CROPS:-64}; RANKS=${RANKS:-8}; BATCH=${BATCH:-}
 RUN=runs/default_gpu; T0=$(date +%s)
+mkdir -p "$RUN"  # a lease's working tree has no runs/ (ignored by git, so never sent)
 FMB="python3 -m fmboost.cli.main"
 left() { echo $((BUDGET - ($(date +%s) - T0))); }
 echo "lease: $(python3 -c 'import torch; print(torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU")')"

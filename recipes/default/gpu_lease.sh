@@ -8,6 +8,10 @@
 # PHOTOS holds train/ and train_hr/ *without* their held-back photos (every 10th, as `prepare --holdout-every 10`
 # leaves out): a lease carries only the photos it trains on. SECONDS (default 510) is when the training must end.
 # DEVICE, CROPS, RANKS, BATCH override the device, crops a photo, prepare processes and batch (for a CPU smoke test).
+# How the lease behind docs/default_model.md ran it: this repository and the kept photos together exceed what one
+# call of the device tool carries, so a first call copied most of train/ (from an ignored .gpu/ folder) to
+# /tmp/photos and installed the diffusers wheels the GPU machine lacks into /tmp/site; a second call, on the still
+# warm machine, copied the rest and ran `PYTHONPATH=/tmp/site:$PWD bash recipes/default/gpu_lease.sh /tmp/photos $OUT`.
 set -uo pipefail
 PHOTOS=$1; OUT=$2; BUDGET=${3:-510}
 DEVICE=${DEVICE:-cuda}; CROPS=${CROPS:-64}; RANKS=${RANKS:-8}; BATCH=${BATCH:-}

@@ -16,7 +16,7 @@ import tarfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 PIECE = 15 * 2 ** 20   # the GPU machine returns files of at most 16 MiB ...
 BUDGET = 56 * 2 ** 20  # ... and 64 MiB in all, with the log beside them
@@ -39,10 +39,7 @@ def checkpoint_emas(run: Path) -> list[Path]:
 
 def half(path: Path) -> bytes:
     """A checkpoint's EMA in fp16: for the learning curve only (the final model travels in fp32)."""
-    tensors = {k: v.half() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
-    buf = Path("/tmp/_half.safetensors")
-    save_file(tensors, str(buf))
-    return buf.read_bytes()
+    return save({k: v.half() if v.is_floating_point() else v for k, v in load_file(str(path)).items()})
 
 
 def members(runs: list[Path], files: list[Path]) -> list[tuple[str, bytes]]:

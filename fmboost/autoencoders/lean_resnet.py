@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 
+from fmboost.autoencoders.swap import swap_modules
+
 
 class LeanResnetBlock2D(nn.Module):
     def __init__(self, block: ResnetBlock2D):
@@ -38,8 +40,4 @@ def replaceable(block: nn.Module) -> bool:
 
 def use_lean_resnets(module: nn.Module) -> int:
     """Swaps every replaceable ResnetBlock2D under `module` for LeanResnetBlock2D; returns how many."""
-    swaps = [(parent, name, child) for parent in module.modules() for name, child in parent.named_children()
-             if replaceable(child)]
-    for parent, name, child in swaps:
-        setattr(parent, name, LeanResnetBlock2D(child))
-    return len(swaps)
+    return swap_modules(module, replaceable, LeanResnetBlock2D)

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from diffusers.models.upsampling import Upsample2D
 from torch import nn
 
+from fmboost.autoencoders.swap import swap_modules
+
 
 def spread(weight: torch.Tensor, dim: int) -> torch.Tensor:
     """The 3 taps (w₋₁, w₀, w₁) along `dim` → the transposed convolution's 4: (w₁, w₀ + w₁, w₋₁ + w₀, w₋₁)."""
@@ -59,8 +61,4 @@ def replaceable(module: nn.Module) -> bool:
 
 def use_subpixel_upsampling(decoder: nn.Module) -> int:
     """Swaps every replaceable Upsample2D under `decoder` for SubpixelUpsample2D; returns how many."""
-    swaps = [(parent, name, child) for parent in decoder.modules() for name, child in parent.named_children()
-             if replaceable(child)]
-    for parent, name, child in swaps:
-        setattr(parent, name, SubpixelUpsample2D(child.conv))
-    return len(swaps)
+    return swap_modules(decoder, replaceable, lambda up: SubpixelUpsample2D(up.conv))

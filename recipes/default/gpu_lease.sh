@@ -32,21 +32,20 @@ $FMB prepare --merge $RUN/shards 2>/dev/null || true
 python3 -c "import json; m = json.load(open('$RUN/shards/manifest.json')); print('lease: shards', m['count'], 'pairs')"
 echo "lease: prepared at $(( $(date +%s) - T0 )) s"
 
-train() {  # NAME CONFIG MAX_STEPS MINUTES
-    OMP_NUM_THREADS=4 $FMB train --config "$2" --out "$RUN/$1" --resume auto --max-steps "$3" --max-minutes "$4" \
-        ${BATCH:+--batch-size $BATCH} >>"$RUN/$1.log" 2>&1
+declare -A CONFIG=([finetune]=recipes/default/cfm_gpu_finetune.yaml [large]=recipes/default/cfm_gpu.yaml)
+train() {  # NAME MAX_STEPS MINUTES
+    OMP_NUM_THREADS=4 $FMB train --config "${CONFIG[$1]}" --out "$RUN/$1" --resume auto --max-steps "$2" \
+        --max-minutes "$3" ${BATCH:+--batch-size $BATCH} >>"$RUN/$1.log" 2>&1
     echo "lease: $1 exit $? at $(( $(date +%s) - T0 )) s, step $(tail -1 $RUN/$1/log.csv | cut -d, -f1)"
 }
 # Phase 1: one minute at a flat learning rate (max_steps far away), to measure the step rate side by side.
-train finetune recipes/default/cfm_gpu_finetune.yaml 1000000 1 &
-train large recipes/default/cfm_gpu.yaml 1000000 1 &
+for name in "${!CONFIG[@]}"; do train "$name" 1000000 1 & done
 wait
 # Phase 2: resume with the cosine ending when the lease's training time does (minus a restart's 30 s).
-for name in finetune large; do
+for name in "${!CONFIG[@]}"; do
     steps=$(python3 recipes/default/gpu_lease.py steps "$RUN/$name" $(( $(left) - 30 )))
     echo "lease: $name to step $steps"
-    train "$name" "recipes/default/cfm_gpu$([ $name = finetune ] && echo _finetune).yaml" "$steps" \
-        "$(python3 -c "print(max(0.2, ($(left) - 10) / 60))")" &
+    train "$name" "$steps" "$(python3 -c "print(max(0.2, ($(left) - 10) / 60))")" &
 done
 wait
 python3 recipes/default/gpu_lease.py pack "$OUT" "$RUN/finetune" "$RUN/large" $RUN.*.log $RUN/*.log

@@ -10,8 +10,8 @@
 # warm-up and cosine, weighing the frame-to-frame error more once the layers have learnt to use their neighbours;
 # it runs again on the installed flow whenever that changes (stage 1 was trained beside the CPU-trained flow).
 # The running stage's newest checkpoint is committed in recipes/video/checkpoint/ at the end of a session (runs/ is
-# not kept): a fresh checkout continues from it. Once stage 2 is installed (its training.json names the --init it
-# started from), the script goes straight to the benchmark.
+# not kept): a fresh checkout continues from it. Once stage 2 is installed beside the installed flow (its
+# training.json names the --init it started from and the flow's sha256), the script goes straight to the benchmark.
 set -euo pipefail
 DATA=${1:-../shared/data}
 RUN=${RUN:-runs/video}
@@ -36,14 +36,12 @@ fi
 # Stage 2 again whenever the default's flow changed since its layers were trained (their training.json names the
 # flow's sha256): stage 1's layers are a start, not a fit, for another flow.
 INSTALLED=fmboost/weights/default/temporal/training.json
+FLOW=$(sha256sum fmboost/weights/default/cfm/diffusion_pytorch_model.safetensors | cut -d' ' -f1)
 if ! python -c "
 import json, sys
-from fmboost.data.files import sha256
 c = json.load(open('$INSTALLED'))
-flow = sha256('fmboost/weights/default/cfm/diffusion_pytorch_model.safetensors')
-sys.exit(not (c['steps'] >= 600 and c['config']['init'] and c.get('flow_sha256') == flow))" 2>/dev/null; then
-    train "$RUN-stage2-${FLOW:-$(sha256sum fmboost/weights/default/cfm/diffusion_pytorch_model.safetensors | cut -c1-8)}" \
-        600 4.0 3e-4 --init "$STAGE1" --install
+sys.exit(not (c['steps'] >= 600 and c['config']['init'] and c.get('flow_sha256') == '$FLOW'))" 2>/dev/null; then
+    train "$RUN-stage2-${FLOW:0:8}" 600 4.0 3e-4 --init "$STAGE1" --install
 fi
 fmboost info fmboost/weights/default
 python benchmarks/video_flicker.py --data "$DATA/val/bsd68"

@@ -64,3 +64,12 @@ def test_none_is_the_identity_and_unknown_names_are_refused():
     assert color_fix(x, x[..., ::2, ::2], "none") is x
     with pytest.raises(ValueError, match="unknown colour fix"):
         color_fix(x, x, "histogram")
+
+
+def test_wavelet_fix_is_the_outputs_detail_on_the_references_base():
+    g = torch.Generator().manual_seed(0)
+    output, lowres = torch.rand(1, 3, 40, 24, generator=g) * 2 - 1, torch.rand(1, 3, 20, 12, generator=g) * 2 - 1
+    reference = torch.nn.functional.interpolate(lowres, size=(40, 24), mode="bicubic", align_corners=False)
+    detail, _ = wavelet_split(output)
+    _, base = wavelet_split(reference)
+    assert torch.allclose(color_fix(output, lowres, "wavelet"), (detail + base).clamp(-1, 1), atol=1e-5)

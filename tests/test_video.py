@@ -245,6 +245,24 @@ def test_temporal_layers_at_init_compute_the_image_model(video_model):
         assert torch.equal(wrapped(x, t, c, frames=3), net(x, t, c))
 
 
+def test_denser_layers_compute_what_the_sparser_ones_did(video_model):
+    from fmboost.errors import InputError
+    from fmboost.models.resnet import CFMResNet
+    from fmboost.models.temporal import TemporalLayers, TemporalResNet
+
+    net = randomize(CFMResNet(latent_channels=4, channels=8, num_blocks=4, emb_channels=16)).eval()
+    sparse = randomize(TemporalLayers.for_network(net, hidden=4, every=2), seed=1).eval()
+    dense = sparse.denser(1)
+    assert dense.config.every == 1 and len(dense.mixes) == 4
+    x, c, t = torch.randn(6, 4, 10, 12), torch.randn(6, 4, 10, 12), torch.rand(6)
+    with torch.no_grad():
+        want = TemporalResNet(net, sparse)(x, t, c, frames=3)
+        assert torch.allclose(TemporalResNet(net, dense)(x, t, c, frames=3), want, atol=1e-6)
+        assert not torch.allclose(net(x, t, c), want, atol=1e-4)  # the sparse layers do something to keep
+    with pytest.raises(InputError, match="cannot be spread"):
+        TemporalLayers.for_network(net, hidden=4, every=1).denser(2)
+
+
 def test_per_frame_equals_the_image_path_and_aligned_differs(tmp_path, video_model):
     from fmboost.pipelines.upscale import FMBoostPipeline
 
@@ -285,7 +303,12 @@ def test_a_later_stage_starts_from_trained_layers_and_refuses_others(tmp_path, v
     before = TemporalLayers.from_pretrained(trained).state_dict()
     after = TemporalLayers.from_pretrained(made).state_dict()
     assert all(torch.allclose(before[k], after[k], atol=1e-4) for k in before)
-    cfg.out, cfg.hidden = str(tmp_path / "other"), 8
+    # a later stage may add layers between the trained ones (every 1 from every 2): those start as the identity
+    cfg.out, cfg.every = str(tmp_path / "denser"), 1
+    dense = TemporalLayers.from_pretrained(train_temporal(cfg)).state_dict()
+    assert all(torch.allclose(before[k], dense[k.replace("mixes.0", "mixes.1")], atol=1e-4) for k in before)
+    assert all(dense[k].abs().max() < 1e-4 for k in ("mixes.0.out.weight", "mixes.0.out.bias"))
+    cfg.out, cfg.hidden, cfg.every = str(tmp_path / "other"), 8, 2
     with pytest.raises(InputError, match="not temporal layers of this shape"):
         train_temporal(cfg)
 

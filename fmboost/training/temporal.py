@@ -103,6 +103,8 @@ def start_from(layers: TemporalLayers, folder: str) -> dict:
     EMA to continue from (those weights)."""
     try:
         trained = TemporalLayers.from_pretrained(folder)
+        if trained.config.every != layers.config.every:  # a later stage with more layers keeps the trained ones
+            trained = trained.denser(layers.config.every)
         layers.load_state_dict(trained.state_dict())
     except (OSError, RuntimeError, ValueError) as e:
         raise InputError(f"--init {folder}: not temporal layers of this shape ({str(e).splitlines()[0]})") from None

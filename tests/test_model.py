@@ -67,6 +67,32 @@ def test_sr_network_reads_t_and_the_condition():
     assert not torch.allclose(v, model(torch.randn(1, 4, 8, 8), torch.tensor([0.2]), c))
 
 
+def test_a_patched_sr_network_runs_its_blocks_on_folded_patches():
+    """patch 2: the blocks see 1/2 of the latent's size with 4× the input channels, and the output is unfolded to
+    the latent's own size, each output pixel from its own patch (no mixing of the folding's order)."""
+    torch.manual_seed(0)
+    model = build_model("sr", 4, channels=16, num_blocks=2, patch=2)
+    assert model.size_multiple == 2 and model.conv_in.in_channels == 2 * 4 * 4
+    x = torch.randn(1, 4, 8, 6)
+    assert torch.equal(model(x, torch.rand(1), x), torch.zeros_like(x))  # still the identity flow at init
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    seen = []
+    model.blocks[0].register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    v = model(x, torch.tensor([0.5]), x)
+    assert v.shape == x.shape and seen == [torch.Size([1, 16, 4, 3])]
+    # with the blocks and conv_in made pointwise, latent pixel (i, j) depends on its own patch only
+    model.conv_in.weight.data[..., [0, 0, 2, 2], [0, 2, 0, 2]] = 0
+    for conv in [model.conv_in, model.conv_out] + [c for b in model.blocks for c in (b.conv1, b.conv2)]:
+        keep = conv.weight.data[..., 1:2, 1:2].clone()
+        conv.weight.data.zero_()
+        conv.weight.data[..., 1:2, 1:2] = keep
+    y = x.clone()
+    y[..., 0, 0] += 1  # a pixel of the first 2×2 patch
+    diff = (model(y, torch.tensor([0.5]), x) - model(x, torch.tensor([0.5]), x)).abs().sum(1)[0]
+    assert diff[:2, :2].sum() > 0 and diff[2:].sum() == 0 and diff[:, 2:].sum() == 0
+
+
 def test_sr_block_computes_its_equation_and_trains():
     """The block's fused, in-place form must stay h + conv₂(SiLU(conv₁(h)·(1 + scale) + shift)), with the same
     gradients: a slip here would change every model trained or sampled since."""
@@ -94,7 +120,8 @@ def test_sr_block_computes_its_equation_and_trains():
         assert torch.allclose(block(x, emb), equation(x), atol=1e-12)
 
 
-@pytest.mark.parametrize("preset,overrides", [("sr", dict(channels=16, num_blocks=2)), ("tiny", {})])
+@pytest.mark.parametrize("preset,overrides", [("sr", dict(channels=16, num_blocks=2)), ("tiny", {}),
+                                              ("sr", dict(channels=16, num_blocks=2, patch=2))])
 def test_a_saved_network_loads_as_its_own_class(tmp_path, preset, overrides):
     from fmboost.models.networks import load_network
 

@@ -9,6 +9,10 @@ models/unet.py halves the resolution three times and puts most of its weights at
 
 FiLM_t scales and shifts channels by a projection of the sinusoidal embedding of t·NUM_TRAIN_STEPS. Every block's
 second convolution and conv_out start at zero, so a fresh network returns v = 0 (the identity flow x1 = x0).
+
+`patch` p > 1 runs the blocks at 1/p of the latent's size, on its p×p patches folded into channels (pixel unshuffle
+in, pixel shuffle out, as ESPCN places an SR network below the output's resolution): p² less work per channel, so
+the same inference time buys p² more channels² of capacity, or the same channels run p² times faster.
 """
 from __future__ import annotations
 
@@ -53,24 +57,33 @@ class CFMResNet(ModelMixin, ConfigMixin):
     config_name = "config.json"
 
     @register_to_config
-    def __init__(self, latent_channels: int = 8, channels: int = 64, num_blocks: int = 8, emb_channels: int = 128):
+    def __init__(self, latent_channels: int = 8, channels: int = 64, num_blocks: int = 8, emb_channels: int = 128,
+                 patch: int = 1):
         super().__init__()
-        self.conv_in = nn.Conv2d(2 * latent_channels, channels, 3, padding=1)
+        self.conv_in = nn.Conv2d(2 * latent_channels * patch ** 2, channels, 3, padding=1)
         self.embed = nn.Sequential(nn.Linear(emb_channels, emb_channels), nn.SiLU())
         self.blocks = nn.ModuleList(ResBlock(channels, emb_channels) for _ in range(num_blocks))
-        self.conv_out = nn.Conv2d(channels, latent_channels, 3, padding=1)
+        self.conv_out = nn.Conv2d(channels, latent_channels * patch ** 2, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
     @property
     def size_multiple(self) -> int:
-        """Any latent size: the network never changes resolution."""
-        return 1
+        """Latent sides must be whole patches; with patch 1, any size."""
+        return self.config.patch
+
+    def embedding(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(t, device=like.device, dtype=like.dtype).expand(like.shape[0])
+        return self.embed(timestep_embedding(t * NUM_TRAIN_STEPS, self.config.emb_channels).to(like.dtype))
+
+    def stem(self, x_t: torch.Tensor, x_cond: torch.Tensor) -> torch.Tensor:
+        return self.conv_in(F.pixel_unshuffle(torch.cat([x_t, x_cond], dim=1), self.config.patch))
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(self.conv_out(F.silu(h)), self.config.patch)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, x_cond: torch.Tensor) -> torch.Tensor:
-        t = torch.as_tensor(t, device=x_t.device, dtype=x_t.dtype).expand(x_t.shape[0])
-        emb = self.embed(timestep_embedding(t * NUM_TRAIN_STEPS, self.config.emb_channels).to(x_t.dtype))
-        h = self.conv_in(torch.cat([x_t, x_cond], dim=1))
+        emb, h = self.embedding(t, x_t), self.stem(x_t, x_cond)
         for block in self.blocks:
             h = block(h, emb)
-        return self.conv_out(F.silu(h))
+        return self.head(h)

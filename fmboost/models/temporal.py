@@ -25,8 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from fmboost.errors import InputError
-from fmboost.models.resnet import CFMResNet, timestep_embedding
-from fmboost.models.unet import NUM_TRAIN_STEPS
+from fmboost.models.resnet import CFMResNet
 
 
 class TemporalMix(nn.Module):
@@ -104,11 +103,9 @@ class TemporalResNet(nn.Module):
         net, frames = self.image, frames or x_t.shape[0]
         if x_t.shape[0] % frames:
             raise ValueError(f"a batch of {x_t.shape[0]} is not whole clips of {frames} frames")
-        t = torch.as_tensor(t, device=x_t.device, dtype=x_t.dtype).expand(x_t.shape[0])
-        emb = net.embed(timestep_embedding(t * NUM_TRAIN_STEPS, net.config.emb_channels).to(x_t.dtype))
-        h = net.conv_in(torch.cat([x_t, x_cond], dim=1))
+        emb, h = net.embedding(t, x_t), net.stem(x_t, x_cond)
         for i, block in enumerate(net.blocks):
             h = block(h, emb)
             mix = self.temporal.after(i)
             h = h if mix is None else mix(h, frames)
-        return net.conv_out(F.silu(h))
+        return net.head(h)

@@ -7,7 +7,8 @@
 #   bash recipes/default/gpu_lease.sh PHOTOS OUT [SECONDS]
 # PHOTOS holds train/ and train_hr/ *without* their held-back photos (every 10th, as `prepare --holdout-every 10`
 # leaves out): a lease carries only the photos it trains on. SECONDS (default 510) is when the training must end.
-# DEVICE, CROPS, RANKS, BATCH override the device, crops a photo, prepare processes and batch (for a CPU smoke test).
+# DEVICE, CROPS, RANKS, BATCH override the device, crops a photo, prepare processes and batch (for a CPU smoke test);
+# DESIGNS picks the two runs (default "finetune large"; "patch" is cfm_gpu_patch.yaml, the next lease's candidate).
 # How the lease behind docs/default_model.md ran it: this repository and the kept photos together exceed what one
 # call of the device tool carries, so a first call copied most of train/ (from an ignored .gpu/ folder) to
 # /tmp/photos and installed the diffusers wheels the GPU machine lacks into /tmp/site; a second call, on the still
@@ -16,6 +17,13 @@ set -uo pipefail
 PHOTOS=$1; OUT=$2; BUDGET=${3:-510}
 DEVICE=${DEVICE:-cuda}; CROPS=${CROPS:-64}; RANKS=${RANKS:-8}; BATCH=${BATCH:-}
 RUN=runs/default_gpu; T0=$(date +%s)
+declare -A KNOWN=([finetune]=recipes/default/cfm_gpu_finetune.yaml [large]=recipes/default/cfm_gpu.yaml
+                  [patch]=recipes/default/cfm_gpu_patch.yaml)
+declare -A CONFIG=()
+for name in ${DESIGNS:-finetune large}; do
+    [ -n "${KNOWN[$name]:-}" ] || { echo "lease: unknown design $name (${!KNOWN[*]})" >&2; exit 2; }
+    CONFIG[$name]=${KNOWN[$name]}
+done
 mkdir -p "$RUN"  # a lease's working tree has no runs/ (ignored by git, so never sent)
 FMB="python3 -m fmboost.cli.main"
 left() { echo $((BUDGET - ($(date +%s) - T0))); }
@@ -32,7 +40,6 @@ $FMB prepare --merge $RUN/shards 2>/dev/null || true
 python3 -c "import json; m = json.load(open('$RUN/shards/manifest.json')); print('lease: shards', m['count'], 'pairs')"
 echo "lease: prepared at $(( $(date +%s) - T0 )) s"
 
-declare -A CONFIG=([finetune]=recipes/default/cfm_gpu_finetune.yaml [large]=recipes/default/cfm_gpu.yaml)
 train() {  # NAME MAX_STEPS MINUTES
     OMP_NUM_THREADS=4 $FMB train --config "${CONFIG[$1]}" --out "$RUN/$1" --resume auto --max-steps "$2" \
         --max-minutes "$3" ${BATCH:+--batch-size $BATCH} >>"$RUN/$1.log" 2>&1
@@ -48,5 +55,5 @@ for name in "${!CONFIG[@]}"; do
     train "$name" "$steps" "$(python3 -c "print(max(0.2, ($(left) - 10) / 60))")" &
 done
 wait
-python3 recipes/default/gpu_lease.py pack "$OUT" "$RUN/finetune" "$RUN/large" $RUN.*.log $RUN/*.log
+python3 recipes/default/gpu_lease.py pack "$OUT" $(for name in "${!CONFIG[@]}"; do echo "$RUN/$name"; done) $RUN.*.log $RUN/*.log
 echo "lease: done at $(( $(date +%s) - T0 )) s"

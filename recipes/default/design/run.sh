@@ -7,6 +7,7 @@ set -euo pipefail
 DATA=${1:-../shared/data}
 MINUTES=${MINUTES:-20}
 DESIGNS=${DESIGNS:-"unet_small sr sr_pixel"}
+RESULTS=${RESULTS:-results/default_model/design}  # the second round: DESIGNS="sr_pixel s2d s2d_wide" MINUTES=25 RESULTS=results/default_model/design_patch
 fmboost prepare "$DATA/train" "$DATA/train_hr" --out runs/design/shards --vae default --size 64 --scale 2 \
     --crops-per-image 32 --upsampling pixel --holdout-every 10 --device cpu   # resumes; nothing to do when complete
 for d in $DESIGNS; do
@@ -14,4 +15,4 @@ for d in $DESIGNS; do
         > runs/design/$d.log 2>&1 &
 done
 wait
-OMP_NUM_THREADS=2 python recipes/default/design/curves.py $(for d in $DESIGNS; do echo runs/design/$d; done) --data "$DATA"
+OMP_NUM_THREADS=2 python recipes/default/design/curves.py $(for d in $DESIGNS; do echo runs/design/$d; done) --data "$DATA" --out "$RESULTS"

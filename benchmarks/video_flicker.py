@@ -165,7 +165,8 @@ def main(argv=None) -> int:
     results["meta"] = run_meta(tuned_on="nothing (BSD68: reporting only)", model=args.model,
                                settings={"photos": len(photos), "frames": args.frames, "crop": args.crop,
                                          "shift_px_per_frame": 1, "border": BORDER,
-                                         "temporal_steps": temporal_steps(trained)})
+                                         "temporal_steps": temporal_steps(trained),
+                                         "temporal_every": pipe.temporal.config.every})
     write_json(args.out, results)
     plot(results, Path(args.figures) / "video_flicker.png")
     for method, s in summary.items():
@@ -180,6 +181,7 @@ def pipe_folder(model: str) -> str:
 
 
 def temporal_steps(training: Path):
+    """The steps of the layers' last training stage (their training.json)."""
     import json
 
     return json.loads(training.read_text()).get("steps") if training.is_file() else None

@@ -919,6 +919,11 @@ def real4_paper(results: Path) -> str:
                       table(["method (the paper's)", *metrics], rows)])
 
 
+def layout(every) -> str:
+    """Where the temporal layers sit in the image network, from their `every`."""
+    return {None: "", 1: " after every residual block"}.get(every, f" after every {every}th residual block")
+
+
 def video_flicker(results: Path) -> str:
     """Flicker and PSNR of ×2 video on a synthetic pan, per frame and with temporal layers
     (benchmarks/video_flicker.py)."""
@@ -933,8 +938,9 @@ def video_flicker(results: Path) -> str:
     change = 100 * (1 - aligned["flicker"] / per["flicker"])
     photos = ", ".join(p["photo"] for p in data["photos"])
     return "\n".join([
-        f"{measured_by(data['meta'])} Model `{data['meta']['model']}`, its temporal layers trained "
-        f"{'for ' + str(steps) + ' steps' if steps is not None else '(steps not recorded)'}. {st['photos']} BSD68 "
+        f"{measured_by(data['meta'])} Model `{data['meta']['model']}`, its temporal layers"
+        f"{layout(st.get('temporal_every'))} (last training stage: "
+        f"{str(steps) + ' steps' if steps is not None else 'not recorded'}). {st['photos']} BSD68 "
         f"photos ({photos}; reporting only), {st['frames']} frames of {st['crop']}² px each, moved "
         f"{st['shift_px_per_frame']} high-res px per frame (half a low-res px), low-res frames by PIL bicubic ↓2. "
         f"Flicker: mean |frame k − frame k−1| in levels (0–255) after undoing the known shift, {st['border']} px "

@@ -958,3 +958,37 @@ def video_flicker(results: Path) -> str:
         "One scene crop followed over six consecutive frames (shown ×3), per method, from the first photo "
         "(`docs/video_strip.png`, written by the benchmark with the plot):", "",
         "![crop strip](video_strip.png)"])
+
+
+# ------------------------------------------------------------------------------------------------ flow cost
+
+
+def flow_cost(results: Path) -> str:
+    """Each flow design's CPU time per evaluation beside the autoencoder's (benchmarks/flow_cost.py)."""
+    data = load(results, "bench/flow_cost_cpu.json")
+    if data is None:
+        return pending("bench/flow_cost_cpu.json", "OMP_NUM_THREADS=1 python benchmarks/flow_cost.py")
+    rows, sizes = data["rows"], data["settings"]["sizes"]
+    part = {(r["part"], r["input_side"]): r["cpu_seconds"] for r in rows if r["part"] != "flow"}
+    designs = {}
+    for r in rows:
+        if r["part"] == "flow":
+            designs.setdefault(r["design"], dict(r, seconds={}))["seconds"][r["input_side"]] = r["cpu_seconds"]
+    base = next(iter(designs.values()))
+    body = []
+    for name, d in designs.items():
+        cells = []
+        for s in sizes:
+            whole = part[("encode", s)] + d["seconds"][s] + part[("decode", s)]
+            cells += [f"{d['seconds'][s]:.2f}", f"{100 * d['seconds'][s] / whole:.0f} %", f"{whole:.2f}"]
+        body.append([name, f"`{d['recipe']}`", f"{d['parameters'] / 1e6:.2f} M",
+                     f"{d['macs_per_latent_pixel'] / base['macs_per_latent_pixel']:.2f}"] + cells)
+    header = ["design", "recipe", "weights", "MACs / pixel (× default)"]
+    for s in sizes:
+        header += [f"{s}²: flow s", "of the upscale", "encode + flow + decode s"]
+    enc = ", ".join(f"{s}²: encode {part[('encode', s)]:.2f} s, decode {part[('decode', s)]:.2f} s" for s in sizes)
+    return "\n".join([
+        f"{measured_by(data['meta'])} One thread, this process's CPU time, random weights, channels-last as the "
+        f"pipeline runs them; one network evaluation (NFE 1) on the ×2 latent of a square input, and the default "
+        f"autoencoder's share of the same upscale ({enc}). Raw: `results/bench/flow_cost_cpu.json`.", "",
+        table(header, body)])

@@ -992,3 +992,25 @@ def flow_cost(results: Path) -> str:
         f"pipeline runs them; one network evaluation (NFE 1) on the ×2 latent of a square input, and the default "
         f"autoencoder's share of the same upscale ({enc}). Raw: `results/bench/flow_cost_cpu.json`.", "",
         table(header, body)])
+
+
+def design_patch(results: Path) -> str:
+    """The patch design's CPU run (recipes/default/design/s2d.yaml) beside the default's own long CPU run at the
+    same steps, on the held-back crops (recipes/default/design/curves.py)."""
+    run = load(results, "default_model/design_patch/s2d.json")
+    long = load(results, "default_model/design/default_cfm.json")
+    if run is None or long is None:
+        return pending("default_model/design_patch/", "MINUTES=75 DESIGNS=s2d RESULTS=results/default_model/"
+                       "design_patch bash recipes/default/design/run.sh")
+    points = run["checkpoints"]
+    early = [c for c in long["checkpoints"] if c["step"] <= points[-1]["step"]]
+    rows = [[f"{c['step']:,}", f"{c['seconds'] / 60:.0f}", f"{c['psnr']:.2f}", f"{c['ssim']:.4f}"] for c in points]
+    same = ", ".join(f"step {c['step']:,}: {c['psnr']:.2f} dB / {c['ssim']:.4f}" for c in early) or "no checkpoint"
+    return "\n".join([
+        f"{measured_by(run['meta'])} {run['settings']['photos']} held-back training photos (centre "
+        f"{run['settings']['crop']} px, ×2 from PIL's bicubic), NFE {run['settings']['steps']}, EMA weights; the run "
+        f"trained at one torch thread on a CPU shared with other work, batch 16, a constant 5·10⁻⁴ after warm-up "
+        f"(`recipes/default/design/base.yaml`). Bicubic: {run['bicubic']['psnr']:.2f} dB.", "",
+        table(["step", "minutes", "PSNR (dB)", "SSIM"], rows), "",
+        f"The shipped design's own CPU run (`recipes/default/cfm.yaml`, the same batch and peak rate, its cosine "
+        f"still near the peak there) at the checkpoints it kept up to that step: {same}."])

@@ -41,6 +41,7 @@ SECTIONS = [
     ("docs/default_model.md", "design-runs", doc_tables.design_runs),
     ("docs/default_model.md", "gpu-lease", doc_tables.gpu_lease),
     ("docs/default_model.md", "flow-cost", doc_tables.flow_cost),
+    ("docs/default_model.md", "design-patch", doc_tables.design_patch),
     ("docs/default_model.md", "peers", doc_tables.peers),
     ("docs/default_model.md", "contention", doc_tables.contention),
     ("docs/default_model.md", "large-photo", doc_tables.large_photo),

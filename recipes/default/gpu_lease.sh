@@ -8,7 +8,7 @@
 # PHOTOS holds train/ and train_hr/ *without* their held-back photos (every 10th, as `prepare --holdout-every 10`
 # leaves out): a lease carries only the photos it trains on. SECONDS (default 510) is when the training must end.
 # DEVICE, CROPS, RANKS, BATCH override the device, crops a photo, prepare processes and batch (for a CPU smoke test);
-# DESIGNS picks the two runs (default "finetune large"; "patch" is cfm_gpu_patch.yaml, the next lease's candidate).
+# DESIGNS picks the two runs (default "finetune large"; "patch" is cfm_gpu_patch.yaml, untested).
 # How the lease behind docs/default_model.md ran it: this repository and the kept photos together exceed what one
 # call of the device tool carries, so a first call copied most of train/ (from an ignored .gpu/ folder) to
 # /tmp/photos and installed the diffusers wheels the GPU machine lacks into /tmp/site; a second call, on the still

@@ -1,9 +1,9 @@
 """Temporal layers for CFMResNet: the temporal alignment of Video LDM (Blattmann et al., CVPR 2023, Sec. 3.1).
 
 Video LDM turns an image model into a video model by interleaving temporal layers with its frozen spatial layers and
-training only those on video. Here, after every `every`-th ResBlock of the image network (models/resnet.py; every
-second by default, which halves their cost on a CPU), a residual spatio-temporal convolution sees the same pixel's
-neighbourhood in the neighbouring frames:
+training only those on video. Here, after every `every`-th ResBlock of the image network (models/resnet.py; training
+starts with every second, at half the cost, and the embedded default's were spread to every block with `denser`), a
+residual spatio-temporal convolution sees the same pixel's neighbourhood in the neighbouring frames:
 
     h ← h + W_out · SiLU(Conv3d_{3×3×3}(h))   over (frames, height, width), per clip
 

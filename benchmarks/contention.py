@@ -1,12 +1,16 @@
 """How much fmboost and SRMD slow down when another CPU-bound process shares the machine.
 
     python benchmarks/contention.py [--image examples/astronaut.png] [--sizes 256,512] [--repeats 3] [--peers-python PY]
+        [--busy-session same|own] [--threads 1,3] [--out results/bench/contention_cpu.json]
 
 Each method upscales the same crops (`--sizes`, top-left of the image) ×2, in a fresh process each time (what a user's command pays, model
 loading excluded: each process times its second call), first on a quiet CPU and then beside one busy-looping
 process. fmboost runs with its own thread choice (`auto`: the idle cores, fmboost/models/device.py) and with
 OMP_NUM_THREADS=2 forced; SRMD (../shared/tools/peers, when installed) with 2 threads. Writes
 results/bench/contention_cpu.json: the median seconds of each, and the ratio busy / quiet (the slowdown).
+`--busy-session own` starts the busy process in a session of its own, as another program would run: Linux's
+autogroup scheduler then shares a core between the two sessions, not between their threads. `--threads` adds rows
+of fmboost at those forced thread counts.
 """
 from __future__ import annotations
 
@@ -31,6 +35,8 @@ from fmboost.data.images import load_image
 from fmboost.pipelines.upscale import FMBoostPipeline
 import torch
 pick_device("cpu")  # the CLI's thread choice
+if sys.argv[3] != "auto":  # a forced count (OpenMP caps OMP_NUM_THREADS at the cores; this does not)
+    torch.set_num_threads(int(sys.argv[3]))
 pipe = FMBoostPipeline.from_pretrained("default")
 im = load_image(sys.argv[1])
 pipe.upscale(im, steps=int(sys.argv[2]))
@@ -43,11 +49,22 @@ def busy():
         pass
 
 
-def fmboost_seconds(image: Path, steps: int, threads: str | None) -> tuple[float, int]:
+def start_busy(session: str):
+    """One process spinning on a core: a child of this one (`same` session), or a program of its own (`own`)."""
+    if session == "own":
+        return subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+    hog = multiprocessing.Process(target=busy, daemon=True)
+    hog.start()
+    return hog
+
+
+def fmboost_seconds(image: Path, steps: int, threads: str | None, forced: int | None = None) -> tuple[float, int]:
+    """`threads`: OMP_NUM_THREADS, as a user sets it; `forced`: torch.set_num_threads after the CLI's choice."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     if threads:
         env["OMP_NUM_THREADS"] = threads
-    out = subprocess.run([sys.executable, "-c", FMBOOST, str(image), str(steps)], env=env, cwd=ROOT,
+    out = subprocess.run([sys.executable, "-c", FMBOOST, str(image), str(steps), str(forced or "auto")], env=env,
+                         cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout.split()
     return float(out[0]), int(out[1])
 
@@ -71,6 +88,8 @@ def main():
     p.add_argument("--steps", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--peers-python", default=str(DEFAULT_PY))
+    p.add_argument("--busy-session", choices=("same", "own"), default="same")
+    p.add_argument("--threads", default="", help="comma-separated forced thread counts for extra fmboost rows")
     p.add_argument("--out", default=str(ROOT / "results" / "bench" / "contention_cpu.json"))
     args = p.parse_args()
     from PIL import Image
@@ -92,14 +111,15 @@ def main():
             big.crop((0, 0, size, size)).save(crop)
             methods[("fmboost (auto threads)", size)] = lambda c=crop: fmboost_seconds(c, args.steps, None)
             methods[("fmboost (2 threads)", size)] = lambda c=crop: fmboost_seconds(c, args.steps, "2")
+            for n in [int(t) for t in args.threads.split(",") if t]:
+                methods[(f"fmboost ({n} threads, forced)", size)] = \
+                    lambda c=crop, n=n: fmboost_seconds(c, args.steps, None, n)
             if installed(py):
                 work = Path(tmp) / f"srmd{size}"
                 work.mkdir()
                 methods[("srmd (2 threads)", size)] = lambda c=crop, w=work: (srmd_seconds(py, c, w), 2)
         for load in ("quiet", "busy"):
-            hog = multiprocessing.Process(target=busy, daemon=True) if load == "busy" else None
-            if hog:
-                hog.start()
+            hog = start_busy(args.busy_session) if load == "busy" else None
             try:
                 for _ in range(args.repeats):  # interleaved, so a drift in the machine hits every method alike
                     for key, run in methods.items():
@@ -118,7 +138,8 @@ def main():
         print(f"{name:24s} {size}²  quiet {quiet:.2f} s ({r['threads_quiet']} threads)  busy {loaded:.2f} s "
               f"({r['threads_busy']} threads)  slowdown ×{loaded / quiet:.2f}", flush=True)
     write_json(args.out, {"meta": meta, "settings": {"sizes": sizes, "steps": args.steps, "repeats": args.repeats,
-                                                     "model": "default", "srmd": "srmd (2 threads)" in results},
+                                                     "model": "default", "srmd": "srmd (2 threads)" in results,
+                                                     "busy_session": args.busy_session},
                           "results": results})
 
 

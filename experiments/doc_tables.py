@@ -733,23 +733,30 @@ def peers_plot(results: Path, docs: Path) -> None:
     plt.close(fig)
 
 
-def contention(results: Path) -> str:
+def contention(results: Path, name: str = "contention_cpu") -> str:
     """Seconds for one image, quiet and beside a busy process (benchmarks/contention.py)."""
-    data = load(results, "bench/contention_cpu.json")
+    data = load(results, f"bench/{name}.json")
     if data is None:
-        return pending("bench/contention_cpu.json", "python benchmarks/contention.py")
+        return pending(f"bench/{name}.json", "python benchmarks/contention.py")
     st = data["settings"]
     rows = []
-    for name, by_size in data["results"].items():
+    for method, by_size in data["results"].items():
         for size, r in by_size.items():
-            rows.append([f"`{name}`", f"{size}²", f"{r['quiet_s']:.2f} ({r['threads_quiet']})",
+            rows.append([f"`{method}`", f"{size}²", f"{r['quiet_s']:.2f} ({r['threads_quiet']})",
                          f"{r['busy_s']:.2f} ({r['threads_busy']})", f"×{r['slowdown']:.2f}"])
+    busy = ("one other program spinning on a core, in a session of its own (its own autogroup)"
+            if st.get("busy_session") == "own" else "one other process spinning on a core, a child of the benchmark")
     return "\n".join([f"{measured_by(data['meta'])} ×2 of a crop of `examples/astronaut.png` at each size, NFE "
                       f"{st['steps']}, the median of {st['repeats']} fresh processes per cell (model loading "
-                      f"excluded); busy: one other process spinning on a core. Raw: "
-                      f"`results/bench/contention_cpu.json`.", "",
+                      f"excluded); busy: {busy}. Rows marked forced set torch's threads after fmboost's own choice. "
+                      f"Raw: `results/bench/{name}.json`.", "",
                       table(["method", "input", "quiet: s (threads)", "busy: s (threads)", "slowdown"], rows)]
                      + speed_against_srmd(data["results"]))
+
+
+def contention_own(results: Path) -> str:
+    """contention() with the busy process as another program (benchmarks/contention.py --busy-session own)."""
+    return contention(results, "contention_own_cpu")
 
 
 def large_photo(results: Path) -> str:

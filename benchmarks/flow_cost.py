@@ -7,7 +7,7 @@ For each flow recipe (its network built from the config, random weights: the cos
 input side: one network evaluation (NFE 1, the default's) on the ×2 latent of that input, and the default
 autoencoder's encode (x0 = E(bicubic×2 of the input)) and decode of the ×2 output. One thread, this process's CPU
 time (other jobs on a shared machine inflate it little), after a warm-up. Also each network's parameters and
-multiply-adds per latent pixel (counted from its convolutions and linear layers). Writes
+multiply-adds per latent pixel (counted from its convolutions; the t embedding's linear layers run once an image). Writes
 results/bench/flow_cost_cpu.json; `python experiments/report.py` renders it into docs/default_model.md.
 """
 from __future__ import annotations

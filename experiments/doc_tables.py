@@ -1007,16 +1007,17 @@ def design_patch(results: Path) -> str:
     run = load(results, "default_model/design_patch/s2d.json")
     long = load(results, "default_model/design/default_cfm.json")
     if run is None or long is None:
-        return pending("default_model/design_patch/", "MINUTES=75 DESIGNS=s2d RESULTS=results/default_model/"
+        return pending("default_model/design_patch/", "DESIGNS=s2d MINUTES=75 RESULTS=results/default_model/"
                        "design_patch bash recipes/default/design/run.sh")
-    points = run["checkpoints"]
+    points, cfg = run["checkpoints"], run["settings"]["config"]
     early = [c for c in long["checkpoints"] if c["step"] <= points[-1]["step"]]
     rows = [[f"{c['step']:,}", f"{c['seconds'] / 60:.0f}", f"{c['psnr']:.2f}", f"{c['ssim']:.4f}"] for c in points]
     same = ", ".join(f"step {c['step']:,}: {c['psnr']:.2f} dB / {c['ssim']:.4f}" for c in early) or "no checkpoint"
     return "\n".join([
         f"{measured_by(run['meta'])} {run['settings']['photos']} held-back training photos (centre "
         f"{run['settings']['crop']} px, ×2 from PIL's bicubic), NFE {run['settings']['steps']}, EMA weights; the run "
-        f"trained at one torch thread on a CPU shared with other work, batch 16, a constant 5·10⁻⁴ after warm-up "
+        f"trained at one torch thread on a CPU shared with other work, batch {cfg['batch_size']}, learning rate "
+        f"{cfg['lr']:g} ({'constant' if cfg['lr_decay'] == 'none' else cfg['lr_decay']}) after {cfg['warmup_steps']} warm-up steps "
         f"(`recipes/default/design/base.yaml`). Bicubic: {run['bicubic']['psnr']:.2f} dB.", "",
         table(["step", "minutes", "PSNR (dB)", "SSIM"], rows), "",
         f"The shipped design's own CPU run (`recipes/default/cfm.yaml`, the same batch and peak rate, its cosine "

@@ -61,10 +61,9 @@ class TemporalLayers(ModelMixin, ConfigMixin):
         """These layers after the same blocks, and identity mixes (W_out zero) after the blocks between, for a
         layer after every `every`-th block (a divisor of this one's): computes what these do, a start for more
         temporal capacity that keeps what these learnt."""
-        if self.config.every % every:
-            raise InputError(f"temporal layers after every {self.config.every}th block cannot be spread to every "
-                             f"{every}th")
         c = self.config
+        if c.every % every:
+            raise InputError(f"temporal layers after every {c.every}th block cannot be spread to every {every}th")
         dense = TemporalLayers(c.channels, c.num_blocks, c.hidden, c.kernel, every).to(next(self.parameters()).device)
         for j, mix in enumerate(self.mixes):
             dense.mixes[(j + 1) * c.every // every - 1].load_state_dict(mix.state_dict())

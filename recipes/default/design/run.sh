@@ -7,7 +7,9 @@ set -euo pipefail
 DATA=${1:-../shared/data}
 MINUTES=${MINUTES:-20}
 DESIGNS=${DESIGNS:-"unet_small sr sr_pixel"}
-RESULTS=${RESULTS:-results/default_model/design}  # the second round: DESIGNS="sr_pixel s2d s2d_wide" MINUTES=25 RESULTS=results/default_model/design_patch
+# A later round writes its curves elsewhere: the patch design's were made by DESIGNS=s2d MINUTES=75
+# RESULTS=results/default_model/design_patch (its run stopped early, at step 2,056; scored with curves.py --every 3).
+RESULTS=${RESULTS:-results/default_model/design}
 fmboost prepare "$DATA/train" "$DATA/train_hr" --out runs/design/shards --vae default --size 64 --scale 2 \
     --crops-per-image 32 --upsampling pixel --holdout-every 10 --device cpu   # resumes; nothing to do when complete
 for d in $DESIGNS; do

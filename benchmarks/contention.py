@@ -5,7 +5,7 @@
 
 Each method upscales the same crops (`--sizes`, top-left of the image) ×2, in a fresh process each time (what a user's command pays, model
 loading excluded: each process times its second call), first on a quiet CPU and then beside one busy-looping
-process. fmboost runs with its own thread choice (`auto`: the idle cores, fmboost/models/device.py) and with
+process. fmboost runs with its own thread choice (`auto`: fmboost/models/device.py, cpu_threads) and with
 OMP_NUM_THREADS=2 forced; SRMD (../shared/tools/peers, when installed) with 2 threads. Writes
 results/bench/contention_cpu.json: the median seconds of each, and the ratio busy / quiet (the slowdown).
 `--busy-session own` starts the busy process in a session of its own, as another program would run: Linux's

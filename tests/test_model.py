@@ -148,13 +148,18 @@ def test_cpu_threads_follow_the_idle_cores(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(device.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(device, "idle_cpus", lambda: 1.1)  # another process holds one of the two cores
+    assert device.cpu_threads() == 3  # a thread per core and one more for the shared core
+    monkeypatch.setattr(device, "idle_cpus", lambda: 0.0)  # both busy: one thread
     assert device.cpu_threads() == 1
-    monkeypatch.setattr(device, "idle_cpus", lambda: 0.0)  # both busy: still one thread
-    assert device.cpu_threads() == 1
-    monkeypatch.setattr(device, "idle_cpus", lambda: 1.9)
+    monkeypatch.setattr(device, "idle_cpus", lambda: 1.9)  # quiet: every core
     assert device.cpu_threads() == 2
     monkeypatch.setattr(device, "idle_cpus", lambda: None)  # not readable: every core
     assert device.cpu_threads() == 2
+    monkeypatch.setattr(device.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.setattr(device, "idle_cpus", lambda: 5.8)  # two of eight busy: a thread per idle core
+    assert device.cpu_threads() == 6
+    monkeypatch.setattr(device, "idle_cpus", lambda: 3.2)  # five of eight busy: two per idle core, one per busy
+    assert device.cpu_threads() == 11
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the user's choice wins
     assert device.cpu_threads() == torch.get_num_threads()
 

@@ -75,7 +75,7 @@ def quiet_libraries() -> None:
 
 def pick_device(name: str) -> str:
     """`auto`, `cpu`, `cuda` or `mps` as given to --device; a missing GPU is the user's mistake, said in one line.
-    On the CPU, torch gets as many threads as there are idle cores (models/device.py: cpu_threads)."""
+    On the CPU, torch gets threads by how many cores other processes keep busy (models/device.py: cpu_threads)."""
     from fmboost.models.device import cpu_threads, resolve_device
 
     try:

@@ -50,15 +50,31 @@ def idle_cpus(interval: float = 0.05) -> float | None:
 
 
 def cpu_threads() -> int:
-    """Torch's threads for a CPU run: the cores that other processes leave idle, at least one; OMP_NUM_THREADS (or
-    torch.set_num_threads before this) wins. torch's threads meet at a barrier in every operator, so one that shares
-    its core with another busy process holds the others up: with a second CPU-bound process on a 2-core machine,
-    2 threads ran the default 5.5× slower than 1 (7.9 against 1.43 s an image)."""
+    """Torch's threads for a CPU run; OMP_NUM_THREADS (or torch.set_num_threads before this) wins.
+
+    torch's threads meet at a barrier in every operator, so a thread that shares its core with another busy process
+    holds the others up: with a second CPU-bound process on a 2-core machine, 2 threads ran the default 5.5× slower
+    than 1 (7.9 against 1.43 s an image). So, with `busy` of the `cores` taken by other processes:
+    - none busy, or /proc/stat unreadable: a thread per core;
+    - every core busy: one thread (beside two busy programs on 2 cores, 1 thread beat 2, 3 and 4);
+    - otherwise a thread per idle core, or, where the busy cores are at least as many as the idle ones, two per idle
+      core and one per busy core: every thread then gets about half a core, so the barrier waits for no single slow
+      one, and the busy cores' share adds at least half again to what the idle ones give (2 cores, one busy:
+      3 threads). Measured on 2 cores only (docs/default_model.md); more cores keep a thread per idle core, since
+      there the busy cores' share adds little and doubling the threads costs."""
     if os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     idle = idle_cpus()
-    return cores if idle is None else max(1, min(cores, int(idle + 0.5)))
+    if idle is None:
+        return cores
+    free = max(0, min(cores, int(idle + 0.5)))
+    busy = cores - free
+    if busy == 0:
+        return cores
+    if free == 0:
+        return 1
+    return 2 * free + busy if busy >= free else free
 
 
 # glibc's M_MMAP_THRESHOLD (malloc.h): allocations above it get fresh pages from the kernel, returned on free.

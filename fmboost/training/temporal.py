@@ -184,7 +184,7 @@ def train_temporal(cfg: TemporalConfig, resume: bool = False) -> Path:
     if not photos:
         raise InputError(f"no training photos larger than {cfg.size * 2} px in {', '.join(cfg.photos)}")
     decoder = pipe.autoencoder if cfg.pixel_weight > 0 or cfg.temporal_weight > 0 else None
-    deadline = time.time() + 60 * cfg.max_minutes if cfg.max_minutes else math.inf
+    deadline = time.time() + 60 * cfg.max_minutes if cfg.max_minutes is not None else math.inf
     t0, losses = time.time(), []
     with stop_signals() as received:
         while step < cfg.steps:

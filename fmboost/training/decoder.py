@@ -1,0 +1,220 @@
+"""Fine-tuning a model's decoder on its own flow's outputs, the flow and the encoder frozen.
+
+The autoencoder was trained to reconstruct photos from their own latents, D(E(x)) ≈ x; an upscale decodes the flow's
+estimate x̂1 instead, which misses some of E(x). The decoder is the only part of an upscale that runs at the output's
+resolution, so it is where the missing detail can still be drawn. Here it learns D(x̂1) ≈ x on pairs made as an
+upscale makes them: a crop x of a training photo (flipped and turned at random), its bicubic ↓scale x_lr, and
+x̂1 = flow(E(bicubic ↑scale(x_lr))) at the model's own steps and τ; the loss is the upscale's output against the
+photo, |colour_fix(D(x̂1), x_lr) − x|₁ (+ λ∇ on image gradients), so what the colour fix takes from the input is not
+asked of the decoder. Nothing changes at inference: same network, same cost.
+
+The pairs are made once (seeded) and kept in OUT/pairs.safetensors. Resumable like `fmboost train`: OUT/checkpoints/
+step_N written by training/checkpoints.write_verified (the decoder's weights, their EMA, optimizer, step); batch k
+is drawn by a generator seeded by (seed, k). SIGTERM/SIGINT finish the step, checkpoint and stop. OUT/autoencoder
+holds the autoencoder with the EMA decoder (a model's autoencoder/ folder) and the digest of the flow it fits.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from fmboost.data.files import sha256, write_atomic
+from fmboost.data.images import resize, to_pil, to_tensor
+from fmboost.data.photos import load_photos, split_photos
+from fmboost.data.sources import resolve_model
+from fmboost.errors import InputError
+from fmboost.training.autoencoder import image_gradients
+from fmboost.training.checkpoints import newest_checkpoint, prune, write_verified
+from fmboost.training.stopping import stop_signals, stopped
+
+
+@dataclass
+class DecoderConfig:
+    model: str                   # the model folder: its flow and encoder stay frozen
+    photos: tuple[str, ...]      # folders of training photos
+    out: str
+    holdout_every: int = 10      # the default's split: every 10th photo is never trained on
+    crop: int = 128              # high-res crop side
+    pairs: int = 4000            # (x̂1, x_lr, x) pairs, made once
+    batch: int = 8
+    steps: int = 3000
+    lr: float = 1e-4
+    warmup: int = 50
+    ema_decay: float = 0.99
+    gradient_weight: float = 0.0
+    max_photo_side: int = 1024
+    seed: int = 0
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 2
+    max_minutes: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def trainable(vae) -> list[torch.nn.Parameter]:
+    """The decoder and the convolution before it: what turns a latent into pixels."""
+    return list(vae.post_quant_conv.parameters()) + list(vae.decoder.parameters())
+
+
+def decoder_state(vae) -> dict[str, torch.Tensor]:
+    """The trainable part's tensors, under the autoencoder's own names."""
+    return {k: v for k, v in vae.state_dict().items() if k.startswith(("decoder.", "post_quant_conv."))}
+
+
+@torch.no_grad()
+def make_pairs(pipe, photos: list[torch.Tensor], cfg: DecoderConfig) -> dict[str, torch.Tensor]:
+    """`cfg.pairs` crops as an upscale sees them: x̂1 (fp16 latents), x_lr (fp16, [-1, 1]) and x (uint8)."""
+    rng, s, c = random.Random(cfg.seed), pipe.config.scale, cfg.crop
+    photos = [p for p in photos if min(p.shape[1:]) >= c]
+    if not photos:
+        raise InputError(f"no training photos of at least {c} px in {', '.join(cfg.photos)}")
+    z, low, high = [], [], []
+    for i in range(cfg.pairs):
+        photo = photos[rng.randrange(len(photos))]
+        top, left = rng.randrange(photo.shape[1] - c + 1), rng.randrange(photo.shape[2] - c + 1)
+        x = photo[:, top:top + c, left:left + c]
+        x = torch.rot90(x.flip(2) if rng.random() < 0.5 else x, rng.randrange(4), (1, 2)).contiguous()
+        x_lr = to_tensor(resize(to_pil(x.float() / 127.5 - 1), (c // s, c // s)))[None]
+        x1_hat, _ = pipe.flow(pipe.condition(x_lr))
+        z.append(x1_hat[0].half())
+        low.append(x_lr[0].half())
+        high.append(x)
+        if (i + 1) % 500 == 0:
+            print(f"pairs {i + 1}/{cfg.pairs}", flush=True)
+    return {"x1_hat": torch.stack(z), "x_lr": torch.stack(low), "x": torch.stack(high)}
+
+
+def decoder_loss(autoencoder, x1_hat, x_lr, x, color_fix: str, gradient_weight: float = 0.0) -> torch.Tensor:
+    """|colour_fix(D(x̂1), x_lr) − x|₁ + λ∇·|∇(…) − ∇x|₁: the upscale's own output against the photo."""
+    from fmboost.pipelines.colorfix import color_fix as fix
+
+    out = fix(autoencoder.decode_with_grad(x1_hat), x_lr, color_fix)
+    loss = (out - x).abs().mean()
+    if gradient_weight:
+        loss = loss + gradient_weight * sum((a - b).abs().mean() for a, b in zip(image_gradients(out),
+                                                                                  image_gradients(x)))
+    return loss
+
+
+def learning_rate(cfg: DecoderConfig, step: int) -> float:
+    """Linear warmup, then cosine to zero at cfg.steps."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))))
+
+
+def batch(pairs: dict[str, torch.Tensor], cfg: DecoderConfig, step: int):
+    g = torch.Generator().manual_seed(cfg.seed * 7919 + step)
+    i = torch.randint(len(pairs["x"]), (cfg.batch,), generator=g)
+    return pairs["x1_hat"][i].float(), pairs["x_lr"][i].float(), pairs["x"][i].float() / 127.5 - 1
+
+
+def save(out: Path, step: int, vae, ema: dict, opt, cfg: DecoderConfig) -> None:
+    def write(tmp: Path) -> None:
+        save_file({k: v.contiguous() for k, v in decoder_state(vae).items()}, str(tmp / "decoder.safetensors"))
+        save_file({k: v.contiguous() for k, v in ema.items()}, str(tmp / "ema.safetensors"))
+        torch.save({"optimizer": opt.state_dict(), "step": step}, tmp / "state.pt")
+        (tmp / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+
+    root = out / "checkpoints"
+    write_verified(root / f"step_{step:07d}", step, write, tmp=root / f".tmp_step_{step:07d}")
+    prune(root, step, cfg.keep_checkpoints)
+
+
+def export(out: Path, autoencoder, ema: dict, cfg: DecoderConfig, step: int) -> Path:
+    """OUT/autoencoder: the model's autoencoder with the EMA decoder, and the digest of the flow it was fitted to."""
+    vae = autoencoder.vae
+    trained = decoder_state(vae)
+    with torch.no_grad():
+        current = {k: v.detach().clone() for k, v in trained.items()}
+        vae.load_state_dict(ema, strict=False)
+    flow = Path(resolve_model(cfg.model)) / "cfm" / "diffusion_pytorch_model.safetensors"
+    made = {"decoder_steps": step, "config": cfg.to_dict(), "flow_sha256": sha256(flow) if flow.is_file() else None}
+    source = Path(resolve_model(cfg.model)) / "autoencoder" / "training.json"
+    if source.is_file():  # how the encoder (unchanged) was made stays with it
+        made["autoencoder"] = json.loads(source.read_text())
+
+    def write(tmp: Path) -> None:
+        autoencoder.save_pretrained(tmp)
+        (tmp / "training.json").write_text(json.dumps(made, indent=2))
+
+    try:
+        return write_atomic(out / "autoencoder", write, tmp=out / "autoencoder.tmp")
+    finally:
+        vae.load_state_dict(current, strict=False)
+
+
+def train_decoder(cfg: DecoderConfig, resume: bool = False) -> Path:
+    from fmboost.pipelines.upscale import FMBoostPipeline
+
+    out = Path(cfg.out)
+    pipe = FMBoostPipeline.from_pretrained(cfg.model)
+    if pipe.model is None:
+        raise InputError(f"{cfg.model}: no network (cfm/) whose outputs the decoder could learn")
+    vae = pipe.autoencoder.vae
+    pipe.model.eval().requires_grad_(False)
+    vae.eval().requires_grad_(False)
+    found = newest_checkpoint(out) if resume else None
+    if found is None and not resume and (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("step_*")):
+        raise InputError(f"{out} already holds checkpoints: add --resume to continue, or choose another --out")
+    pairs_file = out / "pairs.safetensors"
+    if pairs_file.is_file():
+        pairs = load_file(str(pairs_file))
+    else:
+        train, _ = split_photos(list(cfg.photos), cfg.holdout_every)
+        pairs = make_pairs(pipe, load_photos(train, cfg.max_photo_side), cfg)
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomic(pairs_file, lambda tmp: save_file(pairs, str(tmp)))
+    params = trainable(vae)
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    ema = {k: v.detach().clone() for k, v in decoder_state(vae).items()}
+    step = 0
+    if found is not None:
+        vae.load_state_dict(load_file(str(found / "decoder.safetensors")), strict=False)
+        ema = load_file(str(found / "ema.safetensors"))
+        state = torch.load(found / "state.pt", weights_only=True)
+        opt.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+        print(f"resumed from {found} (step {step})", flush=True)
+    vae.train()
+    deadline = time.time() + 60 * cfg.max_minutes if cfg.max_minutes is not None else math.inf
+    t0, losses = time.time(), []
+    with stop_signals() as received:
+        while step < cfg.steps:
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(cfg, step)
+            loss = decoder_loss(pipe.autoencoder, *batch(pairs, cfg, step), pipe.config.color_fix,
+                                cfg.gradient_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            step += 1
+            with torch.no_grad():
+                for k, v in decoder_state(vae).items():
+                    ema[k].lerp_(v.detach(), 1 - cfg.ema_decay)
+            losses.append(loss.item())
+            if step % 10 == 0:
+                rate = (time.time() - t0) / len(losses)
+                print(f"step {step}/{cfg.steps} loss {sum(losses[-10:]) / 10:.5f} ({rate:.2f} s/step)", flush=True)
+            stop = bool(received) or time.time() > deadline
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
+                save(out, step, vae, ema, opt, cfg)
+                export(out, pipe.autoencoder, ema, cfg, step)
+            if received:
+                raise stopped(received[0], step, out / "checkpoints" / f"step_{step:07d}", "--resume")
+            if stop:
+                print(f"stopped after --max-minutes at step {step}; continue with --resume", file=sys.stderr)
+                break
+    return out / "autoencoder"

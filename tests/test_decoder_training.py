@@ -1,0 +1,79 @@
+"""Fine-tuning a model's decoder on its flow's outputs (fmboost/training/decoder.py, recipes/default/train_decoder.py)."""
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from fmboost.data.files import sha256
+
+
+def decoder_and_rest(folder):
+    state = load_file(str(folder / "diffusion_pytorch_model.safetensors"))
+    part = lambda k: k.startswith(("decoder.", "post_quant_conv."))
+    return {k: v for k, v in state.items() if part(k)}, {k: v for k, v in state.items() if not part(k)}
+
+
+def test_the_decoder_learns_the_flow_outputs_and_nothing_else_changes(tmp_path, tiny_model_dir, photos_dir):
+    from fmboost.autoencoders.vae import Autoencoder
+    from fmboost.pipelines.upscale import FMBoostPipeline
+    from fmboost.training.decoder import DecoderConfig, batch, decoder_loss, train_decoder
+
+    cfg = DecoderConfig(model=str(tiny_model_dir), photos=(str(photos_dir),), out=str(tmp_path / "run"), crop=32,
+                        pairs=8, batch=8, steps=30, lr=3e-3, warmup=1, ema_decay=0.0, checkpoint_every=30,
+                        holdout_every=0)
+    made = train_decoder(cfg)
+    pairs = load_file(str(tmp_path / "run" / "pairs.safetensors"))
+    assert pairs["x1_hat"].shape[0] == pairs["x_lr"].shape[0] == pairs["x"].shape[0] == 8
+    fix = FMBoostPipeline.from_pretrained(tiny_model_dir).config.color_fix
+    with torch.no_grad():
+        data = batch(pairs, cfg, 0)
+        before = decoder_loss(Autoencoder.from_pretrained(tiny_model_dir / "autoencoder"), *data, fix).item()
+        after = decoder_loss(Autoencoder.from_pretrained(made), *data, fix).item()
+    assert after < 0.9 * before
+    old_decoder, old_rest = decoder_and_rest(tiny_model_dir / "autoencoder")
+    new_decoder, new_rest = decoder_and_rest(made)
+    assert old_rest.keys() == new_rest.keys() and all(torch.equal(old_rest[k], new_rest[k]) for k in old_rest)
+    assert any(not torch.equal(old_decoder[k], new_decoder[k]) for k in old_decoder)
+    # the decoder fits this flow: the digest says which
+    made_how = json.loads((made / "training.json").read_text())
+    assert made_how["flow_sha256"] == sha256(tiny_model_dir / "cfm" / "diffusion_pytorch_model.safetensors")
+    assert made_how["decoder_steps"] == 30
+
+
+def test_decoder_training_resumes_and_refuses_a_used_folder(tmp_path, tiny_model_dir, photos_dir):
+    from fmboost.errors import InputError
+    from fmboost.training.decoder import DecoderConfig, train_decoder
+
+    cfg = DecoderConfig(model=str(tiny_model_dir), photos=(str(photos_dir),), out=str(tmp_path / "run"), crop=32,
+                        pairs=4, batch=2, steps=2, checkpoint_every=1, holdout_every=0)
+    train_decoder(cfg)
+    pairs = tmp_path / "run" / "pairs.safetensors"
+    made_at = pairs.stat().st_mtime_ns
+    with pytest.raises(InputError, match="already holds checkpoints"):
+        train_decoder(cfg)
+    cfg.steps = 3
+    train_decoder(cfg, resume=True)
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step_0000002", "step_0000003"]
+    assert pairs.stat().st_mtime_ns == made_at  # made once
+
+
+def test_the_recipe_installs_only_a_finished_run(tmp_path, tiny_model_dir, photos_dir, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "train_decoder", Path(__file__).resolve().parents[1] / "recipes" / "default" / "train_decoder.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    model = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    before = sha256(model / "autoencoder" / "diffusion_pytorch_model.safetensors")
+    common = [str(photos_dir), "--model", str(model), "--crop", "32", "--pairs", "4", "--batch", "2",
+              "--checkpoint-every", "1", "--max-minutes", "0"]
+    assert recipe.main(common + ["--out", str(tmp_path / "short"), "--steps", "5", "--install"]) == 0
+    assert "not installed" in capsys.readouterr().out
+    assert sha256(model / "autoencoder" / "diffusion_pytorch_model.safetensors") == before
+    assert recipe.main(common[:-2] + ["--out", str(tmp_path / "done"), "--steps", "1", "--install"]) == 0
+    assert sha256(model / "autoencoder" / "diffusion_pytorch_model.safetensors") != before
+    assert recipe.main([str(tmp_path / "nowhere"), "--model", str(model), "--out", str(tmp_path / "x")]) == 2

@@ -97,7 +97,10 @@ def main():
                        {"meta": run_meta(tuned_on=TUNED_ON),
                         "settings": {"model": str(run), "crop": args.crop, "steps": args.steps,
                                      "photos": len(pairs), "training": json.loads((run / "training.json").read_text())
-                                     if (run / "training.json").exists() else None},
+                                     if (run / "training.json").exists() else None,
+                                     "autoencoder_training": json.loads((run / "autoencoder" / "training.json")
+                                                                        .read_text())
+                                     if (run / "autoencoder" / "training.json").exists() else None},
                         "bicubic": bicubic, "model": point})
             continue
         cfg = json.loads((run / "config.json").read_text())

@@ -34,6 +34,10 @@ fmboost train --config recipes/default/cfm.yaml --data "$RUN/shards" --out "$RUN
 steps=$(python -c "import json; print(json.load(open('$RUN/cfm/model/training.json'))['steps'])" 2>/dev/null || echo 0)
 max=$(python -c "import yaml; print(yaml.safe_load(open('recipes/default/cfm.yaml'))['max_steps'])")
 if [ "$steps" -lt "$max" ]; then echo "flow at step $steps of $max: run again to continue"; exit 0; fi
+# The video model's temporal layers fit the flow they were trained beside: they go with the old flow.
+if [ -d fmboost/weights/default/temporal ]; then
+    echo "fmboost/weights/default/temporal goes with the old flow: bash recipes/video/make_temporal.sh trains it again"
+fi
 rm -rf fmboost/weights/default
 cp -r "$RUN/cfm/model" fmboost/weights/default
 cp "$RUN/autoencoder/autoencoder/training.json" fmboost/weights/default/autoencoder/
@@ -43,6 +47,12 @@ cp "$RUN/autoencoder/autoencoder/training.json" fmboost/weights/default/autoenco
 if [ -f runs/default_gpu/finetune/model/training.json ]; then
     python recipes/default/gpu_lease.py install runs/default_gpu/finetune/model
 fi
+# The decoder, fine-tuned on this flow's one-step outputs (docs/default_model.md, "The decoder, fine-tuned");
+# ≈1 h on one core. It installs itself into the model's autoencoder/ once it reaches its steps.
+python recipes/default/train_decoder.py "$DATA/train" "$DATA/train_hr" --out "$RUN/decoder" --steps 2000 \
+    --lr 2e-4 --resume --install ${MINUTES:+--max-minutes "$MINUTES"}
+steps=$(python -c "import json; print(json.load(open('$RUN/decoder/autoencoder/training.json'))['decoder_steps'])")
+if [ "$steps" -lt 2000 ]; then echo "decoder at step $steps of 2000: run again to continue"; exit 0; fi
 fmboost info fmboost/weights/default
 # Sampling τ and colour fix, measured on the held-back photos (cfm.yaml's sample_tau and color_fix were set from it)
 python recipes/default/tune.py --model fmboost/weights/default --data "$DATA"

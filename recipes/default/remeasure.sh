@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything the README and docs quote of the embedded default, measured again after its weights change.
-#   bash recipes/default/remeasure.sh DATA_DIR [PEERS_PYTHON]
+#   [TIMING=0] bash recipes/default/remeasure.sh DATA_DIR [PEERS_PYTHON]
 # DATA_DIR holds train/ and val/ (e.g. ../shared/data); PEERS_PYTHON is ../shared/tools/peers/setup.sh's python
 # (SRMD beside fmboost; without it the peer columns say they were not run). Each raw file records the commit it
 # was measured on, so the tree must be committed: each step's results are committed before the next starts.
@@ -23,8 +23,11 @@ step python recipes/default/canary.py
 step python recipes/default/readme_grid.py --data "$DATA"
 # τ 200: the detail setting tune.py chose on the held-back photos (lowest NIQE; results/default_model/tuning.json)
 step python benchmarks/peers.py --data "$DATA" --peers-python "$PY" --steps 1,4 --taus 200
-step python benchmarks/contention.py --peers-python "$PY"
-step python benchmarks/large_photo.py --peers-python "$PY"
-step python benchmarks/upscale.py --size 256
-step python benchmarks/upscale.py --size 512
+# Timings: TIMING=0 skips them when only weights changed, not the networks (the same arithmetic takes the same time)
+if [ "${TIMING:-1}" != 0 ]; then
+    step python benchmarks/contention.py --peers-python "$PY"
+    step python benchmarks/large_photo.py --peers-python "$PY"
+    step python benchmarks/upscale.py --size 256
+    step python benchmarks/upscale.py --size 512
+fi
 step python experiments/report.py

@@ -77,3 +77,23 @@ def test_the_recipe_installs_only_a_finished_run(tmp_path, tiny_model_dir, photo
     assert recipe.main(common[:-2] + ["--out", str(tmp_path / "done"), "--steps", "1", "--install"]) == 0
     assert sha256(model / "autoencoder" / "diffusion_pytorch_model.safetensors") != before
     assert recipe.main([str(tmp_path / "nowhere"), "--model", str(model), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_info_says_the_decoder_was_fine_tuned_and_for_which_flow(tmp_path, tiny_model_dir, capsys):
+    from fmboost.cli.main import main
+
+    model = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    made = model / "autoencoder" / "training.json"
+    flow = sha256(model / "cfm" / "diffusion_pytorch_model.safetensors")
+
+    def info():
+        capsys.readouterr()
+        assert main(["info", str(model)]) == 0
+        return capsys.readouterr().out
+
+    assert "fine-tuned" not in info()
+    made.write_text(json.dumps({"decoder_steps": 1500, "flow_sha256": flow}))
+    out = info()
+    assert "decoder fine-tuned 1,500 steps on the flow's outputs" in out and "another flow" not in out
+    made.write_text(json.dumps({"decoder_steps": 1500, "flow_sha256": "0" * 64}))
+    assert "(of another flow than this cfm/)" in info()

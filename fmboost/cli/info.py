@@ -54,7 +54,22 @@ def describe_folder(source) -> dict | None:
                             "latent_channels": ae_config["latent_channels"],
                             "scaling_factor": float(ae_config.get("scaling_factor", 1.0))},
             "cfm": {"parameters": cfm_params, **public(read_json(cfm / "config.json"))} if cfm.is_dir() else None,
-            "temporal": temporal_of(folder)}
+            "temporal": temporal_of(folder), "decoder": decoder_of(folder, ae)}
+
+
+def fits(made: dict, folder: Path) -> bool | None:
+    """Whether a part trained beside a frozen image flow (its training.json's flow_sha256) fits the flow in cfm/;
+    None when either is not recorded."""
+    flow = folder / "cfm" / "diffusion_pytorch_model.safetensors"
+    return None if not made.get("flow_sha256") or not flow.is_file() else made["flow_sha256"] == sha256(flow)
+
+
+def decoder_of(folder: Path, ae: Path) -> dict | None:
+    """A decoder fine-tuned on the flow's outputs (training/decoder.py), if the autoencoder's training.json says so."""
+    made = read_json(ae / "training.json") or {}
+    if "decoder_steps" not in made:
+        return None
+    return {"fine_tuned_steps": made["decoder_steps"], "fits_flow": fits(made, folder)}
 
 
 def temporal_of(folder: Path) -> dict | None:
@@ -63,11 +78,9 @@ def temporal_of(folder: Path) -> dict | None:
     if not temporal.is_dir():
         return None
     made = read_json(temporal / "training.json") or {}
-    flow = folder / "cfm" / "diffusion_pytorch_model.safetensors"
-    # Trained beside a frozen image flow: with another flow in cfm/ they no longer fit (None: not recorded).
-    fits = None if not made.get("flow_sha256") or not flow.is_file() else made["flow_sha256"] == sha256(flow)
+    # Trained beside a frozen image flow: with another flow in cfm/ they no longer fit.
     return {"parameters": parameters(temporal), **public(read_json(temporal / "config.json") or {}),
-            "trained_steps": made.get("steps"), "fits_flow": fits}
+            "trained_steps": made.get("steps"), "fits_flow": fits(made, folder)}
 
 
 def describe_loaded(source) -> dict:
@@ -97,6 +110,10 @@ def as_text(d: dict) -> str:
         f"autoencoder  {ae['parameters']:,} parameters, ×{ae['downsample_factor']} downsampling, "
         f"{ae['latent_channels']} latent channels, scaling factor {ae['scaling_factor']:.4g}",
     ]
+    decoder = d.get("decoder")
+    if decoder:
+        lines.append(f"             its decoder fine-tuned {decoder['fine_tuned_steps']:,} steps on the flow's outputs"
+                     + (" (of another flow than this cfm/)" if decoder["fits_flow"] is False else ""))
     if cfm is None:
         lines.append("network      none (no cfm/): only the methods x0, bicubic and lanczos run")
     else:

@@ -60,8 +60,8 @@ def cpu_threads() -> int:
     - otherwise a thread per idle core, or, where the busy cores are at least as many as the idle ones, two per idle
       core and one per busy core: every thread then gets about half a core, so the barrier waits for no single slow
       one, and the busy cores' share adds at least half again to what the idle ones give (2 cores, one busy:
-      3 threads). Measured on 2 cores only (docs/default_model.md); more cores keep a thread per idle core, since
-      there the busy cores' share adds little and doubling the threads costs."""
+      3 threads). Measured on 2 cores only (docs/default_model.md). Where the idle cores outnumber the busy ones,
+      the busy cores' share would add little and doubling the threads costs, so they keep a thread per idle core."""
     if os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

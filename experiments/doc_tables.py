@@ -967,6 +967,25 @@ def video_flicker(results: Path) -> str:
         "![crop strip](video_strip.png)"])
 
 
+def video_heldback(results: Path) -> str:
+    """The same pan over the held-back training photos, on which the temporal layers' stages were chosen
+    (benchmarks/video_flicker.py --heldback)."""
+    data = load(results, "video/flicker_heldback.json")
+    if data is None:
+        return pending("video/flicker_heldback.json",
+                       "python benchmarks/video_flicker.py --data ../shared/data --heldback --photos 8")
+    st, summary = data["meta"]["settings"], data["summary"]
+    per, aligned = summary["per-frame"], summary["aligned"]
+    rows = [[f"`{name}`", f"{s['flicker']:.3f}", num(s.get("psnr"), ".2f")] for name, s in summary.items()]
+    return "\n".join([
+        f"{measured_by(data['meta'])} {st['photos']} held-back training photos (every 10th of train/ and train_hr/), "
+        f"the pan above ({st['frames']} frames of {st['crop']}² px). Tuned on: {data['meta']['tuned_on']}. Raw: "
+        f"`results/video/flicker_heldback.json`.", "",
+        table(["method", "flicker (levels) ↓", "PSNR (dB)"], rows), "",
+        f"Aligned against per frame on these photos: flicker {100 * (1 - aligned['flicker'] / per['flicker']):.1f} % "
+        f"lower, PSNR {aligned['psnr'] - per['psnr']:+.2f} dB."])
+
+
 # ------------------------------------------------------------------------------------------------ flow cost
 
 

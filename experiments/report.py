@@ -61,6 +61,7 @@ SECTIONS = [
     ("docs/robustness.md", "serve-load", doc_tables.serve_load),
     ("docs/robustness.md", "serve-hardening", doc_tables.serve_hardening),
     ("docs/video.md", "video-flicker", doc_tables.video_flicker),
+    ("docs/video.md", "video-heldback", doc_tables.video_heldback),
 ]
 
 

@@ -32,7 +32,7 @@ from fmboost.data.photos import load_photos, split_photos
 from fmboost.data.sources import resolve_model
 from fmboost.errors import InputError
 from fmboost.training.autoencoder import image_gradients
-from fmboost.training.checkpoints import newest_checkpoint, prune, write_verified
+from fmboost.training.part import checkpoint_to_resume, learning_rate, load_checkpoint, save_checkpoint
 from fmboost.training.stopping import stop_signals, stopped
 
 
@@ -105,29 +105,10 @@ def decoder_loss(autoencoder, x1_hat, x_lr, x, color_fix: str, gradient_weight: 
     return loss
 
 
-def learning_rate(cfg: DecoderConfig, step: int) -> float:
-    """Linear warmup, then cosine to zero at cfg.steps."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))))
-
-
 def batch(pairs: dict[str, torch.Tensor], cfg: DecoderConfig, step: int):
     g = torch.Generator().manual_seed(cfg.seed * 7919 + step)
     i = torch.randint(len(pairs["x"]), (cfg.batch,), generator=g)
     return pairs["x1_hat"][i].float(), pairs["x_lr"][i].float(), pairs["x"][i].float() / 127.5 - 1
-
-
-def save(out: Path, step: int, vae, ema: dict, opt, cfg: DecoderConfig) -> None:
-    def write(tmp: Path) -> None:
-        save_file({k: v.contiguous() for k, v in decoder_state(vae).items()}, str(tmp / "decoder.safetensors"))
-        save_file({k: v.contiguous() for k, v in ema.items()}, str(tmp / "ema.safetensors"))
-        torch.save({"optimizer": opt.state_dict(), "step": step}, tmp / "state.pt")
-        (tmp / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-
-    root = out / "checkpoints"
-    write_verified(root / f"step_{step:07d}", step, write, tmp=root / f".tmp_step_{step:07d}")
-    prune(root, step, cfg.keep_checkpoints)
 
 
 def export(out: Path, autoencoder, ema: dict, cfg: DecoderConfig, step: int) -> Path:
@@ -163,9 +144,7 @@ def train_decoder(cfg: DecoderConfig, resume: bool = False) -> Path:
     vae = pipe.autoencoder.vae
     pipe.model.eval().requires_grad_(False)
     vae.eval().requires_grad_(False)
-    found = newest_checkpoint(out) if resume else None
-    if found is None and not resume and (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("step_*")):
-        raise InputError(f"{out} already holds checkpoints: add --resume to continue, or choose another --out")
+    found = checkpoint_to_resume(out, resume)
     pairs_file = out / "pairs.safetensors"
     if pairs_file.is_file():
         pairs = load_file(str(pairs_file))
@@ -181,11 +160,9 @@ def train_decoder(cfg: DecoderConfig, resume: bool = False) -> Path:
     ema = {k: v.detach().clone() for k, v in decoder_state(vae).items()}
     step = 0
     if found is not None:
-        vae.load_state_dict(load_file(str(found / "decoder.safetensors")), strict=False)
-        ema = load_file(str(found / "ema.safetensors"))
-        state = torch.load(found / "state.pt", weights_only=True)
-        opt.load_state_dict(state["optimizer"])
-        step = int(state["step"])
+        saved, step = load_checkpoint(found, ("decoder", "ema"), opt)
+        vae.load_state_dict(saved["decoder"], strict=False)
+        ema = saved["ema"]
         print(f"resumed from {found} (step {step})", flush=True)
     vae.train()
     deadline = time.time() + 60 * cfg.max_minutes if cfg.max_minutes is not None else math.inf
@@ -210,7 +187,7 @@ def train_decoder(cfg: DecoderConfig, resume: bool = False) -> Path:
                 print(f"step {step}/{cfg.steps} loss {sum(losses[-10:]) / 10:.5f} ({rate:.2f} s/step)", flush=True)
             stop = bool(received) or time.time() > deadline
             if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
-                save(out, step, vae, ema, opt, cfg)
+                save_checkpoint(out, step, {"decoder": decoder_state(vae), "ema": ema}, opt, cfg)
                 export(out, pipe.autoencoder, ema, cfg, step)
             if received:
                 raise stopped(received[0], step, out / "checkpoints" / f"step_{step:07d}", "--resume")

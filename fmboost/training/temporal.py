@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from fmboost.data.clips import sample_clips
 from fmboost.data.files import sha256, write_atomic
@@ -34,7 +33,7 @@ from fmboost.errors import InputError
 from fmboost.flow.noise import noise_augment
 from fmboost.flow.objective import cfm_path, one_step_x1
 from fmboost.models.temporal import TemporalLayers, TemporalResNet
-from fmboost.training.checkpoints import newest_checkpoint, prune, write_verified
+from fmboost.training.part import checkpoint_to_resume, learning_rate, load_checkpoint, save_checkpoint
 from fmboost.training.stopping import stop_signals, stopped
 
 
@@ -111,30 +110,11 @@ def start_from(layers: TemporalLayers, folder: str) -> dict:
     return {k: v.detach().clone() for k, v in layers.state_dict().items()}
 
 
-def learning_rate(cfg: TemporalConfig, step: int) -> float:
-    """Linear warmup, then cosine to zero at cfg.steps (the default recipe's schedule)."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))))
-
-
 @torch.no_grad()
 def batch(pipe, photos, cfg: TemporalConfig, step: int):
     rng = random.Random(f"{cfg.seed}:{step}")
     hr, lr = sample_clips(photos, cfg.clips, cfg.size, cfg.frames, pipe.config.scale, rng)
     return pipe.autoencoder.encode(hr), pipe.condition(lr)
-
-
-def save(out: Path, step: int, layers: TemporalLayers, ema: dict, opt, cfg: TemporalConfig) -> None:
-    def write(tmp: Path) -> None:
-        save_file({k: v.contiguous() for k, v in layers.state_dict().items()}, str(tmp / "temporal.safetensors"))
-        save_file({k: v.contiguous() for k, v in ema.items()}, str(tmp / "ema.safetensors"))
-        torch.save({"optimizer": opt.state_dict(), "step": step}, tmp / "state.pt")
-        (tmp / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-
-    root = out / "checkpoints"
-    write_verified(root / f"step_{step:07d}", step, write, tmp=root / f".tmp_step_{step:07d}")
-    prune(root, step, cfg.keep_checkpoints)
 
 
 def export(out: Path, layers: TemporalLayers, ema: dict, cfg: TemporalConfig, step: int) -> Path:
@@ -167,16 +147,12 @@ def train_temporal(cfg: TemporalConfig, resume: bool = False) -> Path:
     opt = torch.optim.AdamW(layers.parameters(), lr=cfg.lr, weight_decay=0.0)
     ema = {k: v.detach().clone() for k, v in layers.state_dict().items()}
     step = 0
-    found = newest_checkpoint(out) if resume else None
+    found = checkpoint_to_resume(out, resume)
     if found is not None:
-        layers.load_state_dict(load_file(str(found / "temporal.safetensors")))
-        ema = load_file(str(found / "ema.safetensors"))
-        state = torch.load(found / "state.pt", weights_only=True)
-        opt.load_state_dict(state["optimizer"])
-        step = int(state["step"])
+        saved, step = load_checkpoint(found, ("temporal", "ema"), opt)
+        layers.load_state_dict(saved["temporal"])
+        ema = saved["ema"]
         print(f"resumed from {found} (step {step})", flush=True)
-    elif not resume and (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("step_*")):
-        raise InputError(f"{out} already holds checkpoints: add --resume to continue, or choose another --out")
     if found is None and cfg.init:
         ema = start_from(layers, cfg.init)
     train, _ = split_photos(list(cfg.photos), cfg.holdout_every)
@@ -208,7 +184,7 @@ def train_temporal(cfg: TemporalConfig, resume: bool = False) -> Path:
                 print(f"step {step}/{cfg.steps} loss {sum(losses[-10:]) / 10:.5f} ({rate:.2f} s/step)", flush=True)
             stop = bool(received) or time.time() > deadline
             if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
-                save(out, step, layers, ema, opt, cfg)
+                save_checkpoint(out, step, {"temporal": layers.state_dict(), "ema": ema}, opt, cfg)
                 export(out, layers, ema, cfg, step)
             if received:
                 raise stopped(received[0], step, out / "checkpoints" / f"step_{step:07d}", "--resume")

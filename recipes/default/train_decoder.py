@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
-from fmboost.data.files import write_atomic
 from fmboost.errors import FmboostError
 from fmboost.training.decoder import DecoderConfig, train_decoder
+from fmboost.training.part import install
 from fmboost.training.stopping import TrainingStopped
 
 
@@ -52,11 +51,7 @@ def main(argv=None) -> int:
         return 2
     steps = json.loads((made / "training.json").read_text())["decoder_steps"]
     if args.install or args.install_now:
-        if steps < cfg.steps and not args.install_now:
-            print(f"at step {steps} of {cfg.steps}: not installed (run again with --resume)")
-            return 0
-        write_atomic(Path(args.model) / "autoencoder", lambda tmp: shutil.copytree(made, tmp))
-        print(f"installed {made} (step {steps}) as {Path(args.model) / 'autoencoder'}")
+        print(install(made, Path(args.model) / "autoencoder", steps, cfg.steps, early=args.install_now))
     return 0
 
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 from pathlib import Path
 
-from fmboost.data.files import write_atomic
 from fmboost.errors import FmboostError
+from fmboost.training.part import install
 from fmboost.training.stopping import TrainingStopped
 from fmboost.training.temporal import TemporalConfig, train_temporal
 
@@ -53,11 +52,7 @@ def main(argv=None) -> int:
         return 2
     steps = json.loads((made / "training.json").read_text())["steps"]
     if args.install or args.install_now:
-        if steps < cfg.steps and not args.install_now:
-            print(f"at step {steps} of {cfg.steps}: not installed (run again with --resume)")
-            return 0
-        write_atomic(Path(args.model) / "temporal", lambda tmp: shutil.copytree(made, tmp))
-        print(f"installed {made} (step {steps}) as {Path(args.model) / 'temporal'}")
+        print(install(made, Path(args.model) / "temporal", steps, cfg.steps, early=args.install_now))
     return 0
 
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from fmboost.pipelines.colorfix import color_fix, wavelet_split
+from fmboost.pipelines.colorfix import RGB_TO_YCBCR, YCBCR_TO_RGB, color_fix, convert, wavelet_split
 from fmboost.data.photos import hue_rotation
 
 
@@ -38,7 +38,7 @@ def test_wavelet_split_adds_back_up():
     assert base.std() < x.std()  # the base is the smooth part
 
 
-@pytest.mark.parametrize("method", ["wavelet", "adain"])
+@pytest.mark.parametrize("method", ["wavelet", "adain", "luma"])
 @pytest.mark.parametrize("rgb", [(128, 40, 200), (210, 40, 170)], ids=["purple", "magenta"])
 def test_colour_fix_restores_the_hue_of_a_shifted_patch(method, rgb):
     lowres = torch.nn.functional.avg_pool2d(patch_image(rgb), 2)
@@ -49,11 +49,12 @@ def test_colour_fix_restores_the_hue_of_a_shifted_patch(method, rgb):
     assert hue_distance(mean_hue(fixed), mean_hue(lowres)) < 3
 
 
-def test_wavelet_fix_keeps_fine_detail_of_the_output():
+@pytest.mark.parametrize("method", ["wavelet", "luma"])
+def test_wavelet_and_luma_fixes_keep_fine_detail_of_the_output(method):
     lowres = torch.zeros(1, 3, 16, 16)
     output = torch.zeros(1, 3, 32, 32)
-    output[..., ::2, :] = 0.5  # one-pixel stripes the low-res input cannot have
-    fixed = color_fix(output, lowres, "wavelet")
+    output[..., ::2, :] = 0.5  # one-pixel grey stripes the low-res input cannot have
+    fixed = color_fix(output, lowres, method)
     stripes = fixed[..., ::2, :].mean() - fixed[..., 1::2, :].mean()
     assert stripes > 0.4  # the stripes survive ...
     assert abs(fixed.mean()) < 0.05  # ... around the input's mean colour
@@ -73,3 +74,32 @@ def test_wavelet_fix_is_the_outputs_detail_on_the_references_base():
     detail, _ = wavelet_split(output)
     _, base = wavelet_split(reference)
     assert torch.allclose(color_fix(output, lowres, "wavelet"), (detail + base).clamp(-1, 1), atol=1e-5)
+
+
+def test_ycbcr_round_trip_and_grey_has_no_chroma():
+    x = torch.rand(1, 3, 5, 7) * 2 - 1
+    assert torch.allclose(convert(convert(x, RGB_TO_YCBCR), YCBCR_TO_RGB), x, atol=1e-5)
+    grey = x[:, :1].expand(1, 3, 5, 7)
+    assert convert(grey, RGB_TO_YCBCR)[:, 1:].abs().max() < 1e-5
+
+
+def test_luma_fix_takes_the_chroma_of_the_input_and_the_luma_of_the_wavelet_fix():
+    g = torch.Generator().manual_seed(0)
+    # within ±0.3, so that no recombined pixel reaches the clamp at ±1
+    output = (torch.rand(1, 3, 40, 24, generator=g) - 0.5) * 0.6
+    lowres = (torch.rand(1, 3, 20, 12, generator=g) - 0.5) * 0.6
+    reference = torch.nn.functional.interpolate(lowres, size=(40, 24), mode="bicubic", align_corners=False)
+    fixed = convert(color_fix(output, lowres, "luma"), RGB_TO_YCBCR)
+    assert torch.allclose(fixed[:, 1:], convert(reference, RGB_TO_YCBCR)[:, 1:], atol=1e-5)
+    wavelet = convert(color_fix(output, lowres, "wavelet"), RGB_TO_YCBCR)
+    assert torch.allclose(fixed[:, :1], wavelet[:, :1], atol=1e-5)
+    # ... and it is not the wavelet fix: the output's own colour detail is gone
+    assert (fixed[:, 1:] - wavelet[:, 1:]).abs().max() > 0.05
+
+
+def test_luma_fix_keeps_a_grey_input_grey():
+    g = torch.Generator().manual_seed(1)
+    lowres = (torch.rand(1, 1, 16, 16, generator=g) - 0.5).expand(1, 3, 16, 16)
+    tinted = torch.rand(1, 3, 32, 32, generator=g) - 0.5  # an output with colour the input never had
+    fixed = color_fix(tinted, lowres, "luma")
+    assert (fixed - fixed.mean(1, keepdim=True)).abs().max() < 1e-4

@@ -29,7 +29,7 @@ class ModelConfig:
     sigma_min: float = 0.0
     noise_schedule: str = "cosine"    # of τ's noise augmentation (the reference code's models: shifted-cosine)
     objective: str = "cfm"            # what the network was trained for (flow/objectives.py)
-    color_fix: str = "none"           # none | wavelet | adain: colours taken from the input (pipelines/colorfix.py)
+    color_fix: str = "none"           # none | wavelet | adain | luma: colours taken from the input (pipelines/colorfix.py)
     steps: int = 4                    # ODE steps when the user gives none
     solver: str = "euler"             # ODE solver when the user gives none
     autoencoder: str = "autoencoder"  # the folder's autoencoder/ subfolder, or a hub id

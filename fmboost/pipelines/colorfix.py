@@ -1,9 +1,14 @@
 """Colour correction of an upscaled image against its low-resolution input, as diffusion super-resolution does
-(StableSR's wavelet and AdaIN colour fixes).
+(StableSR's wavelet and AdaIN colour fixes), and as SR networks since SRCNN treat chroma.
 
 A latent model can shift colours that its autoencoder rarely saw; the low-res input knows them exactly. `wavelet`
 keeps the output's fine detail and takes every coarser band from the input's resize; `adain` only matches each
-channel's mean and standard deviation to it. Both work on images in [-1, 1], shape (B, 3, H, W).
+channel's mean and standard deviation to it. `luma` goes one step further: the wavelet-fixed output gives only the
+luma (Y of JPEG's YCbCr), and the chroma (Cb, Cr) is the input's, resized. The eye resolves far less colour than
+brightness detail, cameras and JPEG store chroma at half size, and an autoencoder that compresses three channels to
+two values per pixel spends its precision where the photos it learnt from had detail, in luma; so the input's
+chroma, resized, is closer to the original than the chroma the latent path draws. All work on images in [-1, 1],
+shape (B, 3, H, W).
 """
 from __future__ import annotations
 
@@ -36,6 +41,17 @@ def wavelet_split(x: torch.Tensor, levels: int = 5) -> tuple[torch.Tensor, torch
     return x - base, base
 
 
+# JPEG's YCbCr (ITU-R BT.601, full range) without the offsets: on [-1, 1] images grey has Cb = Cr = 0.
+RGB_TO_YCBCR = torch.tensor([[0.299, 0.587, 0.114],
+                             [-0.168736, -0.331264, 0.5],
+                             [0.5, -0.418688, -0.081312]])
+YCBCR_TO_RGB = torch.linalg.inv(RGB_TO_YCBCR)
+
+
+def convert(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    return torch.einsum("ij,bjhw->bihw", matrix.to(x), x)
+
+
 def color_fix(output: torch.Tensor, reference: torch.Tensor, method: str = "wavelet") -> torch.Tensor:
     """`output` with its colours taken from `reference` (the low-res input, resized to the output's size)."""
     if method == "none":
@@ -46,6 +62,9 @@ def color_fix(output: torch.Tensor, reference: torch.Tensor, method: str = "wave
         # detail(output) + base(reference) = output + base(reference - output): the low-pass is linear (replicated
         # edges included), so one chain of blurs does the work of two, on a 1024² output a few percent of an upscale
         return (output + wavelet_base(reference - output)).clamp(-1, 1)
+    if method == "luma":
+        luma = convert(output + wavelet_base(reference - output), RGB_TO_YCBCR[:1])
+        return convert(torch.cat([luma, convert(reference, RGB_TO_YCBCR[1:])], 1), YCBCR_TO_RGB).clamp(-1, 1)
     if method == "adain":
         dims = (-2, -1)
         mean, std = output.mean(dims, keepdim=True), output.std(dims, keepdim=True).clamp_min(1e-5)

@@ -9,4 +9,4 @@ PIXEL_BASELINES = ("bicubic", "lanczos")  # resized in pixel space: no model, no
 METHODS = (*MODEL_METHODS, *BASELINES)
 # `model` stands for the objective the model folder was trained with (cfm, naive-fm, ...).
 ANY_METHOD = ("model", *METHODS)
-COLOR_FIXES = ("none", "wavelet", "adain")
+COLOR_FIXES = ("none", "wavelet", "adain", "luma")

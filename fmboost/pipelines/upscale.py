@@ -187,7 +187,7 @@ class FMBoostPipeline:
                 tile_size: int | None = None, dtype: torch.dtype | None = None,
                 tau: float | None = None) -> tuple[Image.Image, int]:
         """(the image ×scale, the network evaluations it took). `method="model"` runs the folder's objective;
-        `color_fix` (none | wavelet | adain; default: the model's own setting) takes colours from the input.
+        `color_fix` (none | wavelet | adain | luma; default: the model's own setting) takes colours from the input.
         `tile`: run the whole upscale per overlapping tile of `tile_size` input pixels (default: as large as the
         free memory allows) and blend them seamlessly (see pipelines/tiling.py). `dtype`: autocast to fp16 or bf16
         (the weights stay fp32). Steps, solver and the sampling `tau` default to the model's own (its config). A grey

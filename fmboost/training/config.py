@@ -23,7 +23,7 @@ class TrainConfig:
     tau: float = 400                   # noise-augmentation step of x0 (of 1000); 0 turns it off
     pixel_weight: float = 0.0          # cfm: + λ·L1 of the decoded one-step estimate against the decoded target
     sample_tau: float | None = None    # τ the exported model samples with (default: tau)
-    color_fix: str = "none"            # none | wavelet | adain: the exported model's default colour correction
+    color_fix: str = "none"            # none | wavelet | adain | luma: the exported model's default colour correction
     next_model: str | None = None      # the exported model's next_model: what runs its later passes (×4 of ×2)
     batch_size: int = 16               # the GLOBAL batch of one optimiser step: processes × grad_accum × per process
     grad_accum: int = 1                # micro-batches per step and process (their gradients are averaged)

@@ -1065,3 +1065,30 @@ def decoder_finetune(results: Path) -> str:
         f"{cfg.get('ema_decay', 0):g}, on one torch thread of this CPU. Bicubic: {after['bicubic']['psnr']:.2f} dB.",
         "", table(["decoder", "PSNR (dB)", "SSIM"], rows), "",
         f"The fine-tuned decoder is {gain:+.2f} dB on these crops, at no cost at inference."])
+
+
+DECODER_LUMA = (("model_start.json", "the decoder as the autoencoder trained it"),
+                ("model_default.json", "fine-tuned with the wavelet fix in its loss (shipped before)"),
+                ("model_decoder_luma.json", "fine-tuned with the luma fix in its loss"))
+
+
+def decoder_luma(results: Path) -> str:
+    """The default's decoder three ways, every one scored with the luma colour fix on the held-back crops
+    (recipes/default/design/curves.py on the three model folders): which fine-tuning suits the luma fix."""
+    found = [(load(results, f"default_model/decoder_luma/{name}"), what) for name, what in DECODER_LUMA]
+    if any(r is None for r, _ in found):
+        return pending("default_model/decoder_luma/", "python recipes/default/design/curves.py "
+                       "runs/decoder_luma/start fmboost/weights/default runs/decoder_luma/model --data DATA "
+                       "--out results/default_model/decoder_luma")
+    last = found[-1][0]
+    cfg = (last["settings"].get("autoencoder_training") or {}).get("config", {})
+    rows = [[what, f"{r['model']['psnr']:.2f}", f"{r['model']['ssim']:.4f}"] for r, what in found]
+    best = max(found, key=lambda f: f[0]["model"]["psnr"])
+    return "\n".join([
+        f"{measured_by(last['meta'])} {last['settings']['photos']} held-back training photos (centre "
+        f"{last['settings']['crop']} px, ×2 from PIL's bicubic), NFE {last['settings']['steps']}, each with the luma "
+        f"colour fix. The luma fine-tuning: {cfg.get('steps', '?'):,} steps of batch {cfg.get('batch', '?')}, learning "
+        f"rate {cfg.get('lr', 0):g} with cosine decay, from the autoencoder's own decoder, as the wavelet one. "
+        f"Bicubic: {last['bicubic']['psnr']:.2f} dB.",
+        "", table(["decoder", "PSNR (dB)", "SSIM"], rows), "",
+        f"Highest PSNR: {best[1]}.{uncommitted([r['meta'] for r, _ in found])}"])

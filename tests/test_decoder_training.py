@@ -40,6 +40,7 @@ def test_the_decoder_learns_the_flow_outputs_and_nothing_else_changes(tmp_path, 
     made_how = json.loads((made / "training.json").read_text())
     assert made_how["flow_sha256"] == sha256(tiny_model_dir / "cfm" / "diffusion_pytorch_model.safetensors")
     assert made_how["decoder_steps"] == 30
+    assert made_how["color_fix"] == fix  # the fix its loss went through, the model's own
 
 
 def test_decoder_training_resumes_and_refuses_a_used_folder(tmp_path, tiny_model_dir, photos_dir):

@@ -111,15 +111,17 @@ def batch(pairs: dict[str, torch.Tensor], cfg: DecoderConfig, step: int):
     return pairs["x1_hat"][i].float(), pairs["x_lr"][i].float(), pairs["x"][i].float() / 127.5 - 1
 
 
-def export(out: Path, autoencoder, ema: dict, cfg: DecoderConfig, step: int) -> Path:
-    """OUT/autoencoder: the model's autoencoder with the EMA decoder, and the digest of the flow it was fitted to."""
+def export(out: Path, autoencoder, ema: dict, cfg: DecoderConfig, step: int, color_fix: str) -> Path:
+    """OUT/autoencoder: the model's autoencoder with the EMA decoder, the digest of the flow it was fitted to, and
+    the colour fix its loss went through (the model's own)."""
     vae = autoencoder.vae
     trained = decoder_state(vae)
     with torch.no_grad():
         current = {k: v.detach().clone() for k, v in trained.items()}
         vae.load_state_dict(ema, strict=False)
     flow = Path(resolve_model(cfg.model)) / "cfm" / "diffusion_pytorch_model.safetensors"
-    made = {"decoder_steps": step, "config": cfg.to_dict(), "flow_sha256": sha256(flow) if flow.is_file() else None}
+    made = {"decoder_steps": step, "config": cfg.to_dict(), "color_fix": color_fix,
+            "flow_sha256": sha256(flow) if flow.is_file() else None}
     source = Path(resolve_model(cfg.model)) / "autoencoder" / "training.json"
     if source.is_file():  # how the encoder (unchanged) was made stays with it
         made["autoencoder"] = json.loads(source.read_text())
@@ -188,7 +190,7 @@ def train_decoder(cfg: DecoderConfig, resume: bool = False) -> Path:
             stop = bool(received) or time.time() > deadline
             if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
                 save_checkpoint(out, step, {"decoder": decoder_state(vae), "ema": ema}, opt, cfg)
-                export(out, pipe.autoencoder, ema, cfg, step)
+                export(out, pipe.autoencoder, ema, cfg, step, pipe.config.color_fix)
             if received:
                 raise stopped(received[0], step, out / "checkpoints" / f"step_{step:07d}", "--resume")
             if stop:

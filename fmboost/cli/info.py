@@ -104,7 +104,8 @@ def as_text(d: dict) -> str:
         f"model        {where}" if embedded or d["model"] == d["folder"] else f"model        {d['model']} ({where})",
         f"upscales     ×{d['scale']}, trained as {d['objective']}, x0 by {d['upsampling']} upsampling, "
         f"sampling τ {d['tau']:g}, σ_min {d['sigma_min']:g}",
-        f"defaults     {d['steps']} step(s) of {d['solver']}, colour fix {d['color_fix']} (flags override them)",
+        f"defaults     {d['steps']} step(s) of {d['solver']}, colour fix {d['color_fix']} (flags override them)"
+        + (f"; back-projected onto the input {d['back_projection']}×" if d.get("back_projection") else ""),
         f"beyond ×{d['scale']}    passes after the first by {d.get('next_model') or 'this model again'}"
         + (" (its next_model)" if d.get("next_model") else ""),
         f"autoencoder  {ae['parameters']:,} parameters, ×{ae['downsample_factor']} downsampling, "

@@ -29,7 +29,8 @@ class ModelConfig:
     sigma_min: float = 0.0
     noise_schedule: str = "cosine"    # of τ's noise augmentation (the reference code's models: shifted-cosine)
     objective: str = "cfm"            # what the network was trained for (flow/objectives.py)
-    color_fix: str = "none"           # none | wavelet | adain | luma: colours taken from the input (pipelines/colorfix.py)
+    color_fix: str = "none"           # none | wavelet | adain | luma: colours from the input (pipelines/colorfix.py)
+    back_projection: int = 0          # iterations making the output shrink back to the input (pipelines/consistency.py)
     steps: int = 4                    # ODE steps when the user gives none
     solver: str = "euler"             # ODE solver when the user gives none
     autoencoder: str = "autoencoder"  # the folder's autoencoder/ subfolder, or a hub id
@@ -44,10 +45,10 @@ class ModelConfig:
         if self.next_model is not None and (not isinstance(self.next_model, str) or not self.next_model.strip()):
             raise InputError(f"model setting next_model must name a model (or bicubic, lanczos), got "
                              f"{self.next_model!r}")
-        for name in ("scale", "steps"):
+        for name, least in (("scale", 1), ("steps", 1), ("back_projection", 0)):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InputError(f"model setting {name} must be a whole number of at least 1, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise InputError(f"model setting {name} must be a whole number of at least {least}, got {value!r}")
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":

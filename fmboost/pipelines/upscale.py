@@ -20,6 +20,7 @@ from fmboost.errors import InputError, MissingError
 from fmboost.flow.objectives import DIFFUSION_PREDICTION, get_objective
 from fmboost.flow.upsampling import upsample_image, upsample_latent
 from fmboost.pipelines.colorfix import color_fix as fix_colors
+from fmboost.pipelines.consistency import back_project
 from fmboost.models.device import reuse_freed_memory
 from fmboost.models.networks import load_network
 from fmboost.models.temporal import TemporalLayers, TemporalResNet
@@ -259,16 +260,19 @@ class FMBoostPipeline:
     def upscale_tensor(self, x: torch.Tensor, method: str = "cfm", steps: int | None = None,
                        solver: str | None = None, seed: int = 0, disable=True, callback=None,
                        color_fix: str | None = None, tau: float | None = None) -> tuple[torch.Tensor, int]:
-        """1×3×h×w in [-1, 1] → (1×3×(h·s)×(w·s), NFE): x0 from the pixels, the flow (unless x0), decode, and the
-        colour fix against the input."""
+        """1×3×h×w in [-1, 1] → (1×3×(h·s)×(w·s), NFE): x0 from the pixels, the flow (unless x0), then `finish`."""
         s, (h, w) = self.config.scale, x.shape[-2:]
         x = pad_to_multiple(x.to(self.device), self.pad_multiple)
         x_cond = self.condition(x)
         z, nfe = (x_cond, 0) if method == "x0" else self.flow(x_cond, steps, solver, seed, disable, callback,
                                                               tau=tau)
-        out = fix_colors(self.autoencoder.decode(z).float(), x.float(),
-                         color_fix or self.config.color_fix)
-        return out[:, :, : h * s, : w * s], nfe
+        return self.finish(z, x, color_fix)[:, :, : h * s, : w * s], nfe
+
+    def finish(self, z: torch.Tensor, x: torch.Tensor, color_fix: str | None = None) -> torch.Tensor:
+        """The high-res latent → pixels: decoded, colours taken from the low-res input `x` (`color_fix`, default the
+        model's), then back-projected onto it as many times as the model's `back_projection` says."""
+        out = fix_colors(self.autoencoder.decode(z).float(), x.float(), color_fix or self.config.color_fix)
+        return back_project(out, x.float(), self.config.back_projection)
 
     @property
     def aligned(self) -> bool:
@@ -290,8 +294,7 @@ class FMBoostPipeline:
                 padded = pad_to_multiple(part.to(self.device), self.pad_multiple)
                 x_cond = self.condition(padded)
                 z, _ = self.flow(x_cond, steps, solver, seed, frames=padded.shape[0], tau=tau)
-                out = fix_colors(self.autoencoder.decode(z).float(), padded.float(), color_fix or self.config.color_fix)
-                return out[:, :, : h * s, : w * s]
+                return self.finish(z, padded, color_fix)[:, :, : h * s, : w * s]
             return torch.cat([self.upscale_tensor(f[None], method, steps, solver, seed, color_fix=color_fix,
                                                   tau=tau)[0] for f in part])
 

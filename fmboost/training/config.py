@@ -24,6 +24,7 @@ class TrainConfig:
     pixel_weight: float = 0.0          # cfm: + λ·L1 of the decoded one-step estimate against the decoded target
     sample_tau: float | None = None    # τ the exported model samples with (default: tau)
     color_fix: str = "none"            # none | wavelet | adain | luma: the exported model's default colour correction
+    back_projection: int = 0           # the exported model's back-projections onto the input (pipelines/consistency.py)
     next_model: str | None = None      # the exported model's next_model: what runs its later passes (×4 of ×2)
     batch_size: int = 16               # the GLOBAL batch of one optimiser step: processes × grad_accum × per process
     grad_accum: int = 1                # micro-batches per step and process (their gradients are averaged)

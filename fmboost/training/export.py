@@ -21,7 +21,7 @@ def export_pipeline(out: Path, ema, manifest: dict, cfg: TrainConfig, step: int)
                            upsampling=manifest["upsampling"], sigma_min=cfg.sigma_min,
                            tau=cfg.tau if cfg.sample_tau is None else cfg.sample_tau,
                            objective=cfg.objective, color_fix=cfg.color_fix,
-                           next_model=cfg.next_model)
+                           back_projection=cfg.back_projection, next_model=cfg.next_model)
     # How the weights were made travels with them: settings, steps reached, data.
     keys = ("vae", "size", "scale", "upsampling", "degradation", "holdout_every", "count", "images_dirs")
     data = {k: manifest[k] for k in keys if k in manifest}

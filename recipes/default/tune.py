@@ -5,7 +5,8 @@
 The held-back photos are every `--holdout-every`-th photo of train/ and train_hr/: the autoencoder
 (`fmboost train-autoencoder`) and the flow's shards (`fmboost prepare --holdout-every`) both left them out. Each
 photo's centre crop (`--crop` px) is downscaled ×2 (bicubic) and upscaled back by bicubic, x0 (no flow) and the flow
-at NFE `--steps` for every sampling τ, each with every colour fix. Writes results/default_model/tuning.json
+at NFE `--steps` for every sampling τ, each with every colour fix, and the wavelet and luma fixes also back-projected
+onto the input (`--back-projections`, pipelines/consistency.py). Writes results/default_model/tuning.json
 (per-photo PSNR, SSIM, sharpness, NIQE; means; meta). The flow runs once per τ and the colour fixes are applied to its
 decoded output, so the fixes are compared on identical samples.
 """
@@ -23,10 +24,12 @@ from fmboost.evaluation import metrics as M
 from fmboost.evaluation.niqe import niqe
 from fmboost.evaluation.provenance import run_meta, write_json
 from fmboost.pipelines.colorfix import color_fix
+from fmboost.pipelines.consistency import back_project
 from fmboost.pipelines.methods import COLOR_FIXES
 from fmboost.pipelines.upscale import FMBoostPipeline
 
 ROOT = Path(__file__).resolve().parents[2]
+BACK_PROJECTED = ("wavelet", "luma")  # the fixes worth back-projecting: the others are behind them without it
 
 
 def scores(out, hr) -> dict:
@@ -43,12 +46,17 @@ def main():
     p.add_argument("--crop", type=int, default=256)
     p.add_argument("--steps", type=int, default=None, help="NFE (default: the model's own, its fmboost.json)")
     p.add_argument("--taus", default="0,50,100", help="sampling τ values to compare")
+    p.add_argument("--back-projections", default="1",
+                   help="back-projection iterations to compare (besides none), with the fixes in BACK_PROJECTED")
     p.add_argument("--out", default=str(ROOT / "results" / "default_model" / "tuning.json"))
     args = p.parse_args()
     pipe = FMBoostPipeline.from_pretrained(args.model)
+    # the raw output: each fix and back-projection is applied below, so the model's own must not be there already
+    pipe.config = pipe.config.replace(back_projection=0)
     steps = args.steps or pipe.config.steps  # recorded in the settings, so the table names the NFE it ran
     pairs = held_back_pairs([f"{args.data}/train", f"{args.data}/train_hr"], args.holdout_every, args.crop)
     taus = [float(t) for t in args.taus.split(",")]
+    back_projections = [int(k) for k in args.back_projections.split(",") if int(k) > 0]
     rows = {}
     for _, hr, small in tqdm(pairs, desc="held-back photos"):
         c = hr.width
@@ -60,7 +68,12 @@ def main():
             pipe.config = pipe.config.replace(tau=tau)
             y = pipe.upscale_tensor(lr, "cfm", steps, color_fix="none")[0]
             for fix in COLOR_FIXES:
-                outs[f"cfm tau={tau:g} color_fix={fix}"] = to_pil(color_fix(y, lr, fix)[0])
+                fixed = color_fix(y, lr, fix)
+                outs[f"cfm tau={tau:g} color_fix={fix}"] = to_pil(fixed[0])
+                if fix in BACK_PROJECTED:
+                    for k in back_projections:
+                        name = f"cfm tau={tau:g} color_fix={fix} back_projection={k}"
+                        outs[name] = to_pil(back_project(fixed, lr, k)[0])
         for name, out in outs.items():
             for k, v in scores(out, hr).items():
                 rows.setdefault(name, {}).setdefault(k, []).append(v)
@@ -68,7 +81,8 @@ def main():
     write_json(Path(args.out), {"meta": run_meta(tuned_on="held-back training photos (every "
                                                  f"{args.holdout_every}th of train/ and train_hr/)"),
                                 "settings": {"model": args.model, "crop": args.crop, "steps": steps,
-                                             "taus": taus, "photos": [Path(path).name for path, _, _ in pairs]},
+                                             "taus": taus, "back_projections": back_projections,
+                                             "photos": [Path(path).name for path, _, _ in pairs]},
                                 "mean": summary, "per_image": rows})
     for name, m in sorted(summary.items(), key=lambda kv: -kv[1]["psnr"]):
         print(f"{name:40s} PSNR {m['psnr']:.2f}  SSIM {m['ssim']:.4f}  sharpness {m['sharpness']:.3f}  "

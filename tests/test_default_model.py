@@ -108,3 +108,22 @@ def test_real_model_beats_bicubic_and_default_on_degraded_photos():
     for name, rows in gains.items():
         psnr_gain, ssim_gain = np.mean(rows, axis=0)
         assert psnr_gain > 0 and ssim_gain > 0, (name, psnr_gain, ssim_gain)
+
+
+def test_the_default_ships_the_settings_its_tuning_chose():
+    """fmboost.json's sampling τ, colour fix and back-projection are the ones recipes/default/tune.py's committed
+    results choose by the rule the docs state (experiments/doc_tables.chosen_setting), not typed in by hand."""
+    import json
+    import sys
+
+    from fmboost.data.model_config import ModelConfig
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "experiments"))
+    import doc_tables
+
+    mean = json.loads((root / "results" / "default_model" / "tuning.json").read_text())["mean"]
+    shipped = ModelConfig.read(DEFAULT_MODEL)
+    chosen = doc_tables.setting(doc_tables.chosen_setting(mean))
+    assert chosen == {"tau": float(shipped.tau), "color_fix": shipped.color_fix,
+                      "back_projection": shipped.back_projection}

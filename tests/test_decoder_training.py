@@ -41,6 +41,7 @@ def test_the_decoder_learns_the_flow_outputs_and_nothing_else_changes(tmp_path, 
     assert made_how["flow_sha256"] == sha256(tiny_model_dir / "cfm" / "diffusion_pytorch_model.safetensors")
     assert made_how["decoder_steps"] == 30
     assert made_how["color_fix"] == fix  # the fix its loss went through, the model's own
+    assert made_how["back_projection"] == 0
 
 
 def test_decoder_training_resumes_and_refuses_a_used_folder(tmp_path, tiny_model_dir, photos_dir):
@@ -98,3 +99,27 @@ def test_info_says_the_decoder_was_fine_tuned_and_for_which_flow(tmp_path, tiny_
     assert "decoder fine-tuned 1,500 steps on the flow's outputs" in out and "another flow" not in out
     made.write_text(json.dumps({"decoder_steps": 1500, "flow_sha256": "0" * 64}))
     assert "(of another flow than this cfm/)" in info()
+
+
+def test_the_decoder_loss_scores_the_output_as_the_pipeline_finishes_it(tiny_model_dir):
+    """The same colour fix and back-projection as FMBoostPipeline.finish (without its final clamp of the decoded
+    pixels, which would stop the gradient where the decoder overshoots)."""
+    from fmboost.autoencoders.vae import Autoencoder
+    from fmboost.pipelines.upscale import FMBoostPipeline
+    from fmboost.training.decoder import decoder_loss
+
+    pipe = FMBoostPipeline.from_pretrained(tiny_model_dir)
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(1, pipe.autoencoder.latent_channels, 8, 8, generator=g)
+    x_lr = torch.rand(1, 3, 8, 8, generator=g) * 2 - 1
+    x = torch.rand(1, 3, 16, 16, generator=g) * 2 - 1
+    for k in (0, 1):
+        pipe.config = pipe.config.replace(color_fix="luma", back_projection=k)
+        with torch.no_grad():
+            decoded = pipe.autoencoder.decode
+            pipe.autoencoder.decode = lambda z: decoded(z, clamp=False)
+            want = (pipe.finish(z, x_lr) - x).abs().mean()
+            pipe.autoencoder.decode = decoded
+            got = decoder_loss(Autoencoder.from_pretrained(tiny_model_dir / "autoencoder"), z, x_lr, x, "luma",
+                               back_projection=k)
+        assert torch.allclose(got, want, atol=1e-5)

@@ -93,11 +93,14 @@ def make_pairs(pipe, photos: list[torch.Tensor], cfg: DecoderConfig) -> dict[str
     return {"x1_hat": torch.stack(z), "x_lr": torch.stack(low), "x": torch.stack(high)}
 
 
-def decoder_loss(autoencoder, x1_hat, x_lr, x, color_fix: str, gradient_weight: float = 0.0) -> torch.Tensor:
-    """|colour_fix(D(x̂1), x_lr) − x|₁ + λ∇·|∇(…) − ∇x|₁: the upscale's own output against the photo."""
+def decoder_loss(autoencoder, x1_hat, x_lr, x, color_fix: str, gradient_weight: float = 0.0,
+                 back_projection: int = 0) -> torch.Tensor:
+    """|back_project(colour_fix(D(x̂1), x_lr), x_lr) − x|₁ + λ∇·|∇(…) − ∇x|₁: the upscale's own output (as
+    FMBoostPipeline.finish makes it) against the photo."""
     from fmboost.pipelines.colorfix import color_fix as fix
+    from fmboost.pipelines.consistency import back_project
 
-    out = fix(autoencoder.decode_with_grad(x1_hat), x_lr, color_fix)
+    out = back_project(fix(autoencoder.decode_with_grad(x1_hat), x_lr, color_fix), x_lr, back_projection)
     loss = (out - x).abs().mean()
     if gradient_weight:
         loss = loss + gradient_weight * sum((a - b).abs().mean() for a, b in zip(image_gradients(out),
@@ -111,16 +114,16 @@ def batch(pairs: dict[str, torch.Tensor], cfg: DecoderConfig, step: int):
     return pairs["x1_hat"][i].float(), pairs["x_lr"][i].float(), pairs["x"][i].float() / 127.5 - 1
 
 
-def export(out: Path, autoencoder, ema: dict, cfg: DecoderConfig, step: int, color_fix: str) -> Path:
+def export(out: Path, autoencoder, ema: dict, cfg: DecoderConfig, step: int, finish: dict) -> Path:
     """OUT/autoencoder: the model's autoencoder with the EMA decoder, the digest of the flow it was fitted to, and
-    the colour fix its loss went through (the model's own)."""
+    how its loss finished the output (the model's own colour fix and back-projections)."""
     vae = autoencoder.vae
     trained = decoder_state(vae)
     with torch.no_grad():
         current = {k: v.detach().clone() for k, v in trained.items()}
         vae.load_state_dict(ema, strict=False)
     flow = Path(resolve_model(cfg.model)) / "cfm" / "diffusion_pytorch_model.safetensors"
-    made = {"decoder_steps": step, "config": cfg.to_dict(), "color_fix": color_fix,
+    made = {"decoder_steps": step, "config": cfg.to_dict(), **finish,
             "flow_sha256": sha256(flow) if flow.is_file() else None}
     source = Path(resolve_model(cfg.model)) / "autoencoder" / "training.json"
     if source.is_file():  # how the encoder (unchanged) was made stays with it
@@ -174,7 +177,7 @@ def train_decoder(cfg: DecoderConfig, resume: bool = False) -> Path:
             for group in opt.param_groups:
                 group["lr"] = learning_rate(cfg, step)
             loss = decoder_loss(pipe.autoencoder, *batch(pairs, cfg, step), pipe.config.color_fix,
-                                cfg.gradient_weight)
+                                cfg.gradient_weight, pipe.config.back_projection)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -190,7 +193,8 @@ def train_decoder(cfg: DecoderConfig, resume: bool = False) -> Path:
             stop = bool(received) or time.time() > deadline
             if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
                 save_checkpoint(out, step, {"decoder": decoder_state(vae), "ema": ema}, opt, cfg)
-                export(out, pipe.autoencoder, ema, cfg, step, pipe.config.color_fix)
+                export(out, pipe.autoencoder, ema, cfg, step,
+                       {"color_fix": pipe.config.color_fix, "back_projection": pipe.config.back_projection})
             if received:
                 raise stopped(received[0], step, out / "checkpoints" / f"step_{step:07d}", "--resume")
             if stop:

@@ -62,7 +62,8 @@ def add_parser(subparsers) -> None:
     up.add_argument("--color-fix", choices=COLOR_FIXES,
                     help="take the colours from the input: wavelet (keep the output's fine detail, the input's "
                          "coarser bands), adain (match each channel's mean and spread), as diffusion upscalers "
-                         "do, or luma (wavelet for brightness, the input's own colour resized); default: the model's own setting (fmboost info shows it)")
+                         "do, or luma (wavelet for brightness, the input's own colour resized); default: the "
+                         "model's own setting (fmboost info shows it)")
     up.add_argument("--tau", type=float, default=None, metavar="T",
                     help=f"sampling τ, 0 to {MAX_TAU:g}: start the flow from x0 noised to diffusion step T, like the "
                          "noise augmentation of training. Higher: more generated detail (lower NIQE), less fidelity "

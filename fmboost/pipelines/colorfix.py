@@ -58,13 +58,14 @@ def color_fix(output: torch.Tensor, reference: torch.Tensor, method: str = "wave
         return output
     if reference.shape != output.shape:
         reference = F.interpolate(reference, size=output.shape[-2:], mode="bicubic", align_corners=False)
-    if method == "wavelet":
+    if method in ("wavelet", "luma"):
         # detail(output) + base(reference) = output + base(reference - output): the low-pass is linear (replicated
         # edges included), so one chain of blurs does the work of two, on a 1024² output a few percent of an upscale
-        return (output + wavelet_base(reference - output)).clamp(-1, 1)
-    if method == "luma":
-        luma = convert(output + wavelet_base(reference - output), RGB_TO_YCBCR[:1])
-        return convert(torch.cat([luma, convert(reference, RGB_TO_YCBCR[1:])], 1), YCBCR_TO_RGB).clamp(-1, 1)
+        fixed = output + wavelet_base(reference - output)
+        if method == "luma":  # its luma, the reference's chroma
+            ycbcr = torch.cat([convert(fixed, RGB_TO_YCBCR[:1]), convert(reference, RGB_TO_YCBCR[1:])], 1)
+            fixed = convert(ycbcr, YCBCR_TO_RGB)
+        return fixed.clamp(-1, 1)
     if method == "adain":
         dims = (-2, -1)
         mean, std = output.mean(dims, keepdim=True), output.std(dims, keepdim=True).clamp_min(1e-5)

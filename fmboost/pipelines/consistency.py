@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from fmboost.pipelines.colorfix import color_fix
+
 
 def back_project(output: torch.Tensor, lowres: torch.Tensor, iterations: int = 1) -> torch.Tensor:
     """`output` (B×3×H×W in [-1, 1]) after `iterations` back-projections onto `lowres` (B×3×h×w)."""
@@ -20,3 +22,10 @@ def back_project(output: torch.Tensor, lowres: torch.Tensor, iterations: int = 1
         error = F.interpolate(lowres - shrunk, size=output.shape[-2:], mode="bicubic", align_corners=False)
         output = (output + error).clamp(-1, 1)
     return output
+
+
+def match_input(decoded: torch.Tensor, lowres: torch.Tensor, fix: str, back_projections: int) -> torch.Tensor:
+    """The decoded upscale made to agree with its low-res input, as an upscale's last stage: the colour `fix`
+    (pipelines/colorfix.py), then `back_projections` back-projections. The pipeline and the decoder's training loss
+    both finish an output with it."""
+    return back_project(color_fix(decoded, lowres, fix), lowres, back_projections)

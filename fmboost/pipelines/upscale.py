@@ -19,8 +19,7 @@ from fmboost.data.sources import hub_kwargs, looks_like_hub_id, not_fetched, res
 from fmboost.errors import InputError, MissingError
 from fmboost.flow.objectives import DIFFUSION_PREDICTION, get_objective
 from fmboost.flow.upsampling import upsample_image, upsample_latent
-from fmboost.pipelines.colorfix import color_fix as fix_colors
-from fmboost.pipelines.consistency import back_project
+from fmboost.pipelines.consistency import match_input
 from fmboost.models.device import reuse_freed_memory
 from fmboost.models.networks import load_network
 from fmboost.models.temporal import TemporalLayers, TemporalResNet
@@ -271,8 +270,8 @@ class FMBoostPipeline:
     def finish(self, z: torch.Tensor, x: torch.Tensor, color_fix: str | None = None) -> torch.Tensor:
         """The high-res latent → pixels: decoded, colours taken from the low-res input `x` (`color_fix`, default the
         model's), then back-projected onto it as many times as the model's `back_projection` says."""
-        out = fix_colors(self.autoencoder.decode(z).float(), x.float(), color_fix or self.config.color_fix)
-        return back_project(out, x.float(), self.config.back_projection)
+        return match_input(self.autoencoder.decode(z).float(), x.float(), color_fix or self.config.color_fix,
+                           self.config.back_projection)
 
     @property
     def aligned(self) -> bool:

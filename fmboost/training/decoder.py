@@ -95,12 +95,11 @@ def make_pairs(pipe, photos: list[torch.Tensor], cfg: DecoderConfig) -> dict[str
 
 def decoder_loss(autoencoder, x1_hat, x_lr, x, color_fix: str, gradient_weight: float = 0.0,
                  back_projection: int = 0) -> torch.Tensor:
-    """|back_project(colour_fix(D(x̂1), x_lr), x_lr) − x|₁ + λ∇·|∇(…) − ∇x|₁: the upscale's own output (as
-    FMBoostPipeline.finish makes it) against the photo."""
-    from fmboost.pipelines.colorfix import color_fix as fix
-    from fmboost.pipelines.consistency import back_project
+    """|match_input(D(x̂1), x_lr) − x|₁ + λ∇·|∇(…) − ∇x|₁: the upscale's own output (colour fix, then
+    back-projections, as FMBoostPipeline.finish makes it) against the photo."""
+    from fmboost.pipelines.consistency import match_input
 
-    out = back_project(fix(autoencoder.decode_with_grad(x1_hat), x_lr, color_fix), x_lr, back_projection)
+    out = match_input(autoencoder.decode_with_grad(x1_hat), x_lr, color_fix, back_projection)
     loss = (out - x).abs().mean()
     if gradient_weight:
         loss = loss + gradient_weight * sum((a - b).abs().mean() for a, b in zip(image_gradients(out),

@@ -287,8 +287,8 @@ def test_convert_uses_ema_and_records_where_the_model_came_from(converted, train
     assert "first stage" in source["autoencoder"]
     assert settings | {"converted_from": None} == dict(
         format="fmboost", scale=2, upsampling="psu", tau=400, sigma_min=0.0, objective="cfm",
-        noise_schedule="shifted-cosine", psu_resize="bilinear", color_fix="none", steps=4, solver="euler",
-        converted_from=None)
+        noise_schedule="shifted-cosine", psu_resize="bilinear", color_fix="none", back_projection=0, steps=4,
+        solver="euler", converted_from=None)
     # The checkpoint's omegaconf objects were read as inert stand-ins, without omegaconf and without its code.
     from fmboost.convert.compvis import Opaque, load_plain
 

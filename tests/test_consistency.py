@@ -78,3 +78,25 @@ def test_info_says_when_a_model_back_projects(tmp_path, tiny_model_dir, capsys):
     (folder / "fmboost.json").write_text(json.dumps({**config, "back_projection": 2}))
     assert main(["info", str(folder)]) == 0
     assert "back-projected onto the input 2×" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fix", ["luma", "wavelet"])
+def test_bf16_autocast_runs_the_output_stage_in_fp32(tiny_model_dir, fix, tmp_path):
+    """`--dtype bf16` (the CLI's `auto` on a CPU with bf16 units) with a back-projecting model: the resizes have
+    no bf16 kernels, so the colour fix and the back-projection must leave autocast; the result stays near fp32's."""
+    import numpy as np
+    from PIL import Image
+
+    from fmboost.pipelines.upscale import FMBoostPipeline
+
+    pipe = FMBoostPipeline.from_pretrained(tiny_model_dir)
+    pipe.config = pipe.config.replace(back_projection=1, color_fix=fix)
+    photo = Image.fromarray((np.random.default_rng(0).random((16, 20, 3)) * 255).astype(np.uint8))
+    outs = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        for tile in (False, True):
+            outs[dtype, tile], _ = pipe.upscale(photo, dtype=dtype, tile=tile, tile_size=16)
+    for tile in (False, True):
+        fp32, bf16 = (np.asarray(outs[d, tile], np.float64) for d in (torch.float32, torch.bfloat16))
+        assert bf16.shape == fp32.shape == (32, 40, 3)
+        assert np.abs(bf16 - fp32).mean() < 4  # 8-bit levels: bf16 rounding, not a different picture

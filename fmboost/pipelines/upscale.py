@@ -269,9 +269,11 @@ class FMBoostPipeline:
 
     def finish(self, z: torch.Tensor, x: torch.Tensor, color_fix: str | None = None) -> torch.Tensor:
         """The high-res latent → pixels: decoded, colours taken from the low-res input `x` (`color_fix`, default the
-        model's), then back-projected onto it as many times as the model's `back_projection` says."""
-        return match_input(self.autoencoder.decode(z).float(), x.float(), color_fix or self.config.color_fix,
-                           self.config.back_projection)
+        model's), then back-projected onto it as many times as the model's `back_projection` says. Always in
+        fp32, outside any autocast: the resizes have no bf16 kernels, and 8-bit output needs more than bf16's 8 bits."""
+        decoded = self.autoencoder.decode(z).float()
+        with torch.autocast(self.device.type, enabled=False):
+            return match_input(decoded, x.float(), color_fix or self.config.color_fix, self.config.back_projection)
 
     @property
     def aligned(self) -> bool:

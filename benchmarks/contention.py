@@ -6,7 +6,8 @@
 Each method upscales the same crops (`--sizes`, top-left of the image) ×2, in a fresh process each time (what a user's command pays, model
 loading excluded: each process times its second call), first on a quiet CPU and then beside one busy-looping
 process. fmboost runs with its own thread choice (`auto`: fmboost/models/device.py, cpu_threads) and with
-OMP_NUM_THREADS=2 forced; SRMD (../shared/tools/peers, when installed) with 2 threads. Writes
+OMP_NUM_THREADS=2 forced, in the CLI's default precision (`--dtype auto`; where that is bf16, a row in fp32 as
+well); SRMD (../shared/tools/peers, when installed) with 2 threads. Writes
 results/bench/contention_cpu.json: the median seconds of each, and the ratio busy / quiet (the slowdown).
 `--busy-session own` starts the busy process in a session of its own, as another program would run: Linux's
 autogroup scheduler then shares a core between the two sessions, not between their threads. `--threads` adds rows
@@ -32,15 +33,18 @@ FMBOOST = """
 import sys, time
 from fmboost.cli.common import pick_device
 from fmboost.data.images import load_image
+from fmboost.pipelines.precision import resolve_dtype
 from fmboost.pipelines.upscale import FMBoostPipeline
 import torch
 pick_device("cpu")  # the CLI's thread choice
+dtype = resolve_dtype(sys.argv[4], "cpu")[0]  # `auto`: the CLI's precision
 if sys.argv[3] != "auto":  # a forced count (OpenMP caps OMP_NUM_THREADS at the cores; this does not)
     torch.set_num_threads(int(sys.argv[3]))
 pipe = FMBoostPipeline.from_pretrained("default")
 im = load_image(sys.argv[1])
-pipe.upscale(im, steps=int(sys.argv[2]))
-t = time.perf_counter(); pipe.upscale(im, steps=int(sys.argv[2])); print(time.perf_counter() - t, torch.get_num_threads())
+pipe.upscale(im, steps=int(sys.argv[2]), dtype=dtype)
+t = time.perf_counter(); pipe.upscale(im, steps=int(sys.argv[2]), dtype=dtype)
+print(time.perf_counter() - t, torch.get_num_threads(), str(dtype).removeprefix("torch."))
 """
 
 
@@ -58,12 +62,14 @@ def start_busy(session: str):
     return hog
 
 
-def fmboost_seconds(image: Path, steps: int, threads: str | None, forced: int | None = None) -> tuple[float, int]:
-    """`threads`: OMP_NUM_THREADS, as a user sets it; `forced`: torch.set_num_threads after the CLI's choice."""
+def fmboost_seconds(image: Path, steps: int, threads: str | None, forced: int | None = None,
+                    dtype: str = "auto") -> tuple[float, int]:
+    """`threads`: OMP_NUM_THREADS, as a user sets it; `forced`: torch.set_num_threads after the CLI's choice;
+    `dtype`: `fmboost upscale --dtype` (auto: the CLI's default)."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     if threads:
         env["OMP_NUM_THREADS"] = threads
-    out = subprocess.run([sys.executable, "-c", FMBOOST, str(image), str(steps), str(forced or "auto")], env=env,
+    out = subprocess.run([sys.executable, "-c", FMBOOST, str(image), str(steps), str(forced or "auto"), dtype], env=env,
                          cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout.split()
     return float(out[0]), int(out[1])
@@ -94,7 +100,10 @@ def main():
     args = p.parse_args()
     from PIL import Image
 
+    import torch
+
     from fmboost.evaluation.provenance import run_meta, write_json
+    from fmboost.pipelines.precision import auto_dtype
 
     meta = run_meta(tuned_on="nothing (a timing)")
     py = Path(args.peers_python)
@@ -111,6 +120,9 @@ def main():
             big.crop((0, 0, size, size)).save(crop)
             methods[("fmboost (auto threads)", size)] = lambda c=crop: fmboost_seconds(c, args.steps, None)
             methods[("fmboost (2 threads)", size)] = lambda c=crop: fmboost_seconds(c, args.steps, "2")
+            if auto_dtype("cpu") != torch.float32:  # what the default's bf16 buys, beside the same in fp32
+                methods[("fmboost (fp32, auto threads)", size)] = \
+                    lambda c=crop: fmboost_seconds(c, args.steps, None, dtype="fp32")
             for n in [int(t) for t in args.threads.split(",") if t]:
                 methods[(f"fmboost ({n} threads, forced)", size)] = \
                     lambda c=crop, n=n: fmboost_seconds(c, args.steps, None, n)
@@ -139,7 +151,8 @@ def main():
               f"({r['threads_busy']} threads)  slowdown ×{loaded / quiet:.2f}", flush=True)
     write_json(args.out, {"meta": meta, "settings": {"sizes": sizes, "steps": args.steps, "repeats": args.repeats,
                                                      "model": "default", "srmd": "srmd (2 threads)" in results,
-                                                     "busy_session": args.busy_session},
+                                                     "busy_session": args.busy_session,
+                                                     "auto_dtype": str(auto_dtype("cpu")).removeprefix("torch.")},
                           "results": results})
 
 

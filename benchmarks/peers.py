@@ -5,7 +5,8 @@
                                [--threads 2]
 
 Every photo of each set is cropped to even size and downscaled ×2 with PIL's bicubic (fmboost eval's protocol);
-fmboost (the model's flow at each `--steps` NFE, also at each sampling `--taus`, and bicubic) runs here, and each
+fmboost (the model's flow at each `--steps` NFE, also at each sampling `--taus`, and bicubic) runs here in the
+CLI's default precision (`fmboost upscale --dtype auto`, recorded), and each
 peer (../shared/tools/peers/upscale.py: srmd, esrgan, cugan) upscales the same low-res files in its own process;
 all outputs are scored by `fmboost eval`'s function: PSNR and SSIM (RGB, 2 px shaved), sharpness, NIQE, and the
 colour shift (the largest of the three channels' mean difference from the photo, in 8-bit levels). Seconds per
@@ -30,6 +31,7 @@ from fmboost.data.images import load_image
 from fmboost.evaluation.evaluate import load_metric_nets, load_pairs, score
 from fmboost.evaluation.metrics import channel_shift
 from fmboost.evaluation.provenance import run_meta, write_json
+from fmboost.pipelines.precision import auto_dtype
 from peer_tools import DEFAULT_PY, PEER_SCRIPT, installed  # noqa: F401  (DEFAULT_PY: re-exported)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,13 +66,14 @@ def fmboost_methods(model: str, steps: list[int], taus: list[float] = ()) -> dic
     from fmboost.data.images import resize_by
     from fmboost.pipelines.upscale import FMBoostPipeline
 
-    pipe = FMBoostPipeline.from_pretrained(model)
+    pipe, dtype = FMBoostPipeline.from_pretrained(model), auto_dtype("cpu")  # `fmboost upscale`'s precision
     methods = {"bicubic": lambda im: resize_by(im, 2, "bicubic")}
     for n in steps:
-        methods[f"fmboost (NFE {n})"] = lambda im, n=n: pipe.upscale(im, steps=n)[0]
+        methods[f"fmboost (NFE {n})"] = lambda im, n=n: pipe.upscale(im, steps=n, dtype=dtype)[0]
     for tau in taus:
         for n in steps:
-            methods[f"fmboost (NFE {n}, τ {tau:g})"] = lambda im, n=n, tau=tau: pipe.upscale(im, steps=n, tau=tau)[0]
+            methods[f"fmboost (NFE {n}, τ {tau:g})"] = lambda im, n=n, tau=tau: pipe.upscale(im, steps=n, tau=tau,
+                                                                                         dtype=dtype)[0]
     return methods
 
 
@@ -132,7 +135,8 @@ def main():
                 rows.append(row(peer, outs, hr, seconds, active, nets))
         write_json(Path(args.out) / f"{name}.json",
                    {"meta": meta, "set": name, "images": [q["name"] for q in pairs], "threads": args.threads,
-                    "model": args.model, "peers_skipped": skipped, "results": rows})
+                    "model": args.model, "dtype": str(auto_dtype("cpu")).removeprefix("torch."),
+                    "peers_skipped": skipped, "results": rows})
 
 
 if __name__ == "__main__":

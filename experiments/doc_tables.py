@@ -33,6 +33,8 @@ def machine(meta: dict) -> str:
     """One line on where and when: timings mean little without it."""
     m = meta["machine"]
     where = m.get("gpu") or f"{m['cpu']} ({m['cpu_cores']} cores, {m['torch_threads']} torch thread(s)"
+    if "gpu" not in m and "cpu_capability" in m:  # older files do not say
+        where += f", {m['cpu_capability']}{', native bf16' if m.get('bf16_native') else ', no native bf16'}"
     if "gpu" not in m:
         load = m.get("load_average_1min")
         where += f", load average {load} at start)" if load is not None else ")"
@@ -1116,3 +1118,24 @@ def decoder_luma(results: Path) -> str:
         "", table(["decoder", "PSNR (dB)", "SSIM"], rows), "",
         f"The luma fine-tuning against the shipped decoder: {gain:+.3f} dB, {verdict}."
         f"{uncommitted([r['meta'] for r, _ in found])}"])
+
+
+def precision(results: Path) -> str:
+    """fp32 against the CLI's default bf16 (where native) on the held-back crops: recipes/default/precision.py."""
+    r = load(results, "default_model/precision.json")
+    if r is None:
+        return pending("default_model/precision.json", "python recipes/default/precision.py --data DATA")
+    s, mean = r["settings"], r["mean"]
+    rows = [[name, f"{m['psnr']:.3f}", f"{m['ssim']:.4f}", f"{m['seconds']:.3f}"] for name, m in mean.items()]
+    head = (f"{measured_by(r['meta'])} {len(s['photos'])} held-back training photos (centre {s['crop']} px, ×2 from "
+            f"PIL's bicubic), the default at its own settings (NFE {s['steps']}), {s['threads']} torch threads; seconds "
+            f"are the median per photo, the two precisions alternating.")
+    if "bf16" not in mean:
+        return "\n".join([head, "", table(["precision", "PSNR (dB)", "SSIM", "s/photo"], rows), "",
+                          "This CPU emulates bf16, so `--dtype auto` computes in fp32 here and bf16 was not run."])
+    d, fp32, bf16 = r["fp32_vs_bf16"], mean["fp32"], mean["bf16"]
+    return "\n".join([
+        head, "", table(["precision", "PSNR (dB)", "SSIM", "s/photo"], rows), "",
+        f"bf16 against fp32: {bf16['psnr'] - fp32['psnr']:+.3f} dB, {bf16['ssim'] - fp32['ssim']:+.4f} SSIM, "
+        f"×{fp32['seconds'] / bf16['seconds']:.2f} the speed; the outputs differ by {d['mean_levels']:.2f} 8-bit "
+        f"levels on average and by at most {d['max_levels']:g}."])

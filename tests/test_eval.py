@@ -111,6 +111,19 @@ def test_nfe_counts_every_network_call(tmp_path, hr_dir, tiny_model_dir):
     assert row["nfe"] == 4 and res["images"] == ["a"]
 
 
+def test_eval_scores_in_the_precision_it_is_given_and_records_it(tmp_path, hr_dir, tiny_model_dir):
+    kw = dict(methods=["cfm"], steps=[1], max_images=1, metrics=["psnr"])
+    fp32 = evaluate(hr_dir, [tiny_model_dir], out_dir=tmp_path / "a", dtype="fp32", **kw)
+    bf16 = evaluate(hr_dir, [tiny_model_dir], out_dir=tmp_path / "b", dtype="bf16", **kw)
+    assert fp32["dtype"] == "float32"
+    from fmboost.models.device import cpu_has_native_bf16
+
+    if cpu_has_native_bf16():  # elsewhere bf16 falls back to fp32, as `fmboost upscale --dtype bf16` does
+        assert bf16["dtype"] == "bfloat16"
+        assert bf16["results"][0]["psnr"] != fp32["results"][0]["psnr"]
+    assert bf16["results"][0]["psnr"] == pytest.approx(fp32["results"][0]["psnr"], abs=0.5)
+
+
 @pytest.mark.parametrize("argv,error,match", [
     (["--methods", "bicubic,magic"], ValueError, "unknown method"),
     (["--methods", "bicubic", "--metrics", "psnr,iq"], ValueError, "unknown metric"),

@@ -118,6 +118,29 @@ def test_queue_keeps_only_the_newest_results(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{j.id}.png" for j in done[2:])
 
 
+def test_upscales_compute_in_the_precision_the_server_was_given(tmp_path):
+    import torch
+
+    seen = []
+
+    class Recording(GatedPipeline):
+        def __call__(self, image, method="cfm", **kwargs):
+            seen.append(kwargs.get("dtype"))
+            return super().__call__(image, method, **kwargs)
+
+    for dtype in (None, torch.bfloat16):
+        pipe = Recording()
+        pipe.gate.set()
+        (tmp_path / str(dtype)).mkdir()  # the caller owns the results folder
+        jobs = JobQueue({"m": pipe}, tmp_path / str(dtype), dtype=dtype).start()
+        try:
+            job = jobs.submit(Job(random_photo(8, 8), "m"))
+            wait_for(lambda: job.state == "done")
+        finally:
+            jobs.stop()
+    assert seen == [None, torch.bfloat16]
+
+
 def test_each_model_offers_only_what_its_objective_runs(tiny_model_dir):
     from fmboost.pipelines.upscale import FMBoostPipeline
     from fmboost.serve.app import Limits, model_info, parse_job

@@ -169,6 +169,35 @@ def test_precision_per_device(monkeypatch):
     assert precision.resolve_dtype("bf16", "cpu") == (torch.bfloat16, None)
     assert precision.resolve_dtype("fp16", "cuda") == (torch.float16, None)
     assert precision.resolve_dtype("fp32", "cpu") == (torch.float32, None)
+    # auto: bf16 exactly where the CPU computes it, never emulated; fp32 on devices without a rule for bf16
+    assert precision.resolve_dtype("auto", "cpu") == (torch.bfloat16, None)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert precision.resolve_dtype("auto", "cpu") == (torch.float32, None)
+    assert precision.resolve_dtype("auto", "mps") == (torch.float32, None)
+    with pytest.raises(ValueError, match="auto"):
+        precision.resolve_dtype("fp8", "cpu")
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_the_cli_computes_in_bf16_by_default_only_where_the_cpu_has_it(tiny_model_dir, tmp_path, capsys,
+                                                                      monkeypatch, native):
+    import torch
+
+    from fmboost.pipelines import precision
+    from fmboost.pipelines.upscale import FMBoostPipeline
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+    seen = []
+    upscale = FMBoostPipeline.upscale
+    monkeypatch.setattr(FMBoostPipeline, "upscale", lambda self, *a, **kw: seen.append(kw["dtype"]) or
+                        upscale(self, *a, **kw))
+    random_photo(16, 16).save(tmp_path / "p.png")
+    code, _, err = run(capsys, "upscale", tmp_path / "p.png", "--model", tiny_model_dir, "--device", "cpu")
+    assert code == 0 and "Traceback" not in err and (tmp_path / "p_x2.png").is_file()
+    assert seen == [torch.bfloat16 if native else torch.float32]
+    code, _, err = run(capsys, "upscale", tmp_path / "p.png", "--model", tiny_model_dir, "--device", "cpu",
+                       "--dtype", "fp32", "-o", tmp_path / "q.png")
+    assert code == 0 and seen[-1] == torch.float32
 
 
 def test_fp16_on_cpu_and_a_missing_mps_are_one_line_errors(tmp_path, capsys):

@@ -48,6 +48,9 @@ def add_parser(subparsers) -> None:
                     help="make the low-res inputs by degrading HR (blur, resize, noise, JPEG, twice: Real-ESRGAN's "
                          "model), seeded by --seed and each file's name: the images `fmboost degrade HR_DIR OUT "
                          "--scale S --seed N` writes (default: PIL bicubic)")
+    ev.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
+                    help="the models' compute precision, as `fmboost upscale --dtype` (default auto: bf16 where "
+                         "the hardware computes it natively, else fp32); results.json records which")
     ev.add_argument("--out", default="runs/eval", help="output folder (default: %(default)s)")
     ev.add_argument("--max-images", type=int, help="only the first N photos (sorted by path)")
     ev.add_argument("--center-crop", type=int, metavar="PX",
@@ -84,7 +87,7 @@ def cmd_eval(args) -> int:
                        device=pick_device(args.device), max_images=args.max_images, metrics=name_list(args.metrics),
                        hub_dir=args.metric_weights, seed=args.seed, tuned_on=args.tuned_on,
                        results_out=args.results_out, center_crop=args.center_crop,
-                       degradation=args.degradation)
+                       degradation=args.degradation, dtype=args.dtype)
     print(f"{len(results['results'])} runs on {len(results['images'])} image(s), {results['device']}: "
           f"{Path(args.out) / 'results.md'}")
     return 0

@@ -150,6 +150,7 @@ def cmd_serve(args) -> int:
         from fmboost.serve.guard import Access, exposure_warning
     except ModuleNotFoundError as e:
         raise UserError(f"{e.name} is not installed: pip install 'fmboost[serve]'") from None
+    from fmboost.pipelines.precision import auto_dtype
     limits = limits_from(args)
     for model in args.model:  # hub ids that cannot be had fail now, before anything is loaded
         check_source(model, "--model")
@@ -167,7 +168,7 @@ def cmd_serve(args) -> int:
     app = None
     try:
         with tempfile.TemporaryDirectory(prefix="fmboost-serve-") as out_dir:
-            app = create_app(pipelines, out_dir, limits, text, access)
+            app = create_app(pipelines, out_dir, limits, text, access, dtype=auto_dtype(device))
             print(f"fmboost serve: http://{host if ':' not in host else f'[{host}]'}:{port}/  "
                   f"(models: {', '.join(pipelines)}{f'; text to image: {args.base}' if text else ''}; "
                   f"results in {out_dir}, removed on exit; Ctrl+C stops)", flush=True)

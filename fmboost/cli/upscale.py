@@ -73,9 +73,11 @@ def add_parser(subparsers) -> None:
                     help="seed of the noise augmentation of x0 (default 0); changes nothing at τ = 0, the "
                          "embedded models' own setting")
     add_device_flag(up)
-    up.add_argument("--dtype", default="fp32", choices=["fp32", "fp16", "bf16"],
-                    help="compute precision (autocast; default fp32). fp16 is refused on the CPU; bf16 on a CPU "
-                         "without AVX-512 BF16/AMX falls back to fp32 with a notice")
+    up.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
+                    help="compute precision (autocast). auto (the default): bf16 where the hardware computes it "
+                         "natively (a CPU with AVX-512 BF16 or AMX, a CUDA GPU with bf16), else fp32; fp32 gives "
+                         "the same output on every machine. fp16 is refused on the CPU; bf16 on a CPU without "
+                         "AVX-512 BF16/AMX falls back to fp32 with a notice")
     up.add_argument("--tile", action="store_true",
                     help="seamless tiles: the whole upscale per overlapping tile, feather-blended; memory stays "
                          "bounded whatever the image size (needed above the pixel limit)")

@@ -33,6 +33,7 @@ from fmboost.flow.objectives import get_objective
 from fmboost.models.device import resolve_device
 from fmboost.pipelines.cascade import Cascade, FixedPasses, passes_for
 from fmboost.pipelines.methods import MODEL_METHODS
+from fmboost.pipelines.precision import resolve_dtype
 from fmboost.solvers.ode import SOLVERS
 
 DEFAULT_METHODS = ("cfm", "x0", "bicubic", "lanczos")
@@ -46,12 +47,14 @@ def evaluate(hr_dir, model_dirs=(), scale: int = 2, methods=DEFAULT_METHODS, ste
              solver: str = ModelConfig.solver, out_dir="runs/eval", lr_dir=None, device: str = "cpu",
              max_images: int | None = None, metrics=METRICS, hub_dir=None, patch_size: int = 299,
              patches_per_image: int = 10, seed: int = 0, tuned_on: str | None = None,
-             results_out=None, center_crop: int | None = None, degradation: str | None = None) -> dict:
+             results_out=None, center_crop: int | None = None, degradation: str | None = None,
+             dtype: str = "fp32") -> dict:
     """Runs every (model, method, steps) on the photos in `hr_dir`; writes results.csv/json/md, plots and a
     grid to `out_dir` (and results.json also to `results_out`) and returns what results.json holds.
     `tuned_on` says, for the record, which photos the models' settings were chosen on; `center_crop` scores
     the central square of that many pixels of each photo (every photo still counts, at a fraction of the cost).
-    `degradation` ("realesrgan"): the LR inputs are the photos degraded with `seed`, as `fmboost degrade` does."""
+    `degradation` ("realesrgan"): the LR inputs are the photos degraded with `seed`, as `fmboost degrade` does.
+    `dtype` (auto | fp32 | bf16 | fp16): the models' compute precision, as `fmboost upscale --dtype` takes it."""
     from fmboost.evaluation.report import finite, write_report
 
     if isinstance(model_dirs, (str, Path)):
@@ -61,6 +64,9 @@ def evaluate(hr_dir, model_dirs=(), scale: int = 2, methods=DEFAULT_METHODS, ste
     if solver == "dopri5":  # adaptive: its tolerances, not `steps`, set the NFE, so one run says it all
         steps = list(steps)[:1]
     device = resolve_device(device)
+    compute, notice = resolve_dtype(dtype, device)
+    if notice:
+        tqdm.write(notice)
     meta = run_meta(device, tuned_on)  # at the start: the code and the load the measurement ran with
     check_metrics(metrics)
     pairs = load_pairs(hr_dir, scale, lr_dir, max_images, center_crop, degradation, seed)
@@ -81,7 +87,7 @@ def evaluate(hr_dir, model_dirs=(), scale: int = 2, methods=DEFAULT_METHODS, ste
     rows, grid = [], {}
     for run in tqdm(runs, desc="eval", unit="run"):
         pipe = pipes.get(run["model_dir"])
-        upscale = make_upscaler(pipe, run["method"], run["steps"], solver, seed, scale)
+        upscale = make_upscaler(pipe, run["method"], run["steps"], solver, seed, scale, compute)
         outputs, seconds, nfe = time_method(upscale, [p["lr"] for p in pairs], pipe, device, run_name(run))
         scores, per_image = score(outputs, hr, scale, active, nets, reference, patch, patches_per_image, seed)
         rows.append({"model": run["model"], "method": run["method"], "steps": run["steps"],
@@ -89,7 +95,8 @@ def evaluate(hr_dir, model_dirs=(), scale: int = 2, methods=DEFAULT_METHODS, ste
                      "seconds": seconds, "per_image": per_image})
         grid[run_name(run)] = outputs[0]
 
-    results = {"meta": meta, "device": device_name(device), "scale": scale,
+    results = {"meta": meta, "device": device_name(device), "dtype": str(compute).removeprefix("torch."),
+               "scale": scale,
                "images": [p["name"] for p in pairs],
                "hr_dir": str(hr_dir), "lr_dir": str(lr_dir) if lr_dir else None, "solver": solver,
                "degradation": {"name": degradation, "seed": seed} if degradation else None,
@@ -293,11 +300,11 @@ def inception_features(inception, images, patch: int | None = None, per_image: i
                            for i, im in enumerate(images)])
 
 
-def make_upscaler(pipe, method: str, steps, solver: str, seed: int, scale: int):
+def make_upscaler(pipe, method: str, steps, solver: str, seed: int, scale: int, dtype=None):
     """A function image → (image ×scale, NFE)."""
     if method in PIXEL:  # no model needed; the same PIL filters as FMBoostPipeline's
         return lambda im: (resize_by(im, scale, method), 0)
-    return lambda im: pipe.upscale(im, steps=steps or 1, solver=solver, method=method, seed=seed)
+    return lambda im: pipe.upscale(im, steps=steps or 1, solver=solver, method=method, seed=seed, dtype=dtype)
 
 
 def time_method(upscale, lrs, pipe, device: str, name: str) -> tuple[list, float, float]:

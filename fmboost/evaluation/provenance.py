@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from fmboost.data.files import write_atomic
+from fmboost.models.device import cpu_has_native_bf16
 
 SCHEMA = 1  # bump when the layout of a raw-results file changes
 
@@ -36,7 +37,9 @@ def cpu_model() -> str:
 def machine(device: str = "cpu") -> dict:
     """The hardware and software a timing depends on."""
     info = {"cpu": cpu_model(), "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "os": platform.platform(terse=True), "python": platform.python_version(), "torch": torch.__version__}
+            "os": platform.platform(terse=True), "python": platform.python_version(), "torch": torch.__version__,
+            # what torch's CPU kernels use, and whether bf16 is computed or emulated: `--dtype auto` follows it
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "bf16_native": cpu_has_native_bf16()}
     if hasattr(os, "getloadavg"):  # other jobs on the machine: wall-clock timings rise with this
         info["load_average_1min"] = round(os.getloadavg()[0], 2)
     if device.startswith("cuda") and torch.cuda.is_available():

@@ -242,17 +242,18 @@ def model_info(pipelines: dict) -> list[dict]:
 
 
 def create_app(pipelines: dict, out_dir: str | Path, limits: Limits | None = None, text_to_image=None,
-               access: Access | None = None) -> Starlette:
+               access: Access | None = None, dtype=None) -> Starlette:
     """`pipelines`: display name → loaded FMBoostPipeline (the first is the default). `out_dir` receives the
     results only; the caller owns it (and removes it). The worker starts and stops with the app.
     `text_to_image`: a serve.text.TextToImage over the same pipelines, or None (no text-to-image tab).
-    `access`: the Host and Origin values answered (default: a server on 127.0.0.1, its own page only)."""
+    `access`: the Host and Origin values answered (default: a server on 127.0.0.1, its own page only).
+    `dtype`: the upscales' autocast precision (None: fp32; `fmboost serve` passes `fmboost upscale`'s default)."""
     limits = limits or Limits()
     if not pipelines:
         raise ValueError("no model to serve")
     text = text_to_image
     jobs = JobQueue(pipelines, Path(out_dir), limits.max_waiting, limits.keep_results, limits.keep_bytes,
-                    text_to_image=text)
+                    text_to_image=text, dtype=dtype)
     page = resources.files("fmboost.serve").joinpath("static/index.html").read_text(encoding="utf-8")
     info = dict(models=model_info(pipelines), solvers=list(BOUNDED_SOLVERS), limits=asdict(limits),
                 text_to_image=text and text.info())

@@ -79,8 +79,9 @@ class JobQueue:
     """
 
     def __init__(self, pipelines: dict, out_dir: Path, max_waiting: int = 8, keep: int = 64,
-                 keep_bytes: int = 512 * 2**20, text_to_image=None):
+                 keep_bytes: int = 512 * 2**20, text_to_image=None, dtype=None):
         self.pipelines, self.out_dir, self.keep, self.keep_bytes = pipelines, Path(out_dir), keep, keep_bytes
+        self.dtype = dtype  # the upscales' autocast precision (None: fp32)
         self.text_to_image = text_to_image
         self._waiting: queue.Queue[Job | None] = queue.Queue(maxsize=max_waiting)
         self._reserved = 0  # places held by requests whose upload is still being read
@@ -209,7 +210,8 @@ class JobQueue:
         carries them (pipelines/batch.py); (the result, its PNG's save keywords)."""
         pipe, image = self.pipelines[job.model], job.image
         run = lambda im: pipe(im, steps=job.steps, solver=job.solver, method=job.method, seed=job.seed,
-                              tile=job.tile is not None, tile_size=job.tile, callback=self._progress(job))
+                              tile=job.tile is not None, tile_size=job.tile, callback=self._progress(job),
+                              dtype=self.dtype)
         scale = pipe.config["scale"]
         return upscale_image(image, (image.width * scale, image.height * scale), 1, run, "PNG")
 

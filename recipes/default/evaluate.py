@@ -64,7 +64,7 @@ def main():
         raw = Path(args.results) / f"{name}.json"
         evaluate(hr_dir, [args.model], scale=2, methods=["cfm", "x0", "bicubic"], steps=steps,
                  out_dir=Path(args.eval_dir) / name, metrics=["psnr", "ssim", "sharpness", "niqe"], device="cpu",
-                 max_images=args.max_images, tuned_on=args.tuned_on, results_out=raw)
+                 max_images=args.max_images, tuned_on=args.tuned_on, results_out=raw, dtype="auto")
         results = json.loads(raw.read_text())
         results["reconstruction"] = reconstruction_scores(pipe, list_images(hr_dir)[: args.max_images], 2)
         write_json(raw, results)

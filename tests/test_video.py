@@ -275,6 +275,25 @@ def test_per_frame_equals_the_image_path_and_aligned_differs(tmp_path, video_mod
     assert not torch.allclose(pipe.upscale_clip(x, aligned=True), per_frame, atol=1e-4)
 
 
+def test_a_clip_runs_in_bf16_autocast_through_a_back_projecting_model(tmp_path, video_model, capsys):
+    """What `--dtype auto` does on a CPU with bf16 units: the temporal layers under autocast, then the output stage
+    in fp32 (its resizes have no bf16 kernels)."""
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(video_model, folder)
+    config = json.loads((folder / "fmboost.json").read_text())
+    (folder / "fmboost.json").write_text(json.dumps({**config, "back_projection": 1, "color_fix": "luma"}))
+    clip = make_clip(tmp_path / "clip.mp4")
+    outs = {}
+    for dtype in ("fp32", "bf16"):
+        outs[dtype] = tmp_path / f"{dtype}.mp4"
+        code, _, err = run(capsys, "upscale", clip, "--model", folder, "--dtype", dtype, "-o", outs[dtype])
+        assert code == 0 and "Traceback" not in err, err
+    fp32, bf16 = (np.stack(decoded(outs[d])).astype(np.float64) for d in ("fp32", "bf16"))
+    assert fp32.shape == bf16.shape and np.abs(fp32 - bf16).mean() < 4
+
+
 def test_temporal_training_resumes(tmp_path, video_model, photos_dir):
     from fmboost.training.temporal import TemporalConfig, train_temporal
 

@@ -687,6 +687,11 @@ def serve_hardening(results: Path) -> str:
 
 # ---------------------------------------------------------------------------------------------- peers
 
+def computed_in(dtype: str | None) -> str:
+    """Which precision fmboost's rows ran in, for files that record it (older ones ran in fp32 and do not say)."""
+    return "" if dtype is None else f" computing in {dtype} (`--dtype auto`, the CLI's default, on this CPU)"
+
+
 def peers(results: Path) -> str:
     """fmboost beside SRMD and the other installed upscalers on BSD68 and Set14 (benchmarks/peers.py)."""
     data = {s: load(results, f"peers/{s}.json") for s in SETS}
@@ -702,7 +707,8 @@ def peers(results: Path) -> str:
     skipped = "; ".join(f"{p}: {why}" for s in SETS for p, why in data[s]["peers_skipped"].items())
     lines = [f"{measured_by(first['meta'])} Every photo of BSD68 ({len(data['bsd68']['images'])}) and Set14 "
              f"({len(data['set14']['images'])}), whole, ×2 from PIL's bicubic downscale; RGB, 2 border pixels "
-             f"shaved; model `{first['model']}`; {first['threads']} thread(s) for every method. Colour shift: the "
+             f"shaved; model `{first['model']}`{computed_in(first.get('dtype'))}; {first['threads']} thread(s) for "
+             f"every method. Colour shift: the "
              f"largest channel's mean difference from the photo, in levels. Seconds per image are wall clock on a "
              f"CPU shared with other work when the load average exceeds the cores (the speed comparison on a quiet "
              f"CPU is `benchmarks/contention.py`'s, below). Raw: `results/peers/`."
@@ -771,7 +777,8 @@ def contention(results: Path, name: str = "contention_cpu") -> str:
             if st.get("busy_session") == "own" else "one other process spinning on a core, a child of the benchmark")
     return "\n".join([f"{measured_by(data['meta'])} ×2 of a crop of `examples/astronaut.png` at each size, NFE "
                       f"{st['steps']}, the median of {st['repeats']} fresh processes per cell (model loading "
-                      f"excluded); busy: {busy}. Rows marked forced set torch's threads after fmboost's own choice. "
+                      f"excluded); busy: {busy}. Rows marked forced set torch's threads after fmboost's own choice"
+                      f"{'' if 'auto_dtype' not in st else '; fmboost computes in ' + st['auto_dtype'] + ' (the CLI default, --dtype auto) except in rows marked fp32'}. "
                       f"Raw: `results/bench/{name}.json`.", "",
                       table(["method", "input", "quiet: s (threads)", "busy: s (threads)", "slowdown"], rows)]
                      + speed_against_srmd(data["results"]))
@@ -805,9 +812,16 @@ def speed_against_srmd(results: dict) -> list[str]:
     ours, srmd = results.get("fmboost (auto threads)"), results.get("srmd (2 threads)")
     if not (ours and srmd):
         return ["", "SRMD was not installed for this run: no ratio."]
-    return ["", "fmboost (auto threads) over SRMD: " + "; ".join(
+    lines = ["", "fmboost (auto threads) over SRMD: " + "; ".join(
         f"{size}²: ×{ours[size]['quiet_s'] / srmd[size]['quiet_s']:.2f} quiet, "
-        f"×{ours[size]['busy_s'] / srmd[size]['busy_s']:.2f} busy" for size in ours if size in srmd) + "."]
+        f"×{ours[size]['busy_s'] / srmd[size]['busy_s']:.2f} busy; slowdown ×{ours[size]['slowdown']:.2f} "
+        f"against SRMD's ×{srmd[size]['slowdown']:.2f}" for size in ours if size in srmd) + "."]
+    fp32 = results.get("fmboost (fp32, auto threads)")
+    if fp32:
+        lines += ["", "In fp32 (`--dtype fp32`), fmboost over SRMD: " + "; ".join(
+            f"{size}²: ×{fp32[size]['quiet_s'] / srmd[size]['quiet_s']:.2f} quiet" for size in fp32 if size in srmd)
+            + "."]
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------- real-world ×4

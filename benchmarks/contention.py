@@ -42,8 +42,9 @@ if sys.argv[3] != "auto":  # a forced count (OpenMP caps OMP_NUM_THREADS at the 
     torch.set_num_threads(int(sys.argv[3]))
 pipe = FMBoostPipeline.from_pretrained("default")
 im = load_image(sys.argv[1])
-pipe.upscale(im, steps=int(sys.argv[2]), dtype=dtype)
-t = time.perf_counter(); pipe.upscale(im, steps=int(sys.argv[2]), dtype=dtype)
+steps = int(sys.argv[2]) or None  # 0: the model's own
+pipe.upscale(im, steps=steps, dtype=dtype)
+t = time.perf_counter(); pipe.upscale(im, steps=steps, dtype=dtype)
 print(time.perf_counter() - t, torch.get_num_threads(), str(dtype).removeprefix("torch."))
 """
 
@@ -91,7 +92,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--image", default=str(ROOT / "examples" / "astronaut.png"))
     p.add_argument("--sizes", default="256,512", help="comma-separated crop sides, in input pixels")
-    p.add_argument("--steps", type=int, default=1)
+    p.add_argument("--steps", type=int, default=0, help="NFE (default: the model's own, its fmboost.json)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--peers-python", default=str(DEFAULT_PY))
     p.add_argument("--busy-session", choices=("same", "own"), default="same")
@@ -106,6 +107,10 @@ def main():
     from fmboost.pipelines.precision import auto_dtype
 
     meta = run_meta(tuned_on="nothing (a timing)")
+    from fmboost.data.model_config import ModelConfig
+    from fmboost.data.sources import DEFAULT_MODEL
+
+    steps = args.steps or ModelConfig.read(DEFAULT_MODEL).steps
     py = Path(args.peers_python)
     sizes = [int(v) for v in args.sizes.split(",")]
     im = Image.open(args.image).convert("RGB")
@@ -149,7 +154,7 @@ def main():
             "threads_busy": r["threads_busy"], "runs": {k: r[k] for k in ("quiet", "busy")}}
         print(f"{name:24s} {size}²  quiet {quiet:.2f} s ({r['threads_quiet']} threads)  busy {loaded:.2f} s "
               f"({r['threads_busy']} threads)  slowdown ×{loaded / quiet:.2f}", flush=True)
-    write_json(args.out, {"meta": meta, "settings": {"sizes": sizes, "steps": args.steps, "repeats": args.repeats,
+    write_json(args.out, {"meta": meta, "settings": {"sizes": sizes, "steps": steps, "repeats": args.repeats,
                                                      "model": "default", "srmd": "srmd (2 threads)" in results,
                                                      "busy_session": args.busy_session,
                                                      "auto_dtype": str(auto_dtype("cpu")).removeprefix("torch.")},

@@ -77,6 +77,14 @@ def fmboost_methods(model: str, steps: list[int], taus: list[float] = ()) -> dic
     return methods
 
 
+def model_steps(model: str) -> int:
+    """The NFE the model runs when the user gives none (its fmboost.json): which row is what a user gets."""
+    from fmboost.data.model_config import ModelConfig
+    from fmboost.data.sources import resolve_model
+
+    return ModelConfig.read(resolve_model(model)).steps
+
+
 def timed(upscale, pairs: list) -> tuple[list, float]:
     """(the outputs of each pair's low-res image, mean wall seconds per image) after one warm-up call."""
     upscale(pairs[0]["lr"])
@@ -135,7 +143,8 @@ def main():
                 rows.append(row(peer, outs, hr, seconds, active, nets))
         write_json(Path(args.out) / f"{name}.json",
                    {"meta": meta, "set": name, "images": [q["name"] for q in pairs], "threads": args.threads,
-                    "model": args.model, "dtype": str(auto_dtype("cpu")).removeprefix("torch."),
+                    "model": args.model, "model_steps": model_steps(args.model),
+                    "dtype": str(auto_dtype("cpu")).removeprefix("torch."),
                     "peers_skipped": skipped, "results": rows})
 
 

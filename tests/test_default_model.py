@@ -111,7 +111,7 @@ def test_real_model_beats_bicubic_and_default_on_degraded_photos():
 
 
 def test_the_default_ships_the_settings_its_tuning_chose():
-    """fmboost.json's sampling τ, colour fix and back-projection are the ones recipes/default/tune.py's committed
+    """fmboost.json's step count, sampling τ, colour fix and back-projection are the ones recipes/default/tune.py's committed
     results choose by the rule the docs state (experiments/doc_tables.chosen_setting), not typed in by hand."""
     import json
     import sys
@@ -125,5 +125,5 @@ def test_the_default_ships_the_settings_its_tuning_chose():
     mean = json.loads((root / "results" / "default_model" / "tuning.json").read_text())["mean"]
     shipped = ModelConfig.read(DEFAULT_MODEL)
     chosen = doc_tables.setting(doc_tables.chosen_setting(mean))
-    assert chosen == {"tau": float(shipped.tau), "color_fix": shipped.color_fix,
+    assert chosen == {"steps": shipped.steps, "tau": float(shipped.tau), "color_fix": shipped.color_fix,
                       "back_projection": shipped.back_projection}

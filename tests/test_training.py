@@ -152,9 +152,13 @@ def test_fine_tuning_starts_from_the_init_models_weights(tmp_path, shards_dir):
         train(config(shards_dir, tmp_path / "c", init=str(tmp_path)))
 
 
-def test_exported_model_samples_with_sample_tau_when_given(tmp_path, shards_dir):
+def test_exported_model_samples_with_sample_tau_and_steps_when_given(tmp_path, shards_dir):
     from fmboost.pipelines.upscale import FMBoostPipeline
 
-    model_dir = train(config(shards_dir, tmp_path / "run", max_steps=1, tau=100, sample_tau=0))
-    assert FMBoostPipeline.from_pretrained(model_dir).config["tau"] == 0
+    model_dir = train(config(shards_dir, tmp_path / "run", max_steps=1, tau=100, sample_tau=0, sample_steps=2))
+    settings = FMBoostPipeline.from_pretrained(model_dir).config
+    assert settings["tau"] == 0 and settings["steps"] == 2
     assert json.loads((model_dir / "training.json").read_text())["config"]["tau"] == 100
+    with pytest.raises(ValueError, match="steps"):  # refused before the first step, not when the model is written
+        train(config(shards_dir, tmp_path / "bad", max_steps=1, sample_steps=0))
+    assert not (tmp_path / "bad").exists()

@@ -23,6 +23,7 @@ class TrainConfig:
     tau: float = 400                   # noise-augmentation step of x0 (of 1000); 0 turns it off
     pixel_weight: float = 0.0          # cfm: + λ·L1 of the decoded one-step estimate against the decoded target
     sample_tau: float | None = None    # τ the exported model samples with (default: tau)
+    sample_steps: int | None = None    # the exported model's ODE steps when the user gives none (default: 4)
     color_fix: str = "none"            # none | wavelet | adain | luma: the exported model's default colour correction
     back_projection: int = 0           # the exported model's back-projections onto the input (pipelines/consistency.py)
     next_model: str | None = None      # the exported model's next_model: what runs its later passes (×4 of ×2)

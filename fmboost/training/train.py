@@ -28,7 +28,7 @@ from fmboost.models.presets import build_model
 from fmboost.training.checkpoints import checkpoint_folders, restore, resume_folder, save_checkpoint
 from fmboost.training.config import TrainConfig
 from fmboost.training.distributed import agree, make_accelerator, per_process_batch, sharded
-from fmboost.training.export import export_ema
+from fmboost.training.export import check_export_settings, export_ema
 from fmboost.training.stopping import TrainingStopped, stop_signals, stopped  # noqa: F401  (re-exported)
 
 LR_SCALING = {"none": lambda ratio: 1.0, "linear": lambda ratio: ratio, "sqrt": math.sqrt}
@@ -171,6 +171,7 @@ def train(cfg: TrainConfig, resume: bool | str = False) -> Path:
     """Trains, or with `resume` (True or "auto") continues from the newest complete checkpoint in cfg.out."""
     if not cfg.data:
         raise InputError("no training data: give --data SHARDS_DIR (made by `fmboost prepare`) or `data:` in the config")
+    check_export_settings(cfg)
     out = Path(cfg.out)
     accelerator = make_accelerator(cfg)
     if accelerator.device.type == "cuda":

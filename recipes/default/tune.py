@@ -5,7 +5,7 @@
 The held-back photos are every `--holdout-every`-th photo of train/ and train_hr/: the autoencoder
 (`fmboost train-autoencoder`) and the flow's shards (`fmboost prepare --holdout-every`) both left them out. Each
 photo's centre crop (`--crop` px) is downscaled ×2 (bicubic) and upscaled back by bicubic, x0 (no flow) and the flow
-at NFE `--steps` for every sampling τ, each with every colour fix, and the wavelet and luma fixes also back-projected
+at each NFE of `--steps` (Euler) for every sampling τ, each with every colour fix, and the wavelet and luma fixes also back-projected
 onto the input (`--back-projections`, pipelines/consistency.py). Writes results/default_model/tuning.json
 (per-photo PSNR, SSIM, sharpness, NIQE; means; meta). The flow runs once per τ and the colour fixes are applied to its
 decoded output, so the fixes are compared on identical samples.
@@ -44,7 +44,7 @@ def main():
     p.add_argument("--data", default="../shared/data")
     p.add_argument("--holdout-every", type=int, default=10)
     p.add_argument("--crop", type=int, default=256)
-    p.add_argument("--steps", type=int, default=None, help="NFE (default: the model's own, its fmboost.json)")
+    p.add_argument("--steps", default="1,2,4", help="comma-separated NFE values (Euler steps) to compare")
     p.add_argument("--taus", default="0,50,100", help="sampling τ values to compare")
     p.add_argument("--back-projections", default="1",
                    help="back-projection iterations to compare (besides none), with the fixes in BACK_PROJECTED")
@@ -53,7 +53,7 @@ def main():
     pipe = FMBoostPipeline.from_pretrained(args.model)
     # the raw output: each fix and back-projection is applied below, so the model's own must not be there already
     pipe.config = pipe.config.replace(back_projection=0)
-    steps = args.steps or pipe.config.steps  # recorded in the settings, so the table names the NFE it ran
+    steps = [int(n) for n in args.steps.split(",")]
     pairs = held_back_pairs([f"{args.data}/train", f"{args.data}/train_hr"], args.holdout_every, args.crop)
     taus = [float(t) for t in args.taus.split(",")]
     back_projections = [int(k) for k in args.back_projections.split(",") if int(k) > 0]
@@ -63,17 +63,18 @@ def main():
         lr = to_tensor(small)[None]
         outs = {"bicubic": resize(small, (c, c))}
         outs["x0"] = to_pil(pipe.upscale_tensor(lr, "x0", color_fix="none")[0][0])
-        for tau in taus:
-            # The flow's noise is seeded per call (seed 0), so every τ sees the same draw.
-            pipe.config = pipe.config.replace(tau=tau)
-            y = pipe.upscale_tensor(lr, "cfm", steps, color_fix="none")[0]
-            for fix in COLOR_FIXES:
-                fixed = color_fix(y, lr, fix)
-                outs[f"cfm tau={tau:g} color_fix={fix}"] = to_pil(fixed[0])
-                if fix in BACK_PROJECTED:
-                    for k in back_projections:
-                        name = f"cfm tau={tau:g} color_fix={fix} back_projection={k}"
-                        outs[name] = to_pil(back_project(fixed, lr, k)[0])
+        for nfe in steps:
+            for tau in taus:
+                # The flow's noise is seeded per call (seed 0), so every τ sees the same draw.
+                pipe.config = pipe.config.replace(tau=tau)
+                y = pipe.upscale_tensor(lr, "cfm", nfe, color_fix="none")[0]
+                for fix in COLOR_FIXES:
+                    fixed = color_fix(y, lr, fix)
+                    outs[f"cfm nfe={nfe} tau={tau:g} color_fix={fix}"] = to_pil(fixed[0])
+                    if fix in BACK_PROJECTED:
+                        for k in back_projections:
+                            name = f"cfm nfe={nfe} tau={tau:g} color_fix={fix} back_projection={k}"
+                            outs[name] = to_pil(back_project(fixed, lr, k)[0])
         for name, out in outs.items():
             for k, v in scores(out, hr).items():
                 rows.setdefault(name, {}).setdefault(k, []).append(v)

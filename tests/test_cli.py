@@ -298,7 +298,9 @@ def test_tau_starts_the_flow_from_a_seeded_noised_x0(tmp_path, tiny_model_dir, c
     assert np.array_equal(upscale(300, 0), upscale(300, 0))
     out = tmp_path / "more_steps.png"
     code, _, err = run(capsys, "upscale", tmp_path / "a.png", "-o", out, "--tau", 300, "--steps", 8)
-    assert code == 0 and out.exists() and "notice: this model takes" in err and "τ 300" in err
+    assert code == 0 and out.exists() and "notice: 8 steps" in err and "--tau 300 --steps 1" in err
+    code, _, err = run(capsys, "upscale", tmp_path / "a.png", "-o", out, "--tau", 300, "--steps", 1, "--overwrite")
+    assert code == 0 and "notice" not in err
 
 
 def test_a_tiled_upscale_shows_one_bar_over_every_network_evaluation(tiny_model_dir, capsys):

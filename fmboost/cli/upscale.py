@@ -68,7 +68,8 @@ def add_parser(subparsers) -> None:
                     help=f"sampling τ, 0 to {MAX_TAU:g}: start the flow from x0 noised to diffusion step T, like the "
                          "noise augmentation of training. Higher: more generated detail (lower NIQE), less fidelity "
                          "(lower PSNR); docs/default_model.md measures the trade. Default: the model's own "
-                         "(fmboost info; 0, the clean x0, for the embedded models)")
+                         "(fmboost info; 0, the clean x0, for the embedded models, whose detail setting is "
+                         "--tau 200 --steps 1)")
     up.add_argument("--seed", type=int, default=0,
                     help="seed of the noise augmentation of x0 (default 0); changes nothing at τ = 0, the "
                          "embedded models' own setting")
@@ -189,9 +190,13 @@ def cmd_upscale(args) -> int:
     source = find_model(args.model)  # resolved and its fmboost.json read once, before torch is imported
     model_scale = source.config.scale if source.config else None  # a hub id says once loaded
     own_steps = source.config.steps if source.config else None
-    if args.tau and args.steps and own_steps and args.steps > own_steps:
-        print(f"fmboost upscale: notice: this model takes {own_steps} step(s); more steps from x0 noised to τ "
-              f"{args.tau:g} can drift far from the photo (keep its own steps with --tau)", file=sys.stderr)
+    own_tau = source.config.tau if source.config else None
+    steps = args.steps or own_steps
+    if args.tau and steps and steps > 1 and own_tau == 0:
+        # A model tuned on the clean x0 (the embedded ones) was never tuned for a noised start: from there its
+        # later steps drift (docs/default_model.md, the tuning table's τ 200 rows); one step is the detail setting.
+        print(f"fmboost upscale: notice: {steps} steps from x0 noised to τ {args.tau:g} can drift far from the "
+              f"photo; this model's detail setting is one step (--tau {args.tau:g} --steps 1)", file=sys.stderr)
     # A pixel-space baseline never loads the model (nor torch) when its scale can be read from the folder.
     model_free = args.method in ("bicubic", "lanczos") and model_scale is not None
     jobs = plan(args, size, model_scale, check) if model_scale is not None else None

@@ -17,17 +17,23 @@ step() {
     git add -A results docs README.md
     git commit -qm "Remeasured the embedded default: $*" || true
 }
-step python recipes/default/tune.py --model fmboost/weights/default --data "$DATA" --taus 0,50,100,200
-step python recipes/default/evaluate.py --data "$DATA" --steps 1,4
+step python recipes/default/tune.py --model fmboost/weights/default --data "$DATA" --taus 0,50,100,200 --steps 1,2,4
+step python recipes/default/evaluate.py --data "$DATA" --steps 1,2,4
+step python recipes/default/precision.py --data "$DATA"
 step python recipes/default/canary.py
 step python recipes/default/readme_grid.py --data "$DATA"
 # τ 200: the detail setting tune.py chose on the held-back photos (lowest NIQE; results/default_model/tuning.json)
-step python benchmarks/peers.py --data "$DATA" --peers-python "$PY" --steps 1,4 --taus 200
+step python benchmarks/peers.py --data "$DATA" --peers-python "$PY" --steps 1,2 --taus 200
 # Timings: TIMING=0 skips them when only weights changed, not the networks (the same arithmetic takes the same time)
 if [ "${TIMING:-1}" != 0 ]; then
     step python benchmarks/contention.py --peers-python "$PY"
     step python benchmarks/large_photo.py --peers-python "$PY"
+    step python benchmarks/contention.py --peers-python "$PY" --busy-session own --threads 3 --repeats 2 \
+        --out results/bench/contention_own_cpu.json
     step python benchmarks/upscale.py --size 256
     step python benchmarks/upscale.py --size 512
 fi
+# The video path runs the default's flow too (its temporal layers ride on it)
+step python benchmarks/video_flicker.py --data "$DATA/val/bsd68"
+step python benchmarks/video_flicker.py --data "$DATA" --heldback --photos 8
 step python experiments/report.py

@@ -36,6 +36,7 @@ from fmboost.data.images import resize_by  # noqa: E402
 from fmboost.evaluation.evaluate import load_metric_nets, load_pairs  # noqa: E402
 from fmboost.evaluation.niqe import niqe  # noqa: E402
 from fmboost.evaluation.provenance import run_meta, write_json  # noqa: E402
+from fmboost.pipelines.precision import auto_dtype  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALE = 4
@@ -57,12 +58,12 @@ def fmboost_methods(model: str, steps: list[int]) -> tuple[dict, list[str]]:
     from fmboost.pipelines.cascade import Cascade, passes_for
     from fmboost.pipelines.upscale import FMBoostPipeline
 
-    pipe = FMBoostPipeline.from_pretrained(model)
+    pipe, dtype = FMBoostPipeline.from_pretrained(model), auto_dtype("cpu")  # `fmboost upscale`'s precision
     cascade, passes = Cascade(pipe, resolve_model(model), "cpu"), passes_for(SCALE, pipe.config.scale)
     methods = {"bicubic": lambda im: (resize_by(im, SCALE, "bicubic"), 0),
-               OWN_STEPS: lambda im: cascade.upscale(im, passes)}  # what `fmboost upscale` does with no --steps
+               OWN_STEPS: lambda im: cascade.upscale(im, passes, dtype=dtype)}  # `fmboost upscale` with no --steps
     for n in steps:
-        methods[f"fmboost (--steps {n})"] = lambda im, n=n: cascade.upscale(im, passes, steps=n)
+        methods[f"fmboost (--steps {n})"] = lambda im, n=n: cascade.upscale(im, passes, steps=n, dtype=dtype)
     return methods, cascade.names(passes)
 
 
@@ -154,6 +155,7 @@ def main(argv=None):
                    {"meta": meta, "set": name, "scale": SCALE, "images": [q["name"] for q in pairs],
                     "degradation": {"name": "realesrgan", "seed": args.seed}, "threads": args.threads,
                     "model": args.model, "passes": passes, "grid_method": OWN_STEPS,
+                    "dtype": str(auto_dtype("cpu")).removeprefix("torch."),
                     "hr_niqe": float(np.mean([niqe(q["hr"], SCALE) for q in pairs])),
                     "peers_skipped": skipped, "results": rows})
         for set_name, photo, box in GRID:

@@ -28,7 +28,7 @@ step python benchmarks/peers.py --data "$DATA" --peers-python "$PY" --steps 1,2 
 if [ "${TIMING:-1}" != 0 ]; then
     step python benchmarks/contention.py --peers-python "$PY"
     step python benchmarks/large_photo.py --peers-python "$PY"
-    step python benchmarks/contention.py --peers-python "$PY" --busy-session own --threads 3 --repeats 2 \
+    step python benchmarks/contention.py --peers-python "$PY" --busy-session own --threads 3 --repeats 5 \
         --out results/bench/contention_own_cpu.json
     step python benchmarks/upscale.py --size 256
     step python benchmarks/upscale.py --size 512

@@ -45,7 +45,7 @@ im = load_image(sys.argv[1])
 steps = int(sys.argv[2]) or None  # 0: the model's own
 pipe.upscale(im, steps=steps, dtype=dtype)
 t = time.perf_counter(); pipe.upscale(im, steps=steps, dtype=dtype)
-print(time.perf_counter() - t, torch.get_num_threads(), str(dtype).removeprefix("torch."))
+print(time.perf_counter() - t, torch.get_num_threads())
 """
 
 
@@ -99,17 +99,15 @@ def main():
     p.add_argument("--threads", default="", help="comma-separated forced thread counts for extra fmboost rows")
     p.add_argument("--out", default=str(ROOT / "results" / "bench" / "contention_cpu.json"))
     args = p.parse_args()
+    import torch
     from PIL import Image
 
-    import torch
-
-    from fmboost.evaluation.provenance import run_meta, write_json
-    from fmboost.pipelines.precision import auto_dtype
-
-    meta = run_meta(tuned_on="nothing (a timing)")
     from fmboost.data.model_config import ModelConfig
     from fmboost.data.sources import DEFAULT_MODEL
+    from fmboost.evaluation.provenance import run_meta, write_json
+    from fmboost.pipelines.precision import auto_dtype, dtype_name
 
+    meta = run_meta(tuned_on="nothing (a timing)")
     steps = args.steps or ModelConfig.read(DEFAULT_MODEL).steps
     py = Path(args.peers_python)
     sizes = [int(v) for v in args.sizes.split(",")]
@@ -157,7 +155,7 @@ def main():
     write_json(args.out, {"meta": meta, "settings": {"sizes": sizes, "steps": steps, "repeats": args.repeats,
                                                      "model": "default", "srmd": "srmd (2 threads)" in results,
                                                      "busy_session": args.busy_session,
-                                                     "auto_dtype": str(auto_dtype("cpu")).removeprefix("torch.")},
+                                                     "auto_dtype": dtype_name(auto_dtype("cpu"))},
                           "results": results})
 
 

@@ -31,7 +31,7 @@ from fmboost.data.images import load_image
 from fmboost.evaluation.evaluate import load_metric_nets, load_pairs, score
 from fmboost.evaluation.metrics import channel_shift
 from fmboost.evaluation.provenance import run_meta, write_json
-from fmboost.pipelines.precision import auto_dtype
+from fmboost.pipelines.precision import auto_dtype, dtype_name
 from peer_tools import DEFAULT_PY, PEER_SCRIPT, installed  # noqa: F401  (DEFAULT_PY: re-exported)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,7 +144,7 @@ def main():
         write_json(Path(args.out) / f"{name}.json",
                    {"meta": meta, "set": name, "images": [q["name"] for q in pairs], "threads": args.threads,
                     "model": args.model, "model_steps": model_steps(args.model),
-                    "dtype": str(auto_dtype("cpu")).removeprefix("torch."),
+                    "dtype": dtype_name(auto_dtype("cpu")),
                     "peers_skipped": skipped, "results": rows})
 
 

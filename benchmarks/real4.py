@@ -36,7 +36,7 @@ from fmboost.data.images import resize_by  # noqa: E402
 from fmboost.evaluation.evaluate import load_metric_nets, load_pairs  # noqa: E402
 from fmboost.evaluation.niqe import niqe  # noqa: E402
 from fmboost.evaluation.provenance import run_meta, write_json  # noqa: E402
-from fmboost.pipelines.precision import auto_dtype  # noqa: E402
+from fmboost.pipelines.precision import auto_dtype, dtype_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALE = 4
@@ -155,7 +155,7 @@ def main(argv=None):
                    {"meta": meta, "set": name, "scale": SCALE, "images": [q["name"] for q in pairs],
                     "degradation": {"name": "realesrgan", "seed": args.seed}, "threads": args.threads,
                     "model": args.model, "passes": passes, "grid_method": OWN_STEPS,
-                    "dtype": str(auto_dtype("cpu")).removeprefix("torch."),
+                    "dtype": dtype_name(auto_dtype("cpu")),
                     "hr_niqe": float(np.mean([niqe(q["hr"], SCALE) for q in pairs])),
                     "peers_skipped": skipped, "results": rows})
         for set_name, photo, box in GRID:

@@ -33,7 +33,7 @@ from fmboost.flow.objectives import get_objective
 from fmboost.models.device import resolve_device
 from fmboost.pipelines.cascade import Cascade, FixedPasses, passes_for
 from fmboost.pipelines.methods import MODEL_METHODS
-from fmboost.pipelines.precision import resolve_dtype
+from fmboost.pipelines.precision import dtype_name, resolve_dtype
 from fmboost.solvers.ode import SOLVERS
 
 DEFAULT_METHODS = ("cfm", "x0", "bicubic", "lanczos")
@@ -95,7 +95,7 @@ def evaluate(hr_dir, model_dirs=(), scale: int = 2, methods=DEFAULT_METHODS, ste
                      "seconds": seconds, "per_image": per_image})
         grid[run_name(run)] = outputs[0]
 
-    results = {"meta": meta, "device": device_name(device), "dtype": str(compute).removeprefix("torch."),
+    results = {"meta": meta, "device": device_name(device), "dtype": dtype_name(compute),
                "scale": scale,
                "images": [p["name"] for p in pairs],
                "hr_dir": str(hr_dir), "lr_dir": str(lr_dir) if lr_dir else None, "solver": solver,

@@ -22,6 +22,11 @@ def auto_dtype(device: str | torch.device) -> torch.dtype:
     return torch.float32
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    """How raw results record a precision: `bfloat16`, `float32`."""
+    return str(dtype).removeprefix("torch.")
+
+
 def resolve_dtype(name: str, device: str) -> tuple[torch.dtype, str | None]:
     """(dtype, notice): `auto` is `auto_dtype`; fp16 on the CPU is refused (no half-precision kernels for these
     convolutions); bf16 on a CPU without native support falls back to fp32 with a one-line notice."""

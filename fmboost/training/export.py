@@ -12,13 +12,19 @@ from fmboost.training.config import TrainConfig
 from fmboost.training.distributed import full_tensors, sharded
 
 
+def exported_settings(cfg: TrainConfig) -> dict:
+    """What the exported model's fmboost.json says of how it samples, from the training settings."""
+    return {"sigma_min": cfg.sigma_min, "tau": cfg.tau if cfg.sample_tau is None else cfg.sample_tau,
+            "objective": cfg.objective, "color_fix": cfg.color_fix, "back_projection": cfg.back_projection,
+            "next_model": cfg.next_model, **({} if cfg.sample_steps is None else {"steps": cfg.sample_steps})}
+
+
 def check_export_settings(cfg: TrainConfig) -> None:
-    """The exported model's sampling settings, validated as its fmboost.json will be: a bad one is refused before
-    the first step, not after the run."""
+    """The exported model's settings, validated as its fmboost.json will be: a bad one is refused before the first
+    step, not after the run."""
     from fmboost.data.model_config import ModelConfig
 
-    ModelConfig(color_fix=cfg.color_fix, back_projection=cfg.back_projection,
-                **({} if cfg.sample_steps is None else {"steps": cfg.sample_steps}))
+    ModelConfig(**exported_settings(cfg))
 
 
 def export_pipeline(out: Path, ema, manifest: dict, cfg: TrainConfig, step: int):
@@ -27,11 +33,7 @@ def export_pipeline(out: Path, ema, manifest: dict, cfg: TrainConfig, step: int)
     from fmboost.pipelines.upscale import FMBoostPipeline
 
     pipe = FMBoostPipeline(Autoencoder.from_pretrained(manifest["vae"]), ema, scale=manifest["scale"],
-                           upsampling=manifest["upsampling"], sigma_min=cfg.sigma_min,
-                           tau=cfg.tau if cfg.sample_tau is None else cfg.sample_tau,
-                           objective=cfg.objective, color_fix=cfg.color_fix,
-                           back_projection=cfg.back_projection, next_model=cfg.next_model,
-                           **({} if cfg.sample_steps is None else {"steps": cfg.sample_steps}))
+                           upsampling=manifest["upsampling"], **exported_settings(cfg))
     # How the weights were made travels with them: settings, steps reached, data.
     keys = ("vae", "size", "scale", "upsampling", "degradation", "holdout_every", "count", "images_dirs")
     data = {k: manifest[k] for k in keys if k in manifest}

@@ -13,6 +13,7 @@ decoded output, so the fixes are compared on identical samples.
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -63,18 +64,17 @@ def main():
         lr = to_tensor(small)[None]
         outs = {"bicubic": resize(small, (c, c))}
         outs["x0"] = to_pil(pipe.upscale_tensor(lr, "x0", color_fix="none")[0][0])
-        for nfe in steps:
-            for tau in taus:
-                # The flow's noise is seeded per call (seed 0), so every τ sees the same draw.
-                pipe.config = pipe.config.replace(tau=tau)
-                y = pipe.upscale_tensor(lr, "cfm", nfe, color_fix="none")[0]
-                for fix in COLOR_FIXES:
-                    fixed = color_fix(y, lr, fix)
-                    outs[f"cfm nfe={nfe} tau={tau:g} color_fix={fix}"] = to_pil(fixed[0])
-                    if fix in BACK_PROJECTED:
-                        for k in back_projections:
-                            name = f"cfm nfe={nfe} tau={tau:g} color_fix={fix} back_projection={k}"
-                            outs[name] = to_pil(back_project(fixed, lr, k)[0])
+        for nfe, tau in itertools.product(steps, taus):
+            # The flow's noise is seeded per call (seed 0), so every τ sees the same draw.
+            pipe.config = pipe.config.replace(tau=tau)
+            y = pipe.upscale_tensor(lr, "cfm", nfe, color_fix="none")[0]
+            for fix in COLOR_FIXES:
+                fixed = color_fix(y, lr, fix)
+                outs[f"cfm nfe={nfe} tau={tau:g} color_fix={fix}"] = to_pil(fixed[0])
+                if fix in BACK_PROJECTED:
+                    for k in back_projections:
+                        name = f"cfm nfe={nfe} tau={tau:g} color_fix={fix} back_projection={k}"
+                        outs[name] = to_pil(back_project(fixed, lr, k)[0])
         for name, out in outs.items():
             for k, v in scores(out, hr).items():
                 rows.setdefault(name, {}).setdefault(k, []).append(v)

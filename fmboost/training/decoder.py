@@ -16,10 +16,7 @@ holds the autoencoder with the EMA decoder (a model's autoencoder/ folder) and t
 from __future__ import annotations
 
 import json
-import math
 import random
-import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,8 +29,7 @@ from fmboost.data.photos import load_photos, split_photos
 from fmboost.data.sources import resolve_model
 from fmboost.errors import InputError
 from fmboost.training.autoencoder import image_gradients
-from fmboost.training.part import checkpoint_to_resume, learning_rate, load_checkpoint, save_checkpoint
-from fmboost.training.stopping import stop_signals, stopped
+from fmboost.training.part import checkpoint_to_resume, fit
 
 
 @dataclass
@@ -157,46 +153,11 @@ def train_decoder(cfg: DecoderConfig, resume: bool = False) -> Path:
         pairs = make_pairs(pipe, load_photos(train, cfg.max_photo_side), cfg)
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(pairs_file, lambda tmp: save_file(pairs, str(tmp)))
-    params = trainable(vae)
-    for p in params:
+    for p in trainable(vae):
         p.requires_grad_(True)
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    ema = {k: v.detach().clone() for k, v in decoder_state(vae).items()}
-    step = 0
-    if found is not None:
-        saved, step = load_checkpoint(found, ("decoder", "ema"), opt)
-        vae.load_state_dict(saved["decoder"], strict=False)
-        ema = saved["ema"]
-        print(f"resumed from {found} (step {step})", flush=True)
-    vae.train()
-    deadline = time.time() + 60 * cfg.max_minutes if cfg.max_minutes is not None else math.inf
-    t0, losses = time.time(), []
-    with stop_signals() as received:
-        while step < cfg.steps:
-            for group in opt.param_groups:
-                group["lr"] = learning_rate(cfg, step)
-            loss = decoder_loss(pipe.autoencoder, *batch(pairs, cfg, step), pipe.config.color_fix,
-                                cfg.gradient_weight, pipe.config.back_projection)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            step += 1
-            with torch.no_grad():
-                for k, v in decoder_state(vae).items():
-                    ema[k].lerp_(v.detach(), 1 - cfg.ema_decay)
-            losses.append(loss.item())
-            if step % 10 == 0:
-                rate = (time.time() - t0) / len(losses)
-                print(f"step {step}/{cfg.steps} loss {sum(losses[-10:]) / 10:.5f} ({rate:.2f} s/step)", flush=True)
-            stop = bool(received) or time.time() > deadline
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
-                save_checkpoint(out, step, {"decoder": decoder_state(vae), "ema": ema}, opt, cfg)
-                export(out, pipe.autoencoder, ema, cfg, step,
-                       {"color_fix": pipe.config.color_fix, "back_projection": pipe.config.back_projection})
-            if received:
-                raise stopped(received[0], step, out / "checkpoints" / f"step_{step:07d}", "--resume")
-            if stop:
-                print(f"stopped after --max-minutes at step {step}; continue with --resume", file=sys.stderr)
-                break
+    fix, back = pipe.config.color_fix, pipe.config.back_projection
+    fit(vae, lambda: decoder_state(vae),
+        lambda step: decoder_loss(pipe.autoencoder, *batch(pairs, cfg, step), fix, cfg.gradient_weight, back),
+        lambda ema, step: export(out, pipe.autoencoder, ema, cfg, step, {"color_fix": fix, "back_projection": back}),
+        cfg, out, found, "decoder")
     return out / "autoencoder"

@@ -1,12 +1,16 @@
-"""Training one part of a model beside the rest, frozen: the temporal layers (temporal.py) and the decoder
-(decoder.py). Both use the same schedule, the same verified checkpoints (training/checkpoints.write_verified) and
-the same installation into a model folder."""
+"""Training one part of a model beside the rest, frozen: the temporal layers (temporal.py), the decoder
+(decoder.py) and the flow's first step (onestep.py). They use the same schedule, the same verified checkpoints
+(training/checkpoints.write_verified) and the same installation into a model folder; the decoder and the one-step
+fine-tune also share their loop (`fit`)."""
 from __future__ import annotations
 
 import json
 import math
 import shutil
+import sys
+import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -14,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from fmboost.data.files import write_atomic
 from fmboost.errors import InputError
 from fmboost.training.checkpoints import newest_checkpoint, prune, write_verified
+from fmboost.training.stopping import stop_signals, stopped
 
 
 def learning_rate(cfg, step: int) -> float:
@@ -59,3 +64,51 @@ def install(made: Path, into: Path, reached: int, goal: int, early: bool = False
         return f"at step {reached} of {goal}: not installed (run again with --resume)"
     write_atomic(into, lambda tmp: shutil.copytree(made, tmp))
     return f"installed {made} (step {reached}) as {into}"
+
+
+def fit(module: torch.nn.Module, state: Callable[[], dict[str, torch.Tensor]], loss_at: Callable[[int], torch.Tensor],
+        export: Callable[[dict, int], None], cfg, out: Path, found: Path | None, name: str) -> int:
+    """Trains the parameters of `module` that require gradients on `loss_at(step)` from step 0 or from the
+    checkpoint `found` to cfg.steps: AdamW on `learning_rate`, gradients clipped to 1, an EMA (cfg.ema_decay) of
+    `state()` (the trained part's tensors, saved as NAME and ema), a checkpoint and `export(ema, step)` every
+    cfg.checkpoint_every steps and at the end. Stops cleanly (and resumably) after cfg.max_minutes or on SIGTERM /
+    SIGINT. Returns the step it reached."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    ema = {k: v.detach().clone() for k, v in state().items()}
+    step = 0
+    if found is not None:
+        saved, step = load_checkpoint(found, (name, "ema"), opt)
+        module.load_state_dict(saved[name], strict=False)
+        ema = saved["ema"]
+        print(f"resumed from {found} (step {step})", flush=True)
+    module.train()
+    deadline = time.time() + 60 * cfg.max_minutes if cfg.max_minutes is not None else math.inf
+    t0, losses = time.time(), []
+    with stop_signals() as received:
+        while step < cfg.steps:
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(cfg, step)
+            loss = loss_at(step)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            step += 1
+            with torch.no_grad():
+                for k, v in state().items():
+                    ema[k].lerp_(v.detach(), 1 - cfg.ema_decay)
+            losses.append(loss.item())
+            if step % 10 == 0:
+                rate = (time.time() - t0) / len(losses)
+                print(f"step {step}/{cfg.steps} loss {sum(losses[-10:]) / 10:.5f} ({rate:.2f} s/step)", flush=True)
+            stop = bool(received) or time.time() > deadline
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
+                save_checkpoint(out, step, {name: state(), "ema": ema}, opt, cfg)
+                export(ema, step)
+            if received:
+                raise stopped(received[0], step, out / "checkpoints" / f"step_{step:07d}", "--resume")
+            if stop:
+                print(f"stopped after --max-minutes at step {step}; continue with --resume", file=sys.stderr)
+                break
+    return step

@@ -1174,3 +1174,41 @@ def precision(results: Path) -> str:
         f"bf16 against fp32: {bf16['psnr'] - fp32['psnr']:+.3f} dB, {bf16['ssim'] - fp32['ssim']:+.4f} SSIM, "
         f"×{fp32['seconds'] / bf16['seconds']:.2f} the speed; the outputs differ by {d['mean_levels']:.2f} 8-bit "
         f"levels on average and by at most {d['max_levels']:g}."])
+
+
+ONE_STEP_ROWS = (("cfm nfe=1 tau=0 color_fix=luma back_projection=1", "NFE 1, τ 0"),
+                 ("cfm nfe=2 tau=0 color_fix=luma back_projection=1", "NFE 2, τ 0"),
+                 ("cfm nfe=1 tau=200 color_fix=luma back_projection=1", "NFE 1, τ 200 (the detail setting)"))
+
+
+def one_step(results: Path) -> str:
+    """The default before and after its flow was fine-tuned for one Euler step (recipes/default/train_onestep.py):
+    tune.py's rows on the held-back photos, the file from before the fine-tune kept as default_model/onestep/."""
+    before = load(results, "default_model/onestep/before.json")
+    after = load(results, "default_model/tuning.json")
+    made_file = results.parent / "fmboost" / "weights" / "default" / "cfm" / "training.json"
+    if before is None or after is None or not made_file.is_file():
+        return pending("default_model/onestep/before.json", "python recipes/default/train_onestep.py DATA/train "
+                       "DATA/train_hr --install && python recipes/default/tune.py --model fmboost/weights/default")
+    cfg = json.loads(made_file.read_text())
+    run = cfg["config"]
+    rows = []
+    for key, name in ONE_STEP_ROWS:
+        if key not in before["mean"] or key not in after["mean"]:
+            continue
+        b, a = before["mean"][key], after["mean"][key]
+        rows.append([name, f"{b['psnr']:.3f}", f"{a['psnr']:.3f}", f"{a['psnr'] - b['psnr']:+.3f}",
+                     f"{b['niqe']:.2f}", f"{a['niqe']:.2f}"])
+    first, second = (after["mean"][k]["psnr"] for k, _ in ONE_STEP_ROWS[:2])
+    was = before["mean"][ONE_STEP_ROWS[1][0]]["psnr"]
+    return "\n".join([
+        f"Before: {measured_by(before['meta'])} After: {measured_by(after['meta'])} "
+        f"{len(after['per_image']['bicubic']['psnr'])} held-back training photos (centre {after['settings']['crop']} "
+        f"px, ×2 from PIL's bicubic), the luma fix and one back-projection. The fine-tune: "
+        f"{cfg['one_step_steps']:,} steps of batch {run['batch']} ({run['crop']} px crops, {run['pairs']:,} pairs "
+        f"made once), learning rate {run['lr']:g} with cosine decay, EMA {run['ema_decay']:g}, the keep term at "
+        f"weight {run['keep_weight']:g} from τ {run['keep_tau_min']:g}–{run['keep_tau_max']:g}"
+        f"{', bf16' if run.get('bf16') else ''}, on this CPU.",
+        "", table(["sampling", "PSNR before (dB)", "PSNR after (dB)", "change", "NIQE before", "NIQE after"], rows), "",
+        f"After the fine-tune one network evaluation scores {first - was:+.3f} dB against the two the default took "
+        f"before it; two evaluations of the fine-tuned network score {second - first:+.3f} dB over one."])

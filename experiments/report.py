@@ -44,6 +44,7 @@ SECTIONS = [
     ("docs/default_model.md", "design-patch", doc_tables.design_patch),
     ("docs/default_model.md", "decoder-finetune", doc_tables.decoder_finetune),
     ("docs/default_model.md", "decoder-luma", doc_tables.decoder_luma),
+    ("docs/default_model.md", "one-step", doc_tables.one_step),
     ("docs/default_model.md", "precision", doc_tables.precision),
     ("docs/default_model.md", "peers", doc_tables.peers),
     ("docs/default_model.md", "contention", doc_tables.contention),

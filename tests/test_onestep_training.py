@@ -106,6 +106,31 @@ def test_the_recipe_resumes_refuses_a_used_folder_and_installs_only_a_finished_r
     assert recipe.main([str(tmp_path / "nowhere"), "--model", str(model), "--out", str(tmp_path / "x")]) == 2
 
 
+def test_info_says_the_flow_was_fine_tuned_for_one_step_and_the_decoder_it_went_through_still_fits(
+        tmp_path, tiny_model_dir, photos_dir, capsys):
+    from fmboost.cli.main import main
+    from fmboost.training.onestep import train_one_step
+    from fmboost.training.part import install
+
+    model = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    flow = sha256(model / "cfm" / "diffusion_pytorch_model.safetensors")
+    (model / "autoencoder" / "training.json").write_text(json.dumps({"decoder_steps": 20, "flow_sha256": flow}))
+    made = train_one_step(config(tmp_path, model, photos_dir, steps=2))
+    install(made, model / "cfm", 2, 2)
+
+    def info():
+        capsys.readouterr()
+        assert main(["info", str(model)]) == 0
+        return capsys.readouterr().out
+
+    out = info()
+    assert "fine-tuned 2 steps for one Euler step" in out
+    assert "decoder fine-tuned 20 steps" in out and "another flow" not in out
+    record = model / "cfm" / "training.json"  # a flow fine-tuned through another autoencoder
+    record.write_text(json.dumps({**json.loads(record.read_text()), "autoencoder_sha256": "0" * 64}))
+    assert "(of another flow than this cfm/)" in info()
+
+
 def test_only_a_cfm_model_can_be_fine_tuned_for_one_step(tmp_path, tiny_model_dir, photos_dir):
     from fmboost.data.model_config import ModelConfig
     from fmboost.errors import InputError

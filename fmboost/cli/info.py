@@ -54,7 +54,8 @@ def describe_folder(source) -> dict | None:
                             "latent_channels": ae_config["latent_channels"],
                             "scaling_factor": float(ae_config.get("scaling_factor", 1.0))},
             "cfm": {"parameters": cfm_params, **public(read_json(cfm / "config.json"))} if cfm.is_dir() else None,
-            "temporal": temporal_of(folder), "decoder": decoder_of(folder, ae)}
+            "temporal": temporal_of(folder), "decoder": decoder_of(folder, ae),
+            "one_step_steps": (read_json(cfm / "training.json") or {}).get("one_step_steps")}
 
 
 def fits(made: dict, folder: Path) -> bool | None:
@@ -65,11 +66,17 @@ def fits(made: dict, folder: Path) -> bool | None:
 
 
 def decoder_of(folder: Path, ae: Path) -> dict | None:
-    """A decoder fine-tuned on the flow's outputs (training/decoder.py), if the autoencoder's training.json says so."""
+    """A decoder fine-tuned on the flow's outputs (training/decoder.py), if the autoencoder's training.json says so.
+    It fits the flow it was fine-tuned on, and a flow fine-tuned afterwards through it (training/onestep.py)."""
     made = read_json(ae / "training.json") or {}
     if "decoder_steps" not in made:
         return None
-    return {"fine_tuned_steps": made["decoder_steps"], "fits_flow": fits(made, folder)}
+    fitted = fits(made, folder)
+    flow_made = read_json(folder / "cfm" / "training.json") or {}
+    weights = ae / "diffusion_pytorch_model.safetensors"
+    if fitted is False and flow_made.get("autoencoder_sha256") and weights.is_file():
+        fitted = flow_made["autoencoder_sha256"] == sha256(weights)
+    return {"fine_tuned_steps": made["decoder_steps"], "fits_flow": fitted}
 
 
 def temporal_of(folder: Path) -> dict | None:
@@ -120,6 +127,8 @@ def as_text(d: dict) -> str:
     else:
         shape = ", ".join(f"{k} {v}" for k, v in cfm.items() if k not in ("parameters", "network"))
         lines.append(f"network      {cfm.get('network', 'a network')}, {cfm['parameters']:,} parameters ({shape})")
+        if d.get("one_step_steps"):
+            lines.append(f"             fine-tuned {d['one_step_steps']:,} steps for one Euler step from the clean x0")
     temporal = d.get("temporal")
     if temporal is None:
         lines.append("video        frame by frame (no temporal layers, temporal/)")

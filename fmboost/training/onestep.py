@@ -9,7 +9,8 @@ the photo itself, as the decoder fine-tune (decoder.py) does: the loss is the up
 From noisier starts the network is held to what it was (`keep_weight`): from x0 noise-augmented at
 τ ∈ [`keep_tau_min`, `keep_tau_max`], at t = 0 (or, for a share `1 − keep_t0_share`, at t drawn as in training), the
 student's velocity regresses the frozen network's, ‖v_θ − v_teacher‖². Without that term the documented detail
-setting (sampling τ 200, one step) lost 3 dB in a design run: the clean start and the noisy ones are one network.
+setting (sampling τ 200, one step) fell far below bicubic in a design run: the clean start and the noisy ones are
+one network.
 
 The pairs are made once (seeded) and kept in OUT/pairs.safetensors: a crop x of a training photo (flipped and turned
 at random), its bicubic ↓scale x_lr, x_cond = the model's condition of x_lr and x1 = E(x). Resumable like the
@@ -126,8 +127,11 @@ def export(out: Path, model, ema: dict, cfg: OneStepConfig, step: int) -> Path:
     started from."""
     student = copy.deepcopy(model)
     student.load_state_dict(ema)
-    start = Path(resolve_model(cfg.model)) / "cfm" / "diffusion_pytorch_model.safetensors"
-    made = {"one_step_steps": step, "config": cfg.to_dict(), "started_from_sha256": sha256(start)}
+    folder = Path(resolve_model(cfg.model))
+    # the flow it started from, and the autoencoder it was trained through (so the decoder fits it: cli/info.py)
+    made = {"one_step_steps": step, "config": cfg.to_dict(),
+            "started_from_sha256": sha256(folder / "cfm" / "diffusion_pytorch_model.safetensors"),
+            "autoencoder_sha256": sha256(folder / "autoencoder" / "diffusion_pytorch_model.safetensors")}
 
     def write(tmp: Path) -> None:
         student.save_pretrained(tmp, safe_serialization=True)

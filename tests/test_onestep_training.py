@@ -102,6 +102,10 @@ def test_the_recipe_resumes_refuses_a_used_folder_and_installs_only_a_finished_r
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step_0000002", "step_0000003"]
     assert "resumed" in capsys.readouterr().out
     assert sha256(flow) != before
+    (tmp_path / "run" / "cfm" / "training.json").unlink()
+    assert recipe.main(common + ["--steps", "3", "--resume"]) == 0  # finished: exported again, not trained on
+    assert json.loads((tmp_path / "run" / "cfm" / "training.json").read_text())["one_step_steps"] == 3
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step_0000002", "step_0000003"]
     assert sha256(model / "autoencoder" / "diffusion_pytorch_model.safetensors") == autoencoder
     assert recipe.main([str(tmp_path / "nowhere"), "--model", str(model), "--out", str(tmp_path / "x")]) == 2
 

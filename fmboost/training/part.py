@@ -71,8 +71,8 @@ def fit(module: torch.nn.Module, state: Callable[[], dict[str, torch.Tensor]], l
     """Trains the parameters of `module` that require gradients on `loss_at(step)` from step 0 or from the
     checkpoint `found` to cfg.steps: AdamW on `learning_rate`, gradients clipped to 1, an EMA (cfg.ema_decay) of
     `state()` (the trained part's tensors, saved as NAME and ema), a checkpoint and `export(ema, step)` every
-    cfg.checkpoint_every steps and at the end. Stops cleanly (and resumably) after cfg.max_minutes or on SIGTERM /
-    SIGINT. Returns the step it reached."""
+    cfg.checkpoint_every steps and at the end (a finished run resumed exports once more). Stops cleanly (and
+    resumably) after cfg.max_minutes or on SIGTERM / SIGINT. Returns the step it reached."""
     params = [p for p in module.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     ema = {k: v.detach().clone() for k, v in state().items()}
@@ -82,6 +82,9 @@ def fit(module: torch.nn.Module, state: Callable[[], dict[str, torch.Tensor]], l
         module.load_state_dict(saved[name], strict=False)
         ema = saved["ema"]
         print(f"resumed from {found} (step {step})", flush=True)
+        if step >= cfg.steps:  # finished already: export again (with this code's record of it) and stop
+            export(ema, step)
+            return step
     module.train()
     deadline = time.time() + 60 * cfg.max_minutes if cfg.max_minutes is not None else math.inf
     t0, losses = time.time(), []

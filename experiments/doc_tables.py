@@ -809,6 +809,11 @@ def contention_own(results: Path) -> str:
     return contention(results, "contention_own_cpu")
 
 
+def contention_nfe1(results: Path) -> str:
+    """contention() at one Euler step (benchmarks/contention.py --steps 1): `fmboost upscale --steps 1`."""
+    return contention(results, "contention_nfe1_cpu")
+
+
 def large_photo(results: Path) -> str:
     """The whole `fmboost upscale --tile` command on a 1200×900 photo, beside SRMD (benchmarks/large_photo.py)."""
     data = load(results, "bench/large_photo_cpu.json")
@@ -1211,4 +1216,5 @@ def one_step(results: Path) -> str:
         f"{', bf16' if run.get('bf16') else ''}, on this CPU.",
         "", table(["sampling", "PSNR before (dB)", "PSNR after (dB)", "change", "NIQE before", "NIQE after"], rows), "",
         f"After the fine-tune one network evaluation scores {first - was:+.3f} dB against the two the default took "
-        f"before it; two evaluations of the fine-tuned network score {second - first:+.3f} dB over one."])
+        f"before it; two evaluations of the fine-tuned network score {second - first:+.3f} dB over one. The tuning "
+        f"rule (above) chose `{chosen_setting(after['mean'])}`."])

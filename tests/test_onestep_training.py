@@ -130,6 +130,12 @@ def test_info_says_the_flow_was_fine_tuned_for_one_step_and_the_decoder_it_went_
     out = info()
     assert "fine-tuned 2 steps for one Euler step" in out
     assert "decoder fine-tuned 20 steps" in out and "another flow" not in out
+    (model / "temporal").mkdir()  # temporal layers trained beside the flow before the fine-tune
+    (model / "temporal" / "training.json").write_text(json.dumps({"steps": 5, "flow_sha256": flow}))
+    out = info()
+    assert "trained beside the flow this cfm/ was fine-tuned from" in out and "retrain them" not in out
+    (model / "temporal" / "training.json").write_text(json.dumps({"steps": 5, "flow_sha256": "0" * 64}))
+    assert "trained beside another flow than this cfm/: retrain them" in info()
     record = model / "cfm" / "training.json"  # a flow fine-tuned through another autoencoder
     record.write_text(json.dumps({**json.loads(record.read_text()), "autoencoder_sha256": "0" * 64}))
     assert "(of another flow than this cfm/)" in info()

@@ -85,9 +85,12 @@ def temporal_of(folder: Path) -> dict | None:
     if not temporal.is_dir():
         return None
     made = read_json(temporal / "training.json") or {}
-    # Trained beside a frozen image flow: with another flow in cfm/ they no longer fit.
+    # Trained beside a frozen image flow: with another flow in cfm/ they no longer fit, unless cfm/ holds that flow
+    # fine-tuned for one step (training/onestep.py), which keeps its features (docs/video.md measures the pair).
+    flow_made = read_json(folder / "cfm" / "training.json") or {}
+    parent = bool(made.get("flow_sha256")) and flow_made.get("started_from_sha256") == made["flow_sha256"]
     return {"parameters": parameters(temporal), **public(read_json(temporal / "config.json") or {}),
-            "trained_steps": made.get("steps"), "fits_flow": fits(made, folder)}
+            "trained_steps": made.get("steps"), "fits_flow": fits(made, folder), "beside_parent_flow": parent}
 
 
 def describe_loaded(source) -> dict:
@@ -138,7 +141,9 @@ def as_text(d: dict) -> str:
         lines.append(f"video        temporal layers, {temporal['parameters'] or 0:,} parameters, one after every "
                      + (f"{every} blocks" if every > 1 else "block") + (f", trained {steps} steps" if steps else "") +
                      " (--per-frame leaves them out)")
-        if temporal.get("fits_flow") is False:
+        if temporal.get("fits_flow") is False and temporal.get("beside_parent_flow"):
+            lines.append("             trained beside the flow this cfm/ was fine-tuned from (for one step)")
+        elif temporal.get("fits_flow") is False:
             lines.append("             trained beside another flow than this cfm/: retrain them "
                          "(recipes/video/make_temporal.sh) or use --per-frame")
     return "\n".join(lines)

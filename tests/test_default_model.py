@@ -20,6 +20,15 @@ def test_default_model_is_embedded_and_small():
     assert sum(f.stat().st_size for f in files) <= 40e6
 
 
+def test_the_docs_record_of_the_one_step_fine_tune_is_the_shipped_one():
+    """docs/default_model.md renders the fine-tune's settings from results/: the copy must be the shipped record."""
+    import json
+
+    shipped = DEFAULT_MODEL / "cfm" / "training.json"
+    copy = Path(__file__).resolve().parents[1] / "results" / "default_model" / "onestep" / "training.json"
+    assert json.loads(copy.read_text()) == json.loads(shipped.read_text())
+
+
 def test_the_default_upscales_a_pan_more_steadily_than_frame_by_frame():
     """Its temporal layers (temporal/) against --per-frame on a pan it never saw: the astronaut's centre moved by 1
     high-res px per frame, with the flicker benchmark's own pan and measure (the known shift undone)."""

@@ -1,7 +1,6 @@
 """Training one part of a model beside the rest, frozen: the temporal layers (temporal.py), the decoder
-(decoder.py) and the flow's first step (onestep.py). They use the same schedule, the same verified checkpoints
-(training/checkpoints.write_verified) and the same installation into a model folder; the decoder and the one-step
-fine-tune also share their loop (`fit`)."""
+(decoder.py) and the flow's first step (onestep.py). They share one loop (`fit`): the same schedule, the same
+verified checkpoints (training/checkpoints.write_verified) and the same installation into a model folder."""
 from __future__ import annotations
 
 import json
@@ -67,12 +66,15 @@ def install(made: Path, into: Path, reached: int, goal: int, early: bool = False
 
 
 def fit(module: torch.nn.Module, state: Callable[[], dict[str, torch.Tensor]], loss_at: Callable[[int], torch.Tensor],
-        export: Callable[[dict, int], None], cfg, out: Path, found: Path | None, name: str) -> int:
+        export: Callable[[dict, int], None], cfg, out: Path, found: Path | None, name: str,
+        ema_warmup: bool = False) -> int:
     """Trains the parameters of `module` that require gradients on `loss_at(step)` from step 0 or from the
     checkpoint `found` to cfg.steps: AdamW on `learning_rate`, gradients clipped to 1, an EMA (cfg.ema_decay) of
     `state()` (the trained part's tensors, saved as NAME and ema), a checkpoint and `export(ema, step)` every
     cfg.checkpoint_every steps and at the end (a finished run resumed exports once more). Stops cleanly (and
-    resumably) after cfg.max_minutes or on SIGTERM / SIGINT. Returns the step it reached."""
+    resumably) after cfg.max_minutes or on SIGTERM / SIGINT. Returns the step it reached. `ema_warmup`: the EMA's
+    decay grows as (1 + step) / (10 + step) up to cfg.ema_decay, so that a short run's EMA does not lag at the
+    start."""
     params = [p for p in module.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     ema = {k: v.detach().clone() for k, v in state().items()}
@@ -98,9 +100,10 @@ def fit(module: torch.nn.Module, state: Callable[[], dict[str, torch.Tensor]], l
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             step += 1
+            decay = min(cfg.ema_decay, (1 + step) / (10 + step)) if ema_warmup else cfg.ema_decay
             with torch.no_grad():
                 for k, v in state().items():
-                    ema[k].lerp_(v.detach(), 1 - cfg.ema_decay)
+                    ema[k].lerp_(v.detach(), 1 - decay)
             losses.append(loss.item())
             if step % 10 == 0:
                 rate = (time.time() - t0) / len(losses)

@@ -16,10 +16,7 @@ layers, the folder a model's temporal/ is (the recipe copies it there).
 from __future__ import annotations
 
 import json
-import math
 import random
-import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,8 +30,7 @@ from fmboost.errors import InputError
 from fmboost.flow.noise import noise_augment
 from fmboost.flow.objective import cfm_path, one_step_x1
 from fmboost.models.temporal import TemporalLayers, TemporalResNet
-from fmboost.training.part import checkpoint_to_resume, learning_rate, load_checkpoint, save_checkpoint
-from fmboost.training.stopping import stop_signals, stopped
+from fmboost.training.part import checkpoint_to_resume, fit
 
 
 @dataclass
@@ -97,9 +93,9 @@ def clip_loss(net: TemporalResNet, x1, x_cond, frames: int, cfg: TemporalConfig,
     return loss
 
 
-def start_from(layers: TemporalLayers, folder: str) -> dict:
-    """Loads trained temporal layers (a temporal/ folder) into `layers`, which must have their shape; returns the
-    EMA to continue from (those weights)."""
+def start_from(layers: TemporalLayers, folder: str) -> None:
+    """Loads trained temporal layers (a temporal/ folder) into `layers`, which must have their shape (or a sparser
+    stage of it)."""
     try:
         trained = TemporalLayers.from_pretrained(folder)
         if trained.config.every != layers.config.every:  # a later stage with more layers keeps the trained ones
@@ -107,7 +103,6 @@ def start_from(layers: TemporalLayers, folder: str) -> dict:
         layers.load_state_dict(trained.state_dict())
     except (OSError, RuntimeError, ValueError) as e:
         raise InputError(f"--init {folder}: not temporal layers of this shape ({str(e).splitlines()[0]})") from None
-    return {k: v.detach().clone() for k, v in layers.state_dict().items()}
 
 
 @torch.no_grad()
@@ -144,51 +139,20 @@ def train_temporal(cfg: TemporalConfig, resume: bool = False) -> Path:
         module.eval().requires_grad_(False)
     layers = TemporalLayers.for_network(pipe.model, cfg.hidden, every=cfg.every)
     net = TemporalResNet(pipe.model, layers)
-    opt = torch.optim.AdamW(layers.parameters(), lr=cfg.lr, weight_decay=0.0)
-    ema = {k: v.detach().clone() for k, v in layers.state_dict().items()}
-    step = 0
     found = checkpoint_to_resume(out, resume)
-    if found is not None:
-        saved, step = load_checkpoint(found, ("temporal", "ema"), opt)
-        layers.load_state_dict(saved["temporal"])
-        ema = saved["ema"]
-        print(f"resumed from {found} (step {step})", flush=True)
     if found is None and cfg.init:
-        ema = start_from(layers, cfg.init)
+        start_from(layers, cfg.init)  # fit's EMA starts from these weights
     train, _ = split_photos(list(cfg.photos), cfg.holdout_every)
     photos = [p for p in load_photos(train, cfg.max_photo_side) if min(p.shape[1:]) > cfg.size * 2]
     if not photos:
         raise InputError(f"no training photos larger than {cfg.size * 2} px in {', '.join(cfg.photos)}")
     decoder = pipe.autoencoder if cfg.pixel_weight > 0 or cfg.temporal_weight > 0 else None
-    deadline = time.time() + 60 * cfg.max_minutes if cfg.max_minutes is not None else math.inf
-    t0, losses = time.time(), []
-    with stop_signals() as received:
-        while step < cfg.steps:
-            x1, x_cond = batch(pipe, photos, cfg, step)
-            for group in opt.param_groups:
-                group["lr"] = learning_rate(cfg, step)
-            loss = clip_loss(net, x1, x_cond, cfg.frames, cfg, torch.Generator().manual_seed(cfg.seed * 7919 + step),
-                             decoder)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(layers.parameters(), 1.0)
-            opt.step()
-            step += 1
-            decay = min(cfg.ema_decay, (1 + step) / (10 + step))  # short runs: the EMA does not lag at the start
-            with torch.no_grad():
-                for k, v in layers.state_dict().items():
-                    ema[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
-            losses.append(loss.item())
-            if step % 10 == 0:
-                rate = (time.time() - t0) / len(losses)
-                print(f"step {step}/{cfg.steps} loss {sum(losses[-10:]) / 10:.5f} ({rate:.2f} s/step)", flush=True)
-            stop = bool(received) or time.time() > deadline
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
-                save_checkpoint(out, step, {"temporal": layers.state_dict(), "ema": ema}, opt, cfg)
-                export(out, layers, ema, cfg, step)
-            if received:
-                raise stopped(received[0], step, out / "checkpoints" / f"step_{step:07d}", "--resume")
-            if stop:
-                print(f"stopped after --max-minutes at step {step}; continue with --resume", file=sys.stderr)
-                break
+
+    def loss_at(step: int) -> torch.Tensor:
+        x1, x_cond = batch(pipe, photos, cfg, step)
+        return clip_loss(net, x1, x_cond, cfg.frames, cfg, torch.Generator().manual_seed(cfg.seed * 7919 + step),
+                         decoder)
+
+    fit(layers, layers.state_dict, loss_at, lambda ema, step: export(out, layers, ema, cfg, step), cfg, out, found,
+        "temporal", ema_warmup=True)
     return out / "temporal"

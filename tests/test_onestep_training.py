@@ -150,3 +150,23 @@ def test_only_a_cfm_model_can_be_fine_tuned_for_one_step(tmp_path, tiny_model_di
     ModelConfig.read(model).replace(objective="regression-l2").write(model)
     with pytest.raises(InputError, match="regression-l2 model"):
         train_one_step(config(tmp_path, model, photos_dir))
+
+
+def test_an_early_install_does_not_change_the_teacher_of_the_resumed_run(tmp_path, tiny_model_dir, photos_dir):
+    """--install-now replaces the model's cfm/; the run resumed afterwards still holds the network to the flow it
+    started from (OUT/teacher), and says so in its record."""
+    from fmboost.models.networks import load_network
+    from fmboost.training.onestep import train_one_step
+    from fmboost.training.part import install
+
+    model = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    first = sha256(model / "cfm" / "diffusion_pytorch_model.safetensors")
+    cfg = config(tmp_path, model, photos_dir, steps=2, checkpoint_every=1, keep_weight=1.0)
+    install(train_one_step(cfg), model / "cfm", 2, 2)
+    assert sha256(model / "cfm" / "diffusion_pytorch_model.safetensors") != first
+    cfg.steps = 3
+    made = train_one_step(cfg, resume=True)
+    assert json.loads((made / "training.json").read_text())["started_from_sha256"] == first
+    teacher = load_network(tmp_path / "run" / "teacher").state_dict()
+    original = load_network(tiny_model_dir / "cfm").state_dict()
+    assert all(torch.equal(teacher[k], original[k]) for k in original)

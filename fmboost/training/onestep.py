@@ -14,13 +14,15 @@ one network.
 
 The pairs are made once (seeded) and kept in OUT/pairs.safetensors: a crop x of a training photo (flipped and turned
 at random), its bicubic ↓scale x_lr, x_cond = the model's condition of x_lr and x1 = E(x). Resumable like the
-decoder fine-tune (part.fit). OUT/cfm holds the EMA network, a model's cfm/ folder, with how it was made.
+decoder fine-tune (part.fit); OUT/teacher keeps the flow it started from. OUT/cfm holds the EMA network, a model's
+cfm/ folder, with how it was made.
 """
 from __future__ import annotations
 
 import copy
 import json
 import random
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,6 +36,7 @@ from fmboost.data.sources import resolve_model
 from fmboost.errors import InputError
 from fmboost.flow.noise import noise_augment
 from fmboost.flow.objective import cfm_path
+from fmboost.models.networks import load_network
 from fmboost.training.part import checkpoint_to_resume, fit
 from fmboost.training.precision import resolve_bf16
 
@@ -122,6 +125,17 @@ def keep_loss(model, teacher, x_cond, x1, cfg: OneStepConfig, generator) -> torc
     return (model(x_t, t, x_cond).float() - want.float()).square().mean()
 
 
+WEIGHTS = "diffusion_pytorch_model.safetensors"
+
+
+def start_flow(out: Path, cfg: OneStepConfig) -> Path:
+    """The flow the run started from: OUT/teacher, a copy of the model's cfm/ made when the run starts, so that an
+    --install (which replaces the model's cfm/) cannot change the keep term's teacher under a resumed run. Runs
+    begun before the copy was made read the model's cfm/."""
+    kept = out / "teacher"
+    return kept if (kept / WEIGHTS).is_file() else Path(resolve_model(cfg.model)) / "cfm"
+
+
 def export(out: Path, model, ema: dict, cfg: OneStepConfig, step: int) -> Path:
     """OUT/cfm: the EMA network as a model's cfm/ folder, with how it was made and the digest of the flow it
     started from."""
@@ -130,8 +144,8 @@ def export(out: Path, model, ema: dict, cfg: OneStepConfig, step: int) -> Path:
     folder = Path(resolve_model(cfg.model))
     # the flow it started from, and the autoencoder it was trained through (so the decoder fits it: cli/info.py)
     made = {"one_step_steps": step, "config": cfg.to_dict(),
-            "started_from_sha256": sha256(folder / "cfm" / "diffusion_pytorch_model.safetensors"),
-            "autoencoder_sha256": sha256(folder / "autoencoder" / "diffusion_pytorch_model.safetensors")}
+            "started_from_sha256": sha256(start_flow(out, cfg) / WEIGHTS),
+            "autoencoder_sha256": sha256(folder / "autoencoder" / WEIGHTS)}
 
     def write(tmp: Path) -> None:
         student.save_pretrained(tmp, safe_serialization=True)
@@ -159,7 +173,9 @@ def train_one_step(cfg: OneStepConfig, resume: bool = False) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(pairs_file, lambda tmp: save_file(pairs, str(tmp)))
     pipe.autoencoder.vae.eval().requires_grad_(False)
-    teacher = copy.deepcopy(pipe.model).eval().requires_grad_(False)
+    if found is None:
+        write_atomic(out / "teacher", lambda tmp: shutil.copytree(Path(resolve_model(cfg.model)) / "cfm", tmp))
+    teacher = load_network(start_flow(out, cfg)).eval().requires_grad_(False)
     model = pipe.model.requires_grad_(True)
     fix, back = pipe.config.color_fix, pipe.config.back_projection
     bf16 = resolve_bf16(cfg.bf16)

@@ -356,3 +356,20 @@ def test_a_section_over_several_raw_files_counts_those_with_uncommitted_changes(
     assert "uncommitted" not in default_model(tmp_path)
     (tmp_path / "default_model" / "set14.json").write_text(json.dumps(eval_file(rows)))  # dirty
     assert "1 of the 2 raw files were measured with uncommitted changes" in default_model(tmp_path)
+
+
+def test_the_peers_detail_bullet_names_the_documented_detail_setting(tmp_path):
+    """The bullet on detail reports `--tau 200 --steps 1` (the setting the README documents), not whichever fmboost
+    row has the lowest NIQE (NFE 2 at τ 200 drifts away from the photo); without that row, the lowest NIQE."""
+    import doc_tables
+
+    shutil.copytree(ROOT / "results" / "peers", tmp_path / "peers")
+    text = doc_tables.peers(tmp_path)
+    assert text.count(f"detail: the detail setting ({doc_tables.DETAIL_METHOD})") == 2
+    for name in ("bsd68", "set14"):
+        path = tmp_path / "peers" / f"{name}.json"
+        data = json.loads(path.read_text())
+        data["results"] = [r for r in data["results"] if r["method"] != doc_tables.DETAIL_METHOD]
+        path.write_text(json.dumps(data))
+    text = doc_tables.peers(tmp_path)
+    assert "the detail setting" not in text and text.count("detail: fmboost's lowest NIQE") == 2

@@ -170,3 +170,22 @@ def test_an_early_install_does_not_change_the_teacher_of_the_resumed_run(tmp_pat
     teacher = load_network(tmp_path / "run" / "teacher").state_dict()
     original = load_network(tiny_model_dir / "cfm").state_dict()
     assert all(torch.equal(teacher[k], original[k]) for k in original)
+
+
+def test_a_second_fine_tune_keeps_the_lineage_so_the_temporal_layers_still_fit(tmp_path, tiny_model_dir, photos_dir,
+                                                                               capsys):
+    from fmboost.cli.main import main
+    from fmboost.training.onestep import train_one_step
+    from fmboost.training.part import install
+
+    model = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    original = sha256(model / "cfm" / "diffusion_pytorch_model.safetensors")
+    for round in ("one", "two"):
+        install(train_one_step(config(tmp_path / round, model, photos_dir, steps=1)), model / "cfm", 1, 1)
+    made = json.loads((model / "cfm" / "training.json").read_text())
+    assert made["lineage"][-1] == original and len(made["lineage"]) == 2
+    (model / "temporal").mkdir()  # layers (their record alone) trained beside the flow before both fine-tunes
+    (model / "temporal" / "training.json").write_text(json.dumps({"steps": 5, "flow_sha256": original}))
+    capsys.readouterr()
+    assert main(["info", str(model)]) == 0
+    assert "trained beside the flow this cfm/ was fine-tuned from" in capsys.readouterr().out

@@ -88,7 +88,8 @@ def temporal_of(folder: Path) -> dict | None:
     # Trained beside a frozen image flow: with another flow in cfm/ they no longer fit, unless cfm/ holds that flow
     # fine-tuned for one step (training/onestep.py), which keeps its features (docs/video.md measures the pair).
     flow_made = read_json(folder / "cfm" / "training.json") or {}
-    parent = bool(made.get("flow_sha256")) and flow_made.get("started_from_sha256") == made["flow_sha256"]
+    ancestors = flow_made.get("lineage") or [flow_made.get("started_from_sha256")]
+    parent = bool(made.get("flow_sha256")) and made["flow_sha256"] in ancestors
     return {"parameters": parameters(temporal), **public(read_json(temporal / "config.json") or {}),
             "trained_steps": made.get("steps"), "fits_flow": fits(made, folder), "beside_parent_flow": parent}
 

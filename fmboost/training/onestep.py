@@ -136,6 +136,16 @@ def start_flow(out: Path, cfg: OneStepConfig) -> Path:
     return kept if (kept / WEIGHTS).is_file() else Path(resolve_model(cfg.model)) / "cfm"
 
 
+def lineage(start: Path) -> list[str]:
+    """The digests of the flows this run descends from, the one it started from first: a flow fine-tuned for one
+    step more than once still fits the parts (temporal layers) trained beside any of them (cli/info.py)."""
+    made = {}
+    if (start / "training.json").is_file():
+        made = json.loads((start / "training.json").read_text())
+    before = made.get("lineage") or ([made["started_from_sha256"]] if made.get("started_from_sha256") else [])
+    return [sha256(start / WEIGHTS)] + before
+
+
 def export(out: Path, model, ema: dict, cfg: OneStepConfig, step: int) -> Path:
     """OUT/cfm: the EMA network as a model's cfm/ folder, with how it was made and the digest of the flow it
     started from."""
@@ -143,9 +153,9 @@ def export(out: Path, model, ema: dict, cfg: OneStepConfig, step: int) -> Path:
     student.load_state_dict(ema)
     folder = Path(resolve_model(cfg.model))
     # the flow it started from, and the autoencoder it was trained through (so the decoder fits it: cli/info.py)
-    made = {"one_step_steps": step, "config": cfg.to_dict(),
-            "started_from_sha256": sha256(start_flow(out, cfg) / WEIGHTS),
-            "autoencoder_sha256": sha256(folder / "autoencoder" / WEIGHTS)}
+    ancestors = lineage(start_flow(out, cfg))
+    made = {"one_step_steps": step, "config": cfg.to_dict(), "started_from_sha256": ancestors[0],
+            "lineage": ancestors, "autoencoder_sha256": sha256(folder / "autoencoder" / WEIGHTS)}
 
     def write(tmp: Path) -> None:
         student.save_pretrained(tmp, safe_serialization=True)

@@ -123,3 +123,35 @@ def test_the_decoder_loss_scores_the_output_as_the_pipeline_finishes_it(tiny_mod
             got = decoder_loss(Autoencoder.from_pretrained(tiny_model_dir / "autoencoder"), z, x_lr, x, "luma",
                                back_projection=k)
         assert torch.allclose(got, want, atol=1e-5)
+
+
+
+def test_resuming_a_part_from_a_checkpoint_without_its_tensors_fails(tmp_path):
+    """part.fit loads a checkpoint non-strictly (the decoder's holds the decoder alone, not the whole autoencoder),
+    but one without the trained part's tensors must not resume silently from untrained weights."""
+    from dataclasses import dataclass
+
+    from fmboost.training.part import fit, newest_checkpoint, save_checkpoint
+
+    @dataclass
+    class Settings:
+        steps: int = 2
+        lr: float = 1e-3
+        warmup: int = 1
+        ema_decay: float = 0.9
+        checkpoint_every: int = 1
+        keep_checkpoints: int = 2
+        max_minutes: float | None = None
+
+        def to_dict(self):
+            return {}
+
+    net = torch.nn.Linear(2, 2)
+    opt = torch.optim.AdamW(net.parameters())
+    save_checkpoint(tmp_path, 1, {"part": {"other.weight": torch.zeros(2, 2)}, "ema": net.state_dict()}, opt, Settings())
+    loss = lambda step: net(torch.ones(1, 2)).sum()
+    with pytest.raises(RuntimeError, match="does not hold this run's part"):
+        fit(net, net.state_dict, loss, lambda ema, step: None, Settings(), tmp_path, newest_checkpoint(tmp_path), "part")
+    save_checkpoint(tmp_path, 1, {"part": net.state_dict(), "ema": net.state_dict()}, opt, Settings())
+    assert fit(net, net.state_dict, loss, lambda ema, step: None, Settings(), tmp_path, newest_checkpoint(tmp_path),
+               "part") == 2

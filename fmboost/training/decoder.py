@@ -16,20 +16,16 @@ holds the autoencoder with the EMA decoder (a model's autoencoder/ folder) and t
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
-from fmboost.data.files import sha256, write_atomic
-from fmboost.data.images import resize, to_pil, to_tensor
-from fmboost.data.photos import load_photos, split_photos
+from fmboost.data.files import sha256
 from fmboost.data.sources import resolve_model
 from fmboost.errors import InputError
 from fmboost.training.autoencoder import image_gradients
-from fmboost.training.part import checkpoint_to_resume, fit
+from fmboost.training.part import checkpoint_to_resume, export_part, fit, upscale_pairs
 
 
 @dataclass
@@ -66,27 +62,9 @@ def decoder_state(vae) -> dict[str, torch.Tensor]:
     return {k: v for k, v in vae.state_dict().items() if k.startswith(("decoder.", "post_quant_conv."))}
 
 
-@torch.no_grad()
-def make_pairs(pipe, photos: list[torch.Tensor], cfg: DecoderConfig) -> dict[str, torch.Tensor]:
-    """`cfg.pairs` crops as an upscale sees them: x̂1 (fp16 latents), x_lr (fp16, [-1, 1]) and x (uint8)."""
-    rng, s, c = random.Random(cfg.seed), pipe.config.scale, cfg.crop
-    photos = [p for p in photos if min(p.shape[1:]) >= c]
-    if not photos:
-        raise InputError(f"no training photos of at least {c} px in {', '.join(cfg.photos)}")
-    z, low, high = [], [], []
-    for i in range(cfg.pairs):
-        photo = photos[rng.randrange(len(photos))]
-        top, left = rng.randrange(photo.shape[1] - c + 1), rng.randrange(photo.shape[2] - c + 1)
-        x = photo[:, top:top + c, left:left + c]
-        x = torch.rot90(x.flip(2) if rng.random() < 0.5 else x, rng.randrange(4), (1, 2)).contiguous()
-        x_lr = to_tensor(resize(to_pil(x.float() / 127.5 - 1), (c // s, c // s)))[None]
-        x1_hat, _ = pipe.flow(pipe.condition(x_lr))
-        z.append(x1_hat[0].half())
-        low.append(x_lr[0].half())
-        high.append(x)
-        if (i + 1) % 500 == 0:
-            print(f"pairs {i + 1}/{cfg.pairs}", flush=True)
-    return {"x1_hat": torch.stack(z), "x_lr": torch.stack(low), "x": torch.stack(high)}
+def flow_output(pipe):
+    """The pairs' latent: x̂1, the model's own sample from x_lr at its own steps and τ (fp16)."""
+    return lambda x_lr, x: {"x1_hat": pipe.flow(pipe.condition(x_lr))[0][0].half()}
 
 
 def decoder_loss(autoencoder, x1_hat, x_lr, x, color_fix: str, gradient_weight: float = 0.0,
@@ -123,13 +101,8 @@ def export(out: Path, autoencoder, ema: dict, cfg: DecoderConfig, step: int, fin
     source = Path(resolve_model(cfg.model)) / "autoencoder" / "training.json"
     if source.is_file():  # how the encoder (unchanged) was made stays with it
         made["autoencoder"] = json.loads(source.read_text())
-
-    def write(tmp: Path) -> None:
-        autoencoder.save_pretrained(tmp)
-        (tmp / "training.json").write_text(json.dumps(made, indent=2))
-
     try:
-        return write_atomic(out / "autoencoder", write, tmp=out / "autoencoder.tmp")
+        return export_part(out / "autoencoder", autoencoder.save_pretrained, made)
     finally:
         vae.load_state_dict(current, strict=False)
 
@@ -145,14 +118,7 @@ def train_decoder(cfg: DecoderConfig, resume: bool = False) -> Path:
     pipe.model.eval().requires_grad_(False)
     vae.eval().requires_grad_(False)
     found = checkpoint_to_resume(out, resume)
-    pairs_file = out / "pairs.safetensors"
-    if pairs_file.is_file():
-        pairs = load_file(str(pairs_file))
-    else:
-        train, _ = split_photos(list(cfg.photos), cfg.holdout_every)
-        pairs = make_pairs(pipe, load_photos(train, cfg.max_photo_side), cfg)
-        out.mkdir(parents=True, exist_ok=True)
-        write_atomic(pairs_file, lambda tmp: save_file(pairs, str(tmp)))
+    pairs = upscale_pairs(out, cfg, pipe.config.scale, flow_output(pipe))
     for p in trainable(vae):
         p.requires_grad_(True)
     fix, back = pipe.config.color_fix, pipe.config.back_projection

@@ -21,23 +21,19 @@ from __future__ import annotations
 
 import copy
 import json
-import random
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from fmboost.data.files import sha256, write_atomic
-from fmboost.data.images import resize, to_pil, to_tensor
-from fmboost.data.photos import load_photos, split_photos
 from fmboost.data.sources import resolve_model
 from fmboost.errors import InputError
 from fmboost.flow.noise import noise_augment
 from fmboost.flow.objective import cfm_path
 from fmboost.models.networks import load_network
-from fmboost.training.part import checkpoint_to_resume, fit
+from fmboost.training.part import checkpoint_to_resume, export_part, fit, upscale_pairs
 from fmboost.training.precision import resolve_bf16
 
 
@@ -69,27 +65,9 @@ class OneStepConfig:
         return asdict(self)
 
 
-@torch.no_grad()
-def make_pairs(pipe, photos: list[torch.Tensor], cfg: OneStepConfig) -> dict[str, torch.Tensor]:
-    """`cfg.pairs` crops as an upscale sees them: x_cond and x1 (fp16 latents), x_lr (fp16, [-1, 1]), x (uint8)."""
-    rng, s, c = random.Random(cfg.seed), pipe.config.scale, cfg.crop
-    photos = [p for p in photos if min(p.shape[1:]) >= c]
-    if not photos:
-        raise InputError(f"no training photos of at least {c} px in {', '.join(cfg.photos)}")
-    cond, target, low, high = [], [], [], []
-    for i in range(cfg.pairs):
-        photo = photos[rng.randrange(len(photos))]
-        top, left = rng.randrange(photo.shape[1] - c + 1), rng.randrange(photo.shape[2] - c + 1)
-        x = photo[:, top:top + c, left:left + c]
-        x = torch.rot90(x.flip(2) if rng.random() < 0.5 else x, rng.randrange(4), (1, 2)).contiguous()
-        x_lr = to_tensor(resize(to_pil(x.float() / 127.5 - 1), (c // s, c // s)))[None]
-        cond.append(pipe.condition(x_lr)[0].half())
-        target.append(pipe.autoencoder.encode(x[None].float() / 127.5 - 1)[0].half())
-        low.append(x_lr[0].half())
-        high.append(x)
-        if (i + 1) % 500 == 0:
-            print(f"pairs {i + 1}/{cfg.pairs}", flush=True)
-    return {"x_cond": torch.stack(cond), "x1": torch.stack(target), "x_lr": torch.stack(low), "x": torch.stack(high)}
+def latents(pipe):
+    """The pairs' latents: x_cond, the model's condition of x_lr, and x1 = E(x) (fp16)."""
+    return lambda x_lr, x: {"x_cond": pipe.condition(x_lr)[0].half(), "x1": pipe.autoencoder.encode(x)[0].half()}
 
 
 def batch(pairs: dict[str, torch.Tensor], cfg: OneStepConfig, step: int):
@@ -156,12 +134,7 @@ def export(out: Path, model, ema: dict, cfg: OneStepConfig, step: int) -> Path:
     ancestors = lineage(start_flow(out, cfg))
     made = {"one_step_steps": step, "config": cfg.to_dict(), "started_from_sha256": ancestors[0],
             "lineage": ancestors, "autoencoder_sha256": sha256(folder / "autoencoder" / WEIGHTS)}
-
-    def write(tmp: Path) -> None:
-        student.save_pretrained(tmp, safe_serialization=True)
-        (tmp / "training.json").write_text(json.dumps(made, indent=2))
-
-    return write_atomic(out / "cfm", write, tmp=out / "cfm.tmp")
+    return export_part(out / "cfm", lambda tmp: student.save_pretrained(tmp, safe_serialization=True), made)
 
 
 def train_one_step(cfg: OneStepConfig, resume: bool = False) -> Path:
@@ -174,14 +147,7 @@ def train_one_step(cfg: OneStepConfig, resume: bool = False) -> Path:
     if pipe.config.objective != "cfm":
         raise InputError(f"{cfg.model}: a {pipe.config.objective} model; the one-step fine-tune is for cfm models")
     found = checkpoint_to_resume(out, resume)
-    pairs_file = out / "pairs.safetensors"
-    if pairs_file.is_file():
-        pairs = load_file(str(pairs_file))
-    else:
-        train, _ = split_photos(list(cfg.photos), cfg.holdout_every)
-        pairs = make_pairs(pipe, load_photos(train, cfg.max_photo_side), cfg)
-        out.mkdir(parents=True, exist_ok=True)
-        write_atomic(pairs_file, lambda tmp: save_file(pairs, str(tmp)))
+    pairs = upscale_pairs(out, cfg, pipe.config.scale, latents(pipe))
     pipe.autoencoder.vae.eval().requires_grad_(False)
     if found is None:
         write_atomic(out / "teacher", lambda tmp: shutil.copytree(Path(resolve_model(cfg.model)) / "cfm", tmp))

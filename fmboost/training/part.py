@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import shutil
 import sys
 import time
@@ -15,9 +16,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from fmboost.data.files import write_atomic
-from fmboost.errors import InputError
+from fmboost.data.images import resize, to_pil, to_tensor
+from fmboost.data.photos import load_photos, split_photos
+from fmboost.errors import FmboostError, InputError
 from fmboost.training.checkpoints import newest_checkpoint, prune, write_verified
-from fmboost.training.stopping import stop_signals, stopped
+from fmboost.training.stopping import TrainingStopped, stop_signals, stopped
 
 
 def learning_rate(cfg, step: int) -> float:
@@ -81,7 +84,10 @@ def fit(module: torch.nn.Module, state: Callable[[], dict[str, torch.Tensor]], l
     step = 0
     if found is not None:
         saved, step = load_checkpoint(found, (name, "ema"), opt)
-        module.load_state_dict(saved[name], strict=False)
+        loaded = module.load_state_dict(saved[name], strict=False)  # the decoder's part is not the whole module
+        if loaded.unexpected_keys or set(state()) & set(loaded.missing_keys):
+            raise RuntimeError(f"{found}: {name}.safetensors does not hold this run's {name} "
+                               f"({len(loaded.unexpected_keys)} unknown, {len(loaded.missing_keys)} missing tensors)")
         ema = saved["ema"]
         print(f"resumed from {found} (step {step})", flush=True)
         if step >= cfg.steps:  # finished already: export again (with this code's record of it) and stop
@@ -118,3 +124,61 @@ def fit(module: torch.nn.Module, state: Callable[[], dict[str, torch.Tensor]], l
                 print(f"stopped after --max-minutes at step {step}; continue with --resume", file=sys.stderr)
                 break
     return step
+
+
+@torch.no_grad()
+def upscale_pairs(out: Path, cfg, scale: int, make: Callable[[torch.Tensor, torch.Tensor], dict]) -> dict:
+    """OUT/pairs.safetensors, made once (seeded) and read back after: `cfg.pairs` crops of `cfg.crop` px from the
+    held-in training photos (cfg.photos less every cfg.holdout_every-th), flipped and turned at random, each as
+    x (uint8) and its bicubic ↓scale x_lr (fp16, [-1, 1]), with what `make(x_lr, x)` adds (x in [-1, 1])."""
+    pairs_file = out / "pairs.safetensors"
+    if pairs_file.is_file():
+        return load_file(str(pairs_file))
+    train, _ = split_photos(list(cfg.photos), cfg.holdout_every)
+    rng, c = random.Random(cfg.seed), cfg.crop
+    photos = [p for p in load_photos(train, cfg.max_photo_side) if min(p.shape[1:]) >= c]
+    if not photos:
+        raise InputError(f"no training photos of at least {c} px in {', '.join(cfg.photos)}")
+    made: dict[str, list] = {}
+    for i in range(cfg.pairs):
+        photo = photos[rng.randrange(len(photos))]
+        top, left = rng.randrange(photo.shape[1] - c + 1), rng.randrange(photo.shape[2] - c + 1)
+        x = photo[:, top:top + c, left:left + c]
+        x = torch.rot90(x.flip(2) if rng.random() < 0.5 else x, rng.randrange(4), (1, 2)).contiguous()
+        x_lr = to_tensor(resize(to_pil(x.float() / 127.5 - 1), (c // scale, c // scale)))[None]
+        pair = {**make(x_lr, x[None].float() / 127.5 - 1), "x_lr": x_lr[0].half(), "x": x}
+        for k, v in pair.items():
+            made.setdefault(k, []).append(v)
+        if (i + 1) % 500 == 0:
+            print(f"pairs {i + 1}/{cfg.pairs}", flush=True)
+    pairs = {k: torch.stack(v) for k, v in made.items()}
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(pairs_file, lambda tmp: save_file(pairs, str(tmp)))
+    return pairs
+
+
+def export_part(folder: Path, save: Callable[[Path], None], made: dict) -> Path:
+    """`folder` written atomically: what `save(tmp)` writes, and training.json saying how it was made."""
+    def write(tmp: Path) -> None:
+        save(tmp)
+        (tmp / "training.json").write_text(json.dumps(made, indent=2))
+
+    return write_atomic(folder, write, tmp=folder.with_name(folder.name + ".tmp"))
+
+
+def run_recipe(name: str, train: Callable[[], Path], steps_key: str, into: Path, goal: int, install_it: bool,
+               early: bool) -> int:
+    """The end every part's recipe shares: `train()`, a user's error as one line and exit code 2 (a stop signal:
+    its message and code), then the made folder installed over `into` when asked (see `install`)."""
+    try:
+        made = train()
+    except TrainingStopped as e:
+        print(e, file=sys.stderr)
+        return e.exit_code
+    except FmboostError as e:
+        print(f"{name}: error: {e}", file=sys.stderr)
+        return 2
+    if install_it or early:
+        steps = json.loads((made / "training.json").read_text())[steps_key]
+        print(install(made, into, steps, goal, early=early))
+    return 0

@@ -11,14 +11,11 @@ flow, so the held-back learning curves (recipes/default/design/curves.py) stay f
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from fmboost.errors import FmboostError
 from fmboost.training.decoder import DecoderConfig, train_decoder
-from fmboost.training.part import install
-from fmboost.training.stopping import TrainingStopped
+from fmboost.training.part import run_recipe
 
 
 def main(argv=None) -> int:
@@ -41,18 +38,8 @@ def main(argv=None) -> int:
                         checkpoint_every=args.checkpoint_every, seed=args.seed, lr=args.lr,
                         ema_decay=args.ema_decay, gradient_weight=args.gradient_weight,
                         max_minutes=args.max_minutes)
-    try:
-        made = train_decoder(cfg, resume=args.resume)
-    except TrainingStopped as e:
-        print(e, file=sys.stderr)
-        return e.exit_code
-    except FmboostError as e:
-        print(f"train_decoder: error: {e}", file=sys.stderr)
-        return 2
-    steps = json.loads((made / "training.json").read_text())["decoder_steps"]
-    if args.install or args.install_now:
-        print(install(made, Path(args.model) / "autoencoder", steps, cfg.steps, early=args.install_now))
-    return 0
+    return run_recipe("train_decoder", lambda: train_decoder(cfg, resume=args.resume), "decoder_steps",
+                      Path(args.model) / "autoencoder", cfg.steps, args.install, args.install_now)
 
 
 if __name__ == "__main__":

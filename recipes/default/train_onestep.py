@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from pathlib import Path
 
-from fmboost.errors import FmboostError
 from fmboost.training.onestep import OneStepConfig, train_one_step
-from fmboost.training.part import install
-from fmboost.training.stopping import TrainingStopped
+from fmboost.training.part import run_recipe
 
 TUNABLE = ("steps", "batch", "crop", "pairs", "warmup", "checkpoint_every", "seed", "lr", "ema_decay", "keep_weight",
            "keep_tau_min", "keep_tau_max", "keep_t0_share")
@@ -42,18 +39,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     cfg = dataclasses.replace(defaults, model=args.model, photos=tuple(args.photos), out=args.out, bf16=not args.fp32,
                               max_minutes=args.max_minutes, **{name: getattr(args, name) for name in TUNABLE})
-    try:
-        made = train_one_step(cfg, resume=args.resume)
-    except TrainingStopped as e:
-        print(e, file=sys.stderr)
-        return e.exit_code
-    except FmboostError as e:
-        print(f"train_onestep: error: {e}", file=sys.stderr)
-        return 2
-    steps = json.loads((made / "training.json").read_text())["one_step_steps"]
-    if args.install or args.install_now:
-        print(install(made, Path(args.model) / "cfm", steps, cfg.steps, early=args.install_now))
-    return 0
+    return run_recipe("train_onestep", lambda: train_one_step(cfg, resume=args.resume), "one_step_steps",
+                      Path(args.model) / "cfm", cfg.steps, args.install, args.install_now)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,10 @@ loads; `--per-frame` turns it off. Every 10th photo of each folder is held back,
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from fmboost.errors import FmboostError
-from fmboost.training.part import install
-from fmboost.training.stopping import TrainingStopped
+from fmboost.training.part import run_recipe
 from fmboost.training.temporal import TemporalConfig, train_temporal
 
 
@@ -42,18 +39,8 @@ def main(argv=None) -> int:
                          checkpoint_every=args.checkpoint_every, seed=args.seed, lr=args.lr, tau=args.tau,
                          pixel_weight=args.pixel_weight, ema_decay=args.ema_decay, max_minutes=args.max_minutes,
                          init=args.init)
-    try:
-        made = train_temporal(cfg, resume=args.resume)
-    except TrainingStopped as e:
-        print(e, file=sys.stderr)
-        return e.exit_code
-    except FmboostError as e:
-        print(f"train_temporal: error: {e}", file=sys.stderr)
-        return 2
-    steps = json.loads((made / "training.json").read_text())["steps"]
-    if args.install or args.install_now:
-        print(install(made, Path(args.model) / "temporal", steps, cfg.steps, early=args.install_now))
-    return 0
+    return run_recipe("train_temporal", lambda: train_temporal(cfg, resume=args.resume), "steps",
+                      Path(args.model) / "temporal", cfg.steps, args.install, args.install_now)
 
 
 if __name__ == "__main__":

@@ -1199,8 +1199,7 @@ def one_step(results: Path) -> str:
     if before is None or after is None or made is None:
         return pending("default_model/onestep/before.json", "python recipes/default/train_onestep.py DATA/train "
                        "DATA/train_hr --install && python recipes/default/tune.py --model fmboost/weights/default")
-    cfg = made
-    run = cfg["config"]
+    run = made["config"]
     rows = []
     for key, name in ONE_STEP_ROWS:
         if key not in before["mean"] or key not in after["mean"]:
@@ -1214,7 +1213,7 @@ def one_step(results: Path) -> str:
         f"Before: {measured_by(before['meta'])} After: {measured_by(after['meta'])} "
         f"{len(after['per_image']['bicubic']['psnr'])} held-back training photos (centre {after['settings']['crop']} "
         f"px, ×2 from PIL's bicubic), the luma fix and one back-projection. The fine-tune: "
-        f"{cfg['one_step_steps']:,} steps of batch {run['batch']} ({run['crop']} px crops, {run['pairs']:,} pairs "
+        f"{made['one_step_steps']:,} steps of batch {run['batch']} ({run['crop']} px crops, {run['pairs']:,} pairs "
         f"made once), learning rate {run['lr']:g} with cosine decay, EMA {run['ema_decay']:g}, the keep term at "
         f"weight {run['keep_weight']:g} from τ {run['keep_tau_min']:g}–{run['keep_tau_max']:g}"
         f"{', bf16' if run.get('bf16') else ''}, on this CPU.",

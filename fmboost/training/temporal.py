@@ -15,7 +15,6 @@ layers, the folder a model's temporal/ is (the recipe copies it there).
 """
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,14 +22,14 @@ from pathlib import Path
 import torch
 
 from fmboost.data.clips import sample_clips
-from fmboost.data.files import sha256, write_atomic
+from fmboost.data.files import sha256
 from fmboost.data.photos import load_photos, split_photos
 from fmboost.data.sources import resolve_model
 from fmboost.errors import InputError
 from fmboost.flow.noise import noise_augment
 from fmboost.flow.objective import cfm_path, one_step_x1
 from fmboost.models.temporal import TemporalLayers, TemporalResNet
-from fmboost.training.part import checkpoint_to_resume, fit
+from fmboost.training.part import checkpoint_to_resume, export_part, fit
 
 
 @dataclass
@@ -120,12 +119,7 @@ def export(out: Path, layers: TemporalLayers, ema: dict, cfg: TemporalConfig, st
     # The layers fit the frozen image flow they were trained beside: its digest says which one.
     flow = Path(resolve_model(cfg.model)) / "cfm" / "diffusion_pytorch_model.safetensors"
     made = {"steps": step, "config": cfg.to_dict(), "flow_sha256": sha256(flow) if flow.is_file() else None}
-
-    def write(tmp: Path) -> None:
-        template.save_pretrained(tmp, safe_serialization=True)
-        (tmp / "training.json").write_text(json.dumps(made, indent=2))
-
-    return write_atomic(out / "temporal", write, tmp=out / "temporal.tmp")
+    return export_part(out / "temporal", lambda tmp: template.save_pretrained(tmp, safe_serialization=True), made)
 
 
 def train_temporal(cfg: TemporalConfig, resume: bool = False) -> Path:

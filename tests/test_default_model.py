@@ -29,6 +29,20 @@ def test_the_docs_record_of_the_one_step_fine_tune_is_the_shipped_one():
     assert json.loads(copy.read_text()) == json.loads(shipped.read_text())
 
 
+def test_the_real_model_is_fine_tuned_from_the_shipped_default():
+    """`real` starts from the default's flow (recipes/real/cfm.yaml's init) and shares its autoencoder: retrain it
+    (recipes/real/make_real.sh) whenever the default's flow or decoder changes."""
+    import json
+
+    from fmboost import EMBEDDED_MODELS
+    from fmboost.data.files import sha256
+
+    real, weights = EMBEDDED_MODELS["real"], "diffusion_pytorch_model.safetensors"
+    made = json.loads((real / "training.json").read_text())
+    assert made.get("init_sha256") == sha256(DEFAULT_MODEL / "cfm" / weights)
+    assert sha256(real / "autoencoder" / weights) == sha256(DEFAULT_MODEL / "autoencoder" / weights)
+
+
 def test_the_default_upscales_a_pan_more_steadily_than_frame_by_frame():
     """Its temporal layers (temporal/) against --per-frame on a pan it never saw: the astronaut's centre moved by 1
     high-res px per frame, with the flicker benchmark's own pan and measure (the known shift undone)."""

@@ -128,7 +128,7 @@ def test_info_says_the_flow_was_fine_tuned_for_one_step_and_the_decoder_it_went_
         return capsys.readouterr().out
 
     out = info()
-    assert "fine-tuned 2 steps for one Euler step" in out
+    assert "fine-tuned for one Euler step from the clean x0: 2 steps\n" in out  # the first round says no round
     assert "decoder fine-tuned 20 steps" in out and "another flow" not in out
     (model / "temporal").mkdir()  # temporal layers trained beside the flow before the fine-tune
     (model / "temporal" / "training.json").write_text(json.dumps({"steps": 5, "flow_sha256": flow}))
@@ -188,4 +188,6 @@ def test_a_second_fine_tune_keeps_the_lineage_so_the_temporal_layers_still_fit(t
     (model / "temporal" / "training.json").write_text(json.dumps({"steps": 5, "flow_sha256": original}))
     capsys.readouterr()
     assert main(["info", str(model)]) == 0
-    assert "trained beside the flow this cfm/ was fine-tuned from" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "trained beside the flow this cfm/ was fine-tuned from" in out
+    assert "for one Euler step from the clean x0: 1 step, round 2 (each from the last round's flow)" in out

@@ -1,9 +1,11 @@
 import json
+import shutil
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from fmboost.data.files import sha256
 from fmboost.training.prepare import load_shards, prepare, reupsample
 from fmboost.training.config import TrainConfig
 from fmboost.training.train import TrainingDiverged, train
@@ -148,6 +150,16 @@ def test_fine_tuning_starts_from_the_init_models_weights(tmp_path, shards_dir):
     init, _ = weights(tmp_path / "a")  # the exported model holds the EMA weights
     _, tuned = weights(tmp_path / "b")
     assert init.keys() == tuned.keys() and all(torch.equal(init[k], tuned[k]) for k in init)
+    # its record names the flow it started from, and keeps naming it when the run resumes after the init changed
+    digest = sha256(first / "cfm" / "diffusion_pytorch_model.safetensors")
+    record = lambda: json.loads((tmp_path / "b" / "model" / "training.json").read_text())
+    assert record()["init_sha256"] == digest
+    other = train(config(shards_dir, tmp_path / "other", max_steps=1, seed=1))
+    shutil.copytree(other / "cfm", first / "cfm", dirs_exist_ok=True)  # the init folder now holds another flow
+    assert sha256(first / "cfm" / "diffusion_pytorch_model.safetensors") != digest
+    train(config(shards_dir, tmp_path / "b", max_steps=2, lr=0.0, init=str(first), preset="faces"), resume="auto")
+    assert record()["steps"] == 2 and record()["init_sha256"] == digest
+    assert "init_sha256" not in json.loads((first / "training.json").read_text())  # a fresh run has no init
     with pytest.raises(FileNotFoundError, match="not a model folder"):
         train(config(shards_dir, tmp_path / "c", init=str(tmp_path)))
 

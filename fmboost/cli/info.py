@@ -55,7 +55,16 @@ def describe_folder(source) -> dict | None:
                             "scaling_factor": float(ae_config.get("scaling_factor", 1.0))},
             "cfm": {"parameters": cfm_params, **public(read_json(cfm / "config.json"))} if cfm.is_dir() else None,
             "temporal": temporal_of(folder), "decoder": decoder_of(folder, ae),
-            "one_step_steps": (read_json(cfm / "training.json") or {}).get("one_step_steps")}
+            "one_step": one_step_of(cfm)}
+
+
+def one_step_of(cfm: Path) -> dict | None:
+    """A flow fine-tuned for one Euler step (training/onestep.py): its steps, and its round, one per flow in its
+    lineage (each round starts from the last one's flow)."""
+    made = read_json(cfm / "training.json") or {}
+    if not made.get("one_step_steps"):
+        return None
+    return {"steps": made["one_step_steps"], "round": len(made.get("lineage") or [None])}
 
 
 def fits(made: dict, folder: Path) -> bool | None:
@@ -131,8 +140,11 @@ def as_text(d: dict) -> str:
     else:
         shape = ", ".join(f"{k} {v}" for k, v in cfm.items() if k not in ("parameters", "network"))
         lines.append(f"network      {cfm.get('network', 'a network')}, {cfm['parameters']:,} parameters ({shape})")
-        if d.get("one_step_steps"):
-            lines.append(f"             fine-tuned {d['one_step_steps']:,} steps for one Euler step from the clean x0")
+        one = d.get("one_step")
+        if one:
+            lines.append(f"             fine-tuned for one Euler step from the clean x0: {one['steps']:,} step"
+                         + ("s" if one["steps"] != 1 else "")
+                         + (f", round {one['round']} (each from the last round's flow)" if one["round"] > 1 else ""))
     temporal = d.get("temporal")
     if temporal is None:
         lines.append("video        frame by frame (no temporal layers, temporal/)")

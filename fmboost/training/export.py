@@ -37,7 +37,8 @@ def export_pipeline(out: Path, ema, manifest: dict, cfg: TrainConfig, step: int)
     # How the weights were made travels with them: settings, steps reached, data.
     keys = ("vae", "size", "scale", "upsampling", "degradation", "holdout_every", "count", "images_dirs")
     data = {k: manifest[k] for k in keys if k in manifest}
-    made = {"steps": step, "config": cfg.to_dict(), "data": data}
+    made = {"steps": step, "config": cfg.to_dict(), "data": data,
+            **({"init_sha256": manifest["init_sha256"]} if manifest.get("init_sha256") else {})}
 
     def write(tmp: Path) -> None:
         pipe.save_pretrained(tmp)

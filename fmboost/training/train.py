@@ -99,6 +99,27 @@ def initial_model(cfg: TrainConfig, latent_channels: int):
     return model
 
 
+def init_digest(cfg: TrainConfig, out: Path) -> str | None:
+    """The sha256 of the flow a fine-tune starts from (cfg.init's cfm weights), for its training.json: written to
+    OUT/init.sha256 when the run starts, so that a run resumed after the init folder changed still names the flow it
+    really started from."""
+    if not cfg.init:
+        return None
+    kept = out / "init.sha256"
+    if kept.is_file():
+        return kept.read_text().strip()
+    from fmboost.data.files import sha256
+    from fmboost.data.sources import resolve_model
+
+    folder = Path(resolve_model(cfg.init))
+    folder = folder / "cfm" if (folder / "cfm").is_dir() else folder
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    digest = sha256(weights) if weights.is_file() else None
+    if digest:
+        kept.write_text(digest + "\n")
+    return digest
+
+
 def pixel_term(cfg: TrainConfig, manifest: dict, device):
     """The decoder-space term of the loss (cfg.pixel_weight > 0), through the shards' own autoencoder."""
     if not cfg.pixel_weight:
@@ -183,6 +204,8 @@ def train(cfg: TrainConfig, resume: bool | str = False) -> Path:
     folder = resume_folder(accelerator, out, resume)
     torch.manual_seed(cfg.seed)
     model = initial_model(cfg, manifest["latent_channels"])
+    if main and cfg.init:  # the flow it was fine-tuned from, recorded with the export (export.export_pipeline)
+        manifest = {**manifest, "init_sha256": init_digest(cfg, out)}
     # The architecture, on rank 0, that the EMA weights are exported in.
     template = copy.deepcopy(model).requires_grad_(False) if main else None
     if folder:

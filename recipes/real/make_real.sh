@@ -3,8 +3,8 @@
 # (recipes/default/make_default.sh) first. Every stage resumes where it stopped.
 #   bash recipes/real/make_real.sh [DATA_DIR]      (DATA_DIR holds train/, train_hr/ and val/; default ../shared/data)
 # The shipped `real` weights were made by this recipe (their training.json says with what); it prepares like
-# recipes/default/make_default.sh, with degradations. On a 2-core CPU: prepare ≈5 min, fine-tuning ≈30 min (600 steps, 1 thread),
-# evaluate.py ≈15 min, cascade.py ≈15 min.
+# recipes/default/make_default.sh, with degradations. On a 2-core CPU: prepare ≈5 min, fine-tuning 10–30 min (600
+# steps, 1 thread), choose_steps.py ≈5 min, evaluate.py ≈15 min, cascade.py ≈15 min.
 set -euo pipefail
 DATA=${1:-../shared/data}
 RUN=runs/real
@@ -13,6 +13,8 @@ fmboost prepare "$DATA/train" "$DATA/train_hr" --out "$RUN/shards" --vae fmboost
 fmboost train --config recipes/real/cfm.yaml --resume auto  # from the newest complete checkpoint, if any
 rm -rf fmboost/weights/real
 cp -r "$RUN/cfm/model" fmboost/weights/real
+# Its sampling steps, chosen on 16 held-back training photos (results/real/heldback_steps.json), ≈5 min
+OMP_NUM_THREADS=1 python recipes/real/choose_steps.py --data "$DATA"
 fmboost info real
 python recipes/real/evaluate.py --data "$DATA"
 # ×4 (--scale 4): which model runs the second ×2 pass, re-measured on held-back training photos for these weights

@@ -813,11 +813,6 @@ def contention_own(results: Path) -> str:
     return contention(results, "contention_own_cpu")
 
 
-def contention_nfe1(results: Path) -> str:
-    """contention() at one Euler step (benchmarks/contention.py --steps 1): `fmboost upscale --steps 1`."""
-    return contention(results, "contention_nfe1_cpu")
-
-
 def large_photo(results: Path) -> str:
     """The whole `fmboost upscale --tile` command on a 1200×900 photo, beside SRMD (benchmarks/large_photo.py)."""
     data = load(results, "bench/large_photo_cpu.json")

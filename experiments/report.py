@@ -49,7 +49,6 @@ SECTIONS = [
     ("docs/default_model.md", "peers", doc_tables.peers),
     ("docs/default_model.md", "contention", doc_tables.contention),
     ("docs/default_model.md", "contention-own", doc_tables.contention_own),
-    ("docs/default_model.md", "contention-nfe1", doc_tables.contention_nfe1),
     ("docs/default_model.md", "large-photo", doc_tables.large_photo),
     ("docs/results.md", "real", doc_tables.real_world),
     ("docs/results.md", "ablations", ablations.section),

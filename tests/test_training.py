@@ -143,6 +143,16 @@ def test_cosine_lr_decay_warms_up_then_falls_to_zero():
         lr_lambda(10, 110, "linear")
 
 
+def info(model) -> str:
+    """`fmboost info`'s line on where a fine-tuned flow started."""
+    from fmboost.cli.info import as_text, describe_folder
+    from fmboost.cli.common import find_model
+
+    line = next(l for l in as_text(describe_folder(find_model(str(model), flag="MODEL"))).splitlines()
+                if "fine-tuned" in l and " from " in l)
+    return line.strip()
+
+
 def test_fine_tuning_starts_from_the_init_models_weights(tmp_path, shards_dir):
     first = train(config(shards_dir, tmp_path / "a", max_steps=3))
     # lr 0: the fine-tuned weights must be exactly the init weights, whatever the preset says.
@@ -154,11 +164,14 @@ def test_fine_tuning_starts_from_the_init_models_weights(tmp_path, shards_dir):
     digest = sha256(first / "cfm" / "diffusion_pytorch_model.safetensors")
     record = lambda: json.loads((tmp_path / "b" / "model" / "training.json").read_text())
     assert record()["init_sha256"] == digest
+    assert info(tmp_path / "b" / "model") == f"fine-tuned 1 step from the flow in {first}"
     other = train(config(shards_dir, tmp_path / "other", max_steps=1, seed=1))
     shutil.copytree(other / "cfm", first / "cfm", dirs_exist_ok=True)  # the init folder now holds another flow
     assert sha256(first / "cfm" / "diffusion_pytorch_model.safetensors") != digest
     train(config(shards_dir, tmp_path / "b", max_steps=2, lr=0.0, init=str(first), preset="faces"), resume="auto")
     assert record()["steps"] == 2 and record()["init_sha256"] == digest
+    said = f"fine-tuned 2 steps from the flow {first} held then (it holds another now)"
+    assert info(tmp_path / "b" / "model") == said
     assert "init_sha256" not in json.loads((first / "training.json").read_text())  # a fresh run has no init
     with pytest.raises(FileNotFoundError, match="not a model folder"):
         train(config(shards_dir, tmp_path / "c", init=str(tmp_path)))

@@ -55,7 +55,24 @@ def describe_folder(source) -> dict | None:
                             "scaling_factor": float(ae_config.get("scaling_factor", 1.0))},
             "cfm": {"parameters": cfm_params, **public(read_json(cfm / "config.json"))} if cfm.is_dir() else None,
             "temporal": temporal_of(folder), "decoder": decoder_of(folder, ae),
-            "one_step": one_step_of(cfm)}
+            "one_step": one_step_of(cfm), "fine_tuned_from": fine_tuned_from(folder)}
+
+
+def fine_tuned_from(folder: Path) -> dict | None:
+    """A flow fine-tuned from another model's (training.json's init_sha256, training/train.py): its steps, its init,
+    and whether that init (or an embedded model) still holds the flow it started from."""
+    made = read_json(folder / "training.json") or {}
+    if not made.get("init_sha256"):
+        return None
+    init = (made.get("config") or {}).get("init")
+    weights = "diffusion_pytorch_model.safetensors"
+    holds = lambda where: (where / weights).is_file() and sha256(where / weights) == made["init_sha256"]
+    embedded = [name for name, other in EMBEDDED_MODELS.items() if holds(other / "cfm")]
+    where = Path(str(init)) if init else None
+    if where is not None and (where / "cfm").is_dir():
+        where = where / "cfm"
+    return {"steps": made.get("steps"), "init": init, "embedded": embedded[0] if embedded else None,
+            "init_unchanged": bool(where and holds(where))}
 
 
 def one_step_of(cfm: Path) -> dict | None:
@@ -140,6 +157,13 @@ def as_text(d: dict) -> str:
     else:
         shape = ", ".join(f"{k} {v}" for k, v in cfm.items() if k not in ("parameters", "network"))
         lines.append(f"network      {cfm.get('network', 'a network')}, {cfm['parameters']:,} parameters ({shape})")
+        start = d.get("fine_tuned_from")
+        if start:
+            source = (f"the embedded `{start['embedded']}`'s flow" if start["embedded"] else
+                      f"the flow in {start['init']}" if start["init_unchanged"] else
+                      f"the flow {start['init']} held then (it holds another now)")
+            lines.append(f"             fine-tuned {start['steps']:,} step{'s' if start['steps'] != 1 else ''} "
+                         f"from {source}")
         one = d.get("one_step")
         if one:
             lines.append(f"             fine-tuned for one Euler step from the clean x0: {one['steps']:,} step"

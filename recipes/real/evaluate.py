@@ -22,7 +22,8 @@ from fmboost.evaluation.provenance import write_json
 
 ROOT = Path(__file__).resolve().parents[2]
 TUNED_ON = ("`real` fine-tunes the default (whose τ, sampling τ and colour fix were chosen on held-back training "
-            "photos by recipes/default/tune.py) on degraded crops of train/ + train_hr/; not tuned further")
+            "photos by recipes/default/tune.py) on degraded crops of train/ + train_hr/; its step count chosen on 16 "
+            "held-back training photos (recipes/real/choose_steps.py)")
 
 
 def main():

@@ -1185,6 +1185,12 @@ ONE_STEP_ROWS = (("cfm nfe=1 tau=0 color_fix=luma back_projection=1", "NFE 1, τ
                  ("cfm nfe=1 tau=200 color_fix=luma back_projection=1", "NFE 1, τ 200 (the detail setting)"))
 
 
+def signed(x: float, digits: int = 3) -> str:
+    """x with its sign, and no sign where it rounds to zero (not "-0.000")."""
+    text = f"{x:+.{digits}f}"
+    return text if float(text) != 0 else f"{0:.{digits}f}"
+
+
 def one_step(results: Path) -> str:
     """The default before and after each round of fine-tuning its flow for one Euler step
     (recipes/default/train_onestep.py): tune.py's rows on the held-back photos. default_model/onestep/ keeps the
@@ -1200,7 +1206,7 @@ def one_step(results: Path) -> str:
     for key, name in ONE_STEP_ROWS:
         if all(key in r["mean"] for r in rounds):
             m = [r["mean"][key] for r in rounds]
-            rows.append([name, *(f"{x['psnr']:.3f}" for x in m), f"{m[2]['psnr'] - m[0]['psnr']:+.3f}",
+            rows.append([name, *(f"{x['psnr']:.3f}" for x in m), signed(m[2]['psnr'] - m[0]['psnr']),
                          *(f"{x['niqe']:.2f}" for x in m)])
     run = made["config"]
     one, two = (after["mean"][k]["psnr"] for k, _ in ONE_STEP_ROWS[:2])
@@ -1216,6 +1222,6 @@ def one_step(results: Path) -> str:
         f"second from the first's flow (its teacher in the keep term), with crops of seed {run['seed']}.",
         "", table(["sampling", "PSNR before (dB)", "round 1", "round 2", "change", "NIQE before", "round 1",
                    "round 2"], rows), "",
-        f"After both rounds one network evaluation scores {one - was:+.3f} dB against the two the default took "
-        f"before them; two evaluations of the fine-tuned network score {two - one:+.3f} dB over one. The tuning "
+        f"After both rounds one network evaluation scores {signed(one - was)} dB against the two the default took "
+        f"before them; two evaluations of the fine-tuned network score {signed(two - one)} dB over one. The tuning "
         f"rule (above) chose `{chosen_setting(after['mean'])}`."])

@@ -177,6 +177,30 @@ def test_fine_tuning_starts_from_the_init_models_weights(tmp_path, shards_dir):
         train(config(shards_dir, tmp_path / "c", init=str(tmp_path)))
 
 
+def test_a_flow_trained_through_a_fine_tuned_decoder_says_the_decoder_fits_it(tmp_path, shards_dir, capsys):
+    """The decoder's record travels with the export, and the pixel term's autoencoder is recorded: `fmboost info`
+    then says the decoder fits the flow that was trained through it, though it was fine-tuned on another."""
+    from fmboost.cli.main import main
+
+    shards = shutil.copytree(shards_dir, tmp_path / "shards")
+    manifest = json.loads((shards / "manifest.json").read_text())
+    vae = shutil.copytree(manifest["vae"], tmp_path / "vae")
+    (vae / "training.json").write_text(json.dumps({"decoder_steps": 7, "flow_sha256": "0" * 64}))
+    (shards / "manifest.json").write_text(json.dumps({**manifest, "vae": str(vae)}))
+
+    def info(model):
+        capsys.readouterr()
+        assert main(["info", str(model)]) == 0
+        return capsys.readouterr().out
+
+    through = train(config(shards, tmp_path / "through", max_steps=1, pixel_weight=1.0))
+    assert json.loads((through / "autoencoder" / "training.json").read_text())["decoder_steps"] == 7
+    said = info(through)
+    assert "its decoder fine-tuned 7 steps on the flow's outputs\n" in said
+    latent_only = train(config(shards, tmp_path / "latent", max_steps=1))  # no pixel term: not trained through it
+    assert "its decoder fine-tuned 7 steps on the flow's outputs (of another flow than this cfm/)" in info(latent_only)
+
+
 def test_exported_model_samples_with_sample_tau_and_steps_when_given(tmp_path, shards_dir):
     from fmboost.pipelines.upscale import FMBoostPipeline
 

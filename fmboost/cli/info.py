@@ -93,15 +93,19 @@ def fits(made: dict, folder: Path) -> bool | None:
 
 def decoder_of(folder: Path, ae: Path) -> dict | None:
     """A decoder fine-tuned on the flow's outputs (training/decoder.py), if the autoencoder's training.json says so.
-    It fits the flow it was fine-tuned on, and a flow fine-tuned afterwards through it (training/onestep.py)."""
+    It fits the flow it was fine-tuned on, and a flow fine-tuned afterwards through it (training/onestep.py, or
+    training/train.py with the pixel term)."""
     made = read_json(ae / "training.json") or {}
     if "decoder_steps" not in made:
         return None
     fitted = fits(made, folder)
-    flow_made = read_json(folder / "cfm" / "training.json") or {}
+    # the flow's own record (a one-step fine-tune) or the model's (a fine-tune with the pixel term): trained through
+    # this decoder
+    through = [(read_json(where) or {}).get("autoencoder_sha256") for where in
+               (folder / "cfm" / "training.json", folder / "training.json")]
     weights = ae / "diffusion_pytorch_model.safetensors"
-    if fitted is False and flow_made.get("autoencoder_sha256") and weights.is_file():
-        fitted = flow_made["autoencoder_sha256"] == sha256(weights)
+    if fitted is False and any(through) and weights.is_file():
+        fitted = sha256(weights) in through
     return {"fine_tuned_steps": made["decoder_steps"], "fits_flow": fitted}
 
 

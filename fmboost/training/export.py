@@ -2,14 +2,18 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
 
-from fmboost.data.files import write_atomic
+from fmboost.data.files import sha256, write_atomic
 from fmboost.data.stream import first_pairs
 from fmboost.training.config import TrainConfig
 from fmboost.training.distributed import full_tensors, sharded
+
+
+WEIGHTS = "diffusion_pytorch_model.safetensors"
 
 
 def exported_settings(cfg: TrainConfig) -> dict:
@@ -39,10 +43,15 @@ def export_pipeline(out: Path, ema, manifest: dict, cfg: TrainConfig, step: int)
     data = {k: manifest[k] for k in keys if k in manifest}
     made = {"steps": step, "config": cfg.to_dict(), "data": data,
             **({"init_sha256": manifest["init_sha256"]} if manifest.get("init_sha256") else {})}
+    vae = Path(manifest["vae"])
+    if cfg.pixel_weight and (vae / WEIGHTS).is_file():  # trained through this decoder, so it fits (cli/info.py)
+        made["autoencoder_sha256"] = sha256(vae / WEIGHTS)
 
     def write(tmp: Path) -> None:
         pipe.save_pretrained(tmp)
         (tmp / "training.json").write_text(json.dumps(made, indent=2))
+        if (vae / "training.json").is_file():  # how the autoencoder was made (a fine-tuned decoder) travels too
+            shutil.copy(vae / "training.json", tmp / "autoencoder" / "training.json")
 
     write_atomic(out / "model", write, tmp=out / "model.tmp")
     return pipe

@@ -11,7 +11,7 @@ import struct
 from pathlib import Path
 
 from fmboost.cli.common import find_model, load_pipeline
-from fmboost.data.files import sha256
+from fmboost.data.files import WEIGHTS_NAME, sha256
 from fmboost.data.sources import EMBEDDED_MODELS, resolve_autoencoder
 
 
@@ -65,8 +65,7 @@ def fine_tuned_from(folder: Path) -> dict | None:
     if not made.get("init_sha256"):
         return None
     init = (made.get("config") or {}).get("init")
-    weights = "diffusion_pytorch_model.safetensors"
-    holds = lambda where: (where / weights).is_file() and sha256(where / weights) == made["init_sha256"]
+    holds = lambda where: (where / WEIGHTS_NAME).is_file() and sha256(where / WEIGHTS_NAME) == made["init_sha256"]
     embedded = [name for name, other in EMBEDDED_MODELS.items() if holds(other / "cfm")]
     where = Path(str(init)) if init else None
     if where is not None and (where / "cfm").is_dir():
@@ -87,7 +86,7 @@ def one_step_of(cfm: Path) -> dict | None:
 def fits(made: dict, folder: Path) -> bool | None:
     """Whether a part trained beside a frozen image flow (its training.json's flow_sha256) fits the flow in cfm/;
     None when either is not recorded."""
-    flow = folder / "cfm" / "diffusion_pytorch_model.safetensors"
+    flow = folder / "cfm" / WEIGHTS_NAME
     return None if not made.get("flow_sha256") or not flow.is_file() else made["flow_sha256"] == sha256(flow)
 
 
@@ -103,7 +102,7 @@ def decoder_of(folder: Path, ae: Path) -> dict | None:
     # this decoder
     through = [(read_json(where) or {}).get("autoencoder_sha256") for where in
                (folder / "cfm" / "training.json", folder / "training.json")]
-    weights = ae / "diffusion_pytorch_model.safetensors"
+    weights = ae / WEIGHTS_NAME
     if fitted is False and any(through) and weights.is_file():
         fitted = sha256(weights) in through
     return {"fine_tuned_steps": made["decoder_steps"], "fits_flow": fitted}

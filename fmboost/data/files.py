@@ -7,6 +7,9 @@ import re
 import shutil
 from pathlib import Path
 
+# A diffusers folder's weights file (a network's, an autoencoder's): the file the digests in training.json are of.
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+
 
 def sha256(path: str | os.PathLike) -> str:
     """The file's SHA-256, read in 16 MiB pieces."""

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from fmboost.data.files import sha256
+from fmboost.data.files import WEIGHTS_NAME, sha256
 from fmboost.data.sources import resolve_model
 from fmboost.errors import InputError
 from fmboost.training.autoencoder import image_gradients
@@ -95,7 +95,7 @@ def export(out: Path, autoencoder, ema: dict, cfg: DecoderConfig, step: int, fin
     with torch.no_grad():
         current = {k: v.detach().clone() for k, v in trained.items()}
         vae.load_state_dict(ema, strict=False)
-    flow = Path(resolve_model(cfg.model)) / "cfm" / "diffusion_pytorch_model.safetensors"
+    flow = Path(resolve_model(cfg.model)) / "cfm" / WEIGHTS_NAME
     made = {"decoder_steps": step, "config": cfg.to_dict(), **finish,
             "flow_sha256": sha256(flow) if flow.is_file() else None}
     source = Path(resolve_model(cfg.model)) / "autoencoder" / "training.json"

@@ -7,13 +7,10 @@ from pathlib import Path
 
 import torch
 
-from fmboost.data.files import sha256, write_atomic
+from fmboost.data.files import WEIGHTS_NAME, sha256, write_atomic
 from fmboost.data.stream import first_pairs
 from fmboost.training.config import TrainConfig
 from fmboost.training.distributed import full_tensors, sharded
-
-
-WEIGHTS = "diffusion_pytorch_model.safetensors"
 
 
 def exported_settings(cfg: TrainConfig) -> dict:
@@ -44,8 +41,8 @@ def export_pipeline(out: Path, ema, manifest: dict, cfg: TrainConfig, step: int)
     made = {"steps": step, "config": cfg.to_dict(), "data": data,
             **({"init_sha256": manifest["init_sha256"]} if manifest.get("init_sha256") else {})}
     vae = Path(manifest["vae"])
-    if cfg.pixel_weight and (vae / WEIGHTS).is_file():  # trained through this decoder, so it fits (cli/info.py)
-        made["autoencoder_sha256"] = sha256(vae / WEIGHTS)
+    if cfg.pixel_weight and (vae / WEIGHTS_NAME).is_file():  # trained through this decoder, so it fits (cli/info.py)
+        made["autoencoder_sha256"] = sha256(vae / WEIGHTS_NAME)
 
     def write(tmp: Path) -> None:
         pipe.save_pretrained(tmp)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from fmboost.data.files import sha256, write_atomic
+from fmboost.data.files import WEIGHTS_NAME, sha256, write_atomic
 from fmboost.data.sources import resolve_model
 from fmboost.errors import InputError
 from fmboost.flow.noise import noise_augment
@@ -103,15 +103,12 @@ def keep_loss(model, teacher, x_cond, x1, cfg: OneStepConfig, generator) -> torc
     return (model(x_t, t, x_cond).float() - want.float()).square().mean()
 
 
-WEIGHTS = "diffusion_pytorch_model.safetensors"
-
-
 def start_flow(out: Path, cfg: OneStepConfig) -> Path:
     """The flow the run started from: OUT/teacher, a copy of the model's cfm/ made when the run starts, so that an
     --install (which replaces the model's cfm/) cannot change the keep term's teacher under a resumed run. Runs
     begun before the copy was made read the model's cfm/."""
     kept = out / "teacher"
-    return kept if (kept / WEIGHTS).is_file() else Path(resolve_model(cfg.model)) / "cfm"
+    return kept if (kept / WEIGHTS_NAME).is_file() else Path(resolve_model(cfg.model)) / "cfm"
 
 
 def lineage(start: Path) -> list[str]:
@@ -121,7 +118,7 @@ def lineage(start: Path) -> list[str]:
     if (start / "training.json").is_file():
         made = json.loads((start / "training.json").read_text())
     before = made.get("lineage") or ([made["started_from_sha256"]] if made.get("started_from_sha256") else [])
-    return [sha256(start / WEIGHTS)] + before
+    return [sha256(start / WEIGHTS_NAME)] + before
 
 
 def export(out: Path, model, ema: dict, cfg: OneStepConfig, step: int) -> Path:
@@ -133,7 +130,7 @@ def export(out: Path, model, ema: dict, cfg: OneStepConfig, step: int) -> Path:
     # the flow it started from, and the autoencoder it was trained through (so the decoder fits it: cli/info.py)
     ancestors = lineage(start_flow(out, cfg))
     made = {"one_step_steps": step, "config": cfg.to_dict(), "started_from_sha256": ancestors[0],
-            "lineage": ancestors, "autoencoder_sha256": sha256(folder / "autoencoder" / WEIGHTS)}
+            "lineage": ancestors, "autoencoder_sha256": sha256(folder / "autoencoder" / WEIGHTS_NAME)}
     return export_part(out / "cfm", lambda tmp: student.save_pretrained(tmp, safe_serialization=True), made)
 
 

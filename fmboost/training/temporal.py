@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from fmboost.data.clips import sample_clips
-from fmboost.data.files import sha256
+from fmboost.data.files import WEIGHTS_NAME, sha256
 from fmboost.data.photos import load_photos, split_photos
 from fmboost.data.sources import resolve_model
 from fmboost.errors import InputError
@@ -117,7 +117,7 @@ def export(out: Path, layers: TemporalLayers, ema: dict, cfg: TemporalConfig, st
     template.load_state_dict(ema)
 
     # The layers fit the frozen image flow they were trained beside: its digest says which one.
-    flow = Path(resolve_model(cfg.model)) / "cfm" / "diffusion_pytorch_model.safetensors"
+    flow = Path(resolve_model(cfg.model)) / "cfm" / WEIGHTS_NAME
     made = {"steps": step, "config": cfg.to_dict(), "flow_sha256": sha256(flow) if flow.is_file() else None}
     return export_part(out / "temporal", lambda tmp: template.save_pretrained(tmp, safe_serialization=True), made)
 

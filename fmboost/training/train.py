@@ -76,14 +76,19 @@ def effective_lr(cfg: TrainConfig) -> float:
     return cfg.lr * LR_SCALING[cfg.lr_scaling](cfg.batch_size / cfg.reference_batch)
 
 
+def init_flow(cfg: TrainConfig) -> Path:
+    """The folder of the flow a fine-tune starts from: cfg.init's cfm/ (or cfg.init itself, a bare network)."""
+    from fmboost.data.sources import resolve_model
+
+    folder = Path(resolve_model(cfg.init))  # `default`, `real`: the embedded models
+    return folder / "cfm" if (folder / "cfm").is_dir() else folder
+
+
 def initial_model(cfg: TrainConfig, latent_channels: int):
     """The preset's fresh U-Net, or, to fine-tune, the CFM weights of an exported model folder."""
     if not cfg.init:
         return build_model(cfg.preset, latent_channels, **cfg.model)
-    from fmboost.data.sources import resolve_model
-
-    folder = Path(resolve_model(cfg.init))  # `default`, `real`: the embedded models
-    folder = folder / "cfm" if (folder / "cfm").is_dir() else folder
+    folder = init_flow(cfg)
     if not (folder / "config.json").exists():
         raise MissingError(f"init: {cfg.init} is not a model folder (no cfm/config.json)")
     from fmboost.models.networks import load_network, network_name
@@ -108,12 +113,9 @@ def init_digest(cfg: TrainConfig, out: Path) -> str | None:
     kept = out / "init.sha256"
     if kept.is_file():
         return kept.read_text().strip()
-    from fmboost.data.files import sha256
-    from fmboost.data.sources import resolve_model
+    from fmboost.data.files import WEIGHTS_NAME, sha256
 
-    folder = Path(resolve_model(cfg.init))
-    folder = folder / "cfm" if (folder / "cfm").is_dir() else folder
-    weights = folder / "diffusion_pytorch_model.safetensors"
+    weights = init_flow(cfg) / WEIGHTS_NAME
     digest = sha256(weights) if weights.is_file() else None
     if digest:
         kept.write_text(digest + "\n")
@@ -204,7 +206,7 @@ def train(cfg: TrainConfig, resume: bool | str = False) -> Path:
     folder = resume_folder(accelerator, out, resume)
     torch.manual_seed(cfg.seed)
     model = initial_model(cfg, manifest["latent_channels"])
-    if main and cfg.init:  # the flow it was fine-tuned from, recorded with the export (export.export_pipeline)
+    if main:  # the flow a fine-tune started from, recorded with the export (export.export_pipeline)
         manifest = {**manifest, "init_sha256": init_digest(cfg, out)}
     # The architecture, on rank 0, that the EMA weights are exported in.
     template = copy.deepcopy(model).requires_grad_(False) if main else None

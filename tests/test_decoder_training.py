@@ -129,23 +129,11 @@ def test_the_decoder_loss_scores_the_output_as_the_pipeline_finishes_it(tiny_mod
 def test_resuming_a_part_from_a_checkpoint_without_its_tensors_fails(tmp_path):
     """part.fit loads a checkpoint non-strictly (the decoder's holds the decoder alone, not the whole autoencoder),
     but one without the trained part's tensors must not resume silently from untrained weights."""
-    from dataclasses import dataclass
-
+    from fmboost.training.decoder import DecoderConfig
     from fmboost.training.part import fit, newest_checkpoint, save_checkpoint
 
-    @dataclass
-    class Settings:
-        steps: int = 2
-        lr: float = 1e-3
-        warmup: int = 1
-        ema_decay: float = 0.9
-        checkpoint_every: int = 1
-        keep_checkpoints: int = 2
-        max_minutes: float | None = None
-
-        def to_dict(self):
-            return {}
-
+    Settings = lambda: DecoderConfig(model="unused", photos=(), out=str(tmp_path), steps=2, lr=1e-3, warmup=1,
+                                     ema_decay=0.9, checkpoint_every=1, keep_checkpoints=2)
     net = torch.nn.Linear(2, 2)
     opt = torch.optim.AdamW(net.parameters())
     save_checkpoint(tmp_path, 1, {"part": {"other.weight": torch.zeros(2, 2)}, "ema": net.state_dict()}, opt, Settings())

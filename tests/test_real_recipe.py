@@ -33,14 +33,15 @@ def test_it_scores_the_held_back_photos_and_writes_the_choice_into_the_model(tmp
         random_photo(48, 64, seed=i).save(tmp_path / "data" / "train" / f"p{i:02d}.png")
     model = shutil.copytree(tiny_model_dir, tmp_path / "model")
     results = tmp_path / "heldback.json"
-    assert recipe().main(["--data", str(tmp_path / "data"), "--model", str(model), "--steps", "1,2",
+    choose_steps = recipe()
+    assert choose_steps.main(["--data", str(tmp_path / "data"), "--model", str(model), "--steps", "1,2",
                           "--photos", "2", "--results", str(results)]) == 0
     rows = json.loads(results.read_text())
     _, held = split_photos([str(tmp_path / "data" / "train"), str(tmp_path / "data" / "train_hr")], 10)
     assert rows["images"] == [p.stem for p in held] and len(held) == 2 and [r["steps"] for r in rows["results"]] == [1, 2]
-    chosen = recipe().choose(rows["results"])["steps"]
+    chosen = choose_steps.choose(rows["results"])["steps"]
     assert ModelConfig.read(model).steps == chosen
     made = json.loads((model / "training.json").read_text())["after_training"]
     assert made["steps"] == chosen and "results/real/heldback_steps.json" in made["why"]
-    assert recipe().main(["--data", str(tmp_path / "data"), "--model", str(model), "--photos", "3",
+    assert choose_steps.main(["--data", str(tmp_path / "data"), "--model", str(model), "--photos", "3",
                           "--results", str(results)]) == 2  # too few held-back photos: said, nothing run

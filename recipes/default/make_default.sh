@@ -54,25 +54,21 @@ python recipes/default/train_decoder.py "$DATA/train" "$DATA/train_hr" --out "$R
 steps=$(python -c "import json; print(json.load(open('$RUN/decoder/autoencoder/training.json'))['decoder_steps'])")
 if [ "$steps" -lt 2000 ]; then echo "decoder at step $steps of 2000: run again to continue"; exit 0; fi
 # The flow, fine-tuned for the one Euler step from the clean x0 through that decoder (docs/default_model.md, "One
-# Euler step, fine-tuned"); ≈30 min on 2 cores. It installs itself into the model's cfm/ once it reaches its steps.
-if [ ! -d "$RUN/onestep/checkpoints" ]; then  # the held-back scores before it, for the docs' before/after table
-    python recipes/default/tune.py --model fmboost/weights/default --data "$DATA" --taus 0,50,100,200 --steps 1,2,4 \
-        --out results/default_model/onestep/before.json
-fi
-python recipes/default/train_onestep.py "$DATA/train" "$DATA/train_hr" --out "$RUN/onestep" --steps 1200 \
-    --resume --install ${MINUTES:+--max-minutes "$MINUTES"}
-steps=$(python -c "import json; print(json.load(open('$RUN/onestep/cfm/training.json'))['one_step_steps'])")
-if [ "$steps" -lt 1200 ]; then echo "one-step fine-tune at step $steps of 1200: run again to continue"; exit 0; fi
-# A second round from the first's flow (its teacher), on crops of another seed: one evaluation then tied two on the
-# held-back photos (docs/default_model.md, "One Euler step, fine-tuned"); the scores between the rounds are kept.
-if [ ! -d "$RUN/onestep2/checkpoints" ]; then
-    python recipes/default/tune.py --model fmboost/weights/default --data "$DATA" --taus 0,50,100,200 --steps 1,2,4 \
-        --out results/default_model/onestep/round1.json
-fi
-python recipes/default/train_onestep.py "$DATA/train" "$DATA/train_hr" --out "$RUN/onestep2" --steps 1200 --seed 1 \
-    --resume --install ${MINUTES:+--max-minutes "$MINUTES"}
-steps=$(python -c "import json; print(json.load(open('$RUN/onestep2/cfm/training.json'))['one_step_steps'])")
-if [ "$steps" -lt 1200 ]; then echo "second one-step round at step $steps of 1200: run again to continue"; exit 0; fi
+# Euler step, fine-tuned"), in two rounds of ≈30 min on 2 cores: the second from the first's flow (its teacher), on
+# crops of another seed. Each round first scores the held-back photos (for the docs' table), then installs itself
+# into the model's cfm/ once it reaches its steps.
+one_step_round() {  # OUT SEED SCORES_BEFORE
+    if [ ! -d "$1/checkpoints" ]; then
+        python recipes/default/tune.py --model fmboost/weights/default --data "$DATA" --taus 0,50,100,200 \
+            --steps 1,2,4 --out "$3"
+    fi
+    python recipes/default/train_onestep.py "$DATA/train" "$DATA/train_hr" --out "$1" --steps 1200 --seed "$2" \
+        --resume --install ${MINUTES:+--max-minutes "$MINUTES"}
+    steps=$(python -c "import json; print(json.load(open('$1/cfm/training.json'))['one_step_steps'])")
+    if [ "$steps" -lt 1200 ]; then echo "one-step fine-tune $1 at step $steps of 1200: run again to continue"; exit 0; fi
+}
+one_step_round "$RUN/onestep" 0 results/default_model/onestep/before.json
+one_step_round "$RUN/onestep2" 1 results/default_model/onestep/round1.json
 fmboost info fmboost/weights/default
 # Sampling τ and colour fix, measured on the held-back photos (cfm.yaml's sample_tau and color_fix were set from it)
 python recipes/default/tune.py --model fmboost/weights/default --data "$DATA"

@@ -169,9 +169,26 @@ def test_prepare_with_degradation_trains_and_records_it(tmp_path, tiny_vae_dir, 
         prepare(photos_dir, tmp_path / "x", tiny_vae_dir, size=32, degradation="jpeg")
 
 
+def test_prepare_cascade_pairs_train_the_first_pass_of_x4(tmp_path, tiny_vae_dir, photos_dir):
+    """--cascade 2: the low-res side is the ×4 degradation of a crop twice the size, the target that crop ↓2."""
+    x4 = prepare(photos_dir, tmp_path / "x4", tiny_vae_dir, size=64, scale=4, crops_per_image=2,
+                 degradation="realesrgan", upsampling="pixel")
+    first = prepare(photos_dir, tmp_path / "first", tiny_vae_dir, size=32, scale=2, crops_per_image=2,
+                    degradation="realesrgan", upsampling="pixel", cascade=2)
+    assert first["cascade"] == 2 and x4["cascade"] == 1
+    (a, _), (b, _) = load_shards(tmp_path / "x4"), load_shards(tmp_path / "first")
+    assert torch.equal(a["z_lr"], b["z_lr"])  # the same crops, degraded ×1/4 alike
+    assert b["x1"].shape == b["x_cond"].shape == (6, 4, 16, 16) and a["x1"].shape == (6, 4, 32, 32)
+    # the target is the clean crop ↓2: encoded, it lies near the ×4 target's latent averaged 2×2, not near x_cond
+    pooled = torch.nn.functional.avg_pool2d(a["x1"], 2)
+    assert (b["x1"] - pooled).abs().mean() < (b["x_cond"] - pooled).abs().mean()
+    with pytest.raises(ValueError, match="cascade 0"):
+        prepare(photos_dir, tmp_path / "bad", tiny_vae_dir, size=32, cascade=0)
+
+
 def test_prepare_resumes_manifests_from_before_the_option(tmp_path, tiny_vae_dir, photos_dir):
     m = prepare(photos_dir, tmp_path / "s", tiny_vae_dir, size=32, crops_per_image=1)
-    del m["degradation"]
+    del m["degradation"], m["cascade"]
     (tmp_path / "s" / "manifest.json").write_text(json.dumps(m))
     assert prepare(photos_dir, tmp_path / "s", tiny_vae_dir, size=32, crops_per_image=1)["count"] == 3
 

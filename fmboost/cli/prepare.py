@@ -35,6 +35,11 @@ def add_parser(subparsers) -> None:
                          "model never trained on; `fmboost train-autoencoder` holds back the same ones")
     pr.add_argument("--degradation", default="none", choices=["none", "realesrgan"],
                     help="low-res crops: bicubic (none) or Real-ESRGAN's random blur, resize, noise and JPEG")
+    pr.add_argument("--cascade", type=int, default=1, metavar="C",
+                    help="pairs for the first ×--scale pass of a ×(scale·C) upscale (e.g. --scale 2 --cascade 2 for "
+                         "the first pass of --scale 4): crops C times --size, targets their clean bicubic ↓C, low-res "
+                         "crops ↓(scale·C) with --degradation; the model then hands a clean image to the next pass "
+                         "(default 1: plain pairs)")
     add_device_flag(pr)
     pr.add_argument("--rank", type=int, default=env_int("RANK", "SLURM_PROCID", default=0),
                     help="this process's share of the shards (default: $RANK or $SLURM_PROCID, else 0)")
@@ -80,7 +85,7 @@ def cmd_prepare(args) -> int:
                     upsampling=args.upsampling, crops_per_image=args.crops_per_image,
                     images_per_shard=args.images_per_shard, seed=args.seed, device=device,
                     degradation=args.degradation, rank=args.rank, world_size=args.world_size,
-                    holdout_every=args.holdout_every)
+                    holdout_every=args.holdout_every, cascade=args.cascade)
     share = f" (rank {args.rank} of {args.world_size})" if args.world_size > 1 else ""
     print(f"{m['count']} training pairs in {args.out}{share}; {len(m['skipped'])} image(s) skipped")
     for s in m["skipped"]:

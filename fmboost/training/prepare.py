@@ -1,7 +1,10 @@
 """`fmboost prepare`: photos → safetensors shards of training pairs (x1, x_cond, z_lr) with a manifest.
 
 For each crop of `size` px: x1 = E(crop), z_lr = E(bicubic↓s(crop)), x_cond = upsample(z_lr); with
-`degradation="realesrgan"`, z_lr encodes Real-ESRGAN's degraded ↓s(crop) instead. Shards are written atomically
+`degradation="realesrgan"`, z_lr encodes Real-ESRGAN's degraded ↓s(crop) instead. With `cascade=c` the pairs train
+the first ×s pass of a ×(s·c) cascade (`fmboost upscale --scale 4` of a ×2 model): each crop is taken c times larger,
+its target is its clean bicubic ↓c and its low-res side ↓(s·c) of it, so the model learns to undo the degradations
+that a ×(s·c) input carries and hands a clean image to the next pass. Shards are written atomically
 and recorded in manifest.json, so an interrupted run resumes at the first unfinished shard.
 
 Sharded over processes (rank r of w, e.g. under torchrun or srun), rank r makes shards r, r + w, r + 2w, ... and
@@ -44,6 +47,14 @@ def random_crops(im, size: int, n: int, rng: random.Random):
         yield im.crop((x, y, x + size, y + size))
 
 
+def cascade_targets(crops, cascade: int) -> list:
+    """The first pass's targets: each crop's clean bicubic ↓cascade (the crop itself when cascade is 1)."""
+    if cascade == 1:
+        return crops
+    size = crops[0].width // cascade
+    return [resize(c, (size, size)) for c in crops]
+
+
 def low_res_crops(crops, scale: int, degradation: str, seed: int, shard: int) -> list:
     """Bicubic ↓scale, or Real-ESRGAN's degradations seeded per crop (a resumed run makes the same ones)."""
     if degradation == "realesrgan":
@@ -75,8 +86,9 @@ def rank_manifest(rank: int, world_size: int) -> str:
 def prepare(images_dirs, out, vae, size: int = 256, scale: int = 2, upsampling: str = "psu",
             crops_per_image: int = 4, images_per_shard: int = 64, batch_size: int = 16, seed: int = 0,
             device: str = "cpu", degradation: str = "none", rank: int = 0, world_size: int = 1,
-            holdout_every: int = 0) -> dict:
-    """`holdout_every` = n leaves every n-th photo of each folder out, for tuning on photos training never saw."""
+            holdout_every: int = 0, cascade: int = 1) -> dict:
+    """`holdout_every` = n leaves every n-th photo of each folder out, for tuning on photos training never saw;
+    `cascade` (module docstring): pairs for the first pass of a ×(scale·cascade) cascade."""
     out = Path(out)
     images_dirs = [str(d) for d in (images_dirs if isinstance(images_dirs, (list, tuple)) else [images_dirs])]
     paths = [p for d in images_dirs for p in holdout(list_images(d), holdout_every)[0]]
@@ -84,6 +96,8 @@ def prepare(images_dirs, out, vae, size: int = 256, scale: int = 2, upsampling: 
         raise MissingError(f"no images (png, jpg, webp, ...) found in {', '.join(images_dirs)}")
     if degradation not in DEGRADATIONS:
         raise InputError(f"degradation {degradation!r}: choose one of {', '.join(DEGRADATIONS)}")
+    if cascade < 1:
+        raise InputError(f"cascade {cascade}: give 1 (plain ×{scale} pairs) or the factor of the passes after the first")
     if not 0 <= rank < world_size:
         raise InputError(f"rank {rank} is not one of the {world_size} processes (0..{world_size - 1})")
     autoencoder = Autoencoder.from_pretrained(vae).to(device)
@@ -93,12 +107,12 @@ def prepare(images_dirs, out, vae, size: int = 256, scale: int = 2, upsampling: 
     vae = str(Path(vae).resolve()) if Path(vae).is_dir() else str(vae)  # hub ids stay as they are
     settings = dict(vae=vae, size=size, scale=scale, upsampling=upsampling, crops_per_image=crops_per_image,
                     images_per_shard=images_per_shard, seed=seed, images_dirs=images_dirs,
-                    degradation=degradation, holdout_every=holdout_every)
+                    degradation=degradation, holdout_every=holdout_every, cascade=cascade)
     manifest = {**settings, "latent_channels": autoencoder.latent_channels, "downsample_factor": f,
                 "shards": [], "skipped": [], "count": 0}
     name = rank_manifest(rank, world_size)
     if (out / name).exists():
-        old = {"degradation": "none", "holdout_every": 0, **json.loads((out / name).read_text())}  # older lack them
+        old = {"degradation": "none", "holdout_every": 0, "cascade": 1, **json.loads((out / name).read_text())}  # older lack them
         if {k: old.get(k) for k in settings} != settings:
             raise InputError(f"{out} holds shards made with other settings; choose another --out")
         manifest = old
@@ -115,13 +129,14 @@ def prepare(images_dirs, out, vae, size: int = 256, scale: int = 2, upsampling: 
         crops = []
         for path in groups[k]:
             try:
-                crops += list(random_crops(load_image(path), size, crops_per_image, rng))
+                crops += list(random_crops(load_image(path), size * cascade, crops_per_image, rng))
             except ImageError as e:
                 manifest["skipped"].append(str(e))
                 tqdm.write(f"skipped {e}")
             bar.update(1)
         if crops:
-            lows = low_res_crops(crops, scale, degradation, seed, k)
+            lows = low_res_crops(crops, scale * cascade, degradation, seed, k)
+            crops = cascade_targets(crops, cascade)
             parts = [encode_pairs(crops[i:i + batch_size], autoencoder, scale, upsampling, lows[i:i + batch_size])
                      for i in range(0, len(crops), batch_size)]
             tensors = {key: torch.cat([p[key] for p in parts]).contiguous() for key in parts[0]}

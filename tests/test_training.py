@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fmboost.data.files import sha256
+from fmboost.data.files import WEIGHTS_NAME as WEIGHTS, sha256
 from fmboost.training.prepare import load_shards, prepare, reupsample
 from fmboost.training.config import TrainConfig
 from fmboost.training.train import TrainingDiverged, train
@@ -175,6 +175,28 @@ def test_fine_tuning_starts_from_the_init_models_weights(tmp_path, shards_dir):
     assert "init_sha256" not in json.loads((first / "training.json").read_text())  # a fresh run has no init
     with pytest.raises(FileNotFoundError, match="not a model folder"):
         train(config(shards_dir, tmp_path / "c", init=str(tmp_path)))
+
+
+def test_a_chain_of_fine_tunes_names_every_round(tmp_path, shards_dir, tiny_vae_dir, photos_dir, monkeypatch):
+    """`real`'s two rounds (recipes/real/make_real.sh): plain pairs from the default's flow, then pairs for the first
+    pass of ×4 (`prepare --cascade 2`) from round 1's: the last record holds the first's, and `fmboost info` names
+    both rounds without round 1's folder."""
+    import fmboost.cli.info as info_module
+
+    base = train(config(shards_dir, tmp_path / "base", max_steps=1))
+    one = train(config(shards_dir, tmp_path / "one", max_steps=2, init=str(base)))
+    prepare(photos_dir, tmp_path / "x4", tiny_vae_dir, size=32, crops_per_image=2, cascade=2)
+    two = train(config(tmp_path / "x4", tmp_path / "two", max_steps=3, init=str(one)))
+    first_record = json.loads((one / "training.json").read_text())
+    assert "init_record" not in first_record  # round 1 started from a fresh flow's folder: nothing before it
+    made = json.loads((two / "training.json").read_text())
+    assert made["data"]["cascade"] == 2 and made["init_sha256"] == sha256(one / "cfm" / WEIGHTS)
+    assert made["init_record"] == {k: first_record[k] for k in ("steps", "data", "init_sha256")}
+    monkeypatch.setattr(info_module, "EMBEDDED_MODELS", {"base": base})
+    said = "fine-tuned 2 steps from the embedded `base`'s flow, then 3 steps on pairs for the first pass of ×4"
+    assert info(two) == said
+    shutil.rmtree(one)
+    assert info(two) == said
 
 
 def test_a_flow_trained_through_a_fine_tuned_decoder_says_the_decoder_fits_it(tmp_path, shards_dir, capsys):

@@ -58,20 +58,49 @@ def describe_folder(source) -> dict | None:
             "one_step": one_step_of(cfm), "fine_tuned_from": fine_tuned_from(folder)}
 
 
+def first_pass_of(made: dict) -> int | None:
+    """The factor whose first pass a run's pairs trained (`fmboost prepare --cascade`), None for plain pairs."""
+    data = made.get("data") or {}
+    return data.get("scale", 2) * data["cascade"] if data.get("cascade", 1) > 1 else None
+
+
 def fine_tuned_from(folder: Path) -> dict | None:
     """A flow fine-tuned from another model's (training.json's init_sha256, training/train.py): its steps, its init,
-    and whether that init (or an embedded model) still holds the flow it started from."""
+    whether that init (or an embedded model) still holds the flow it started from, and the earlier rounds when the
+    init was itself a fine-tune (init_record: `earlier`, oldest first, and the embedded model the first started
+    from)."""
     made = read_json(folder / "training.json") or {}
     if not made.get("init_sha256"):
         return None
     init = (made.get("config") or {}).get("init")
-    holds = lambda where: (where / WEIGHTS_NAME).is_file() and sha256(where / WEIGHTS_NAME) == made["init_sha256"]
-    embedded = [name for name, other in EMBEDDED_MODELS.items() if holds(other / "cfm")]
+    holds = lambda where, digest: (where / WEIGHTS_NAME).is_file() and sha256(where / WEIGHTS_NAME) == digest
+    embedded = lambda digest: next((n for n, other in EMBEDDED_MODELS.items() if holds(other / "cfm", digest)), None)
     where = Path(str(init)) if init else None
     if where is not None and (where / "cfm").is_dir():
         where = where / "cfm"
-    return {"steps": made.get("steps"), "init": init, "embedded": embedded[0] if embedded else None,
-            "init_unchanged": bool(where and holds(where))}
+    rounds, record = [], made.get("init_record")
+    while record:
+        rounds.insert(0, {"steps": record.get("steps"), "first_pass_of": first_pass_of(record)})
+        first_init, record = record.get("init_sha256"), record.get("init_record")
+    return {"steps": made.get("steps"), "init": init, "embedded": embedded(made["init_sha256"]),
+            "init_unchanged": bool(where and holds(where, made["init_sha256"])),
+            "first_pass_of": first_pass_of(made), "earlier": rounds,
+            "first_from": embedded(first_init) if rounds else None}
+
+
+def fine_tune_rounds(start: dict) -> str:
+    """fine_tuned_from's rounds in words: "600 steps from the embedded `default`'s flow, then 600 steps on pairs
+    for the first pass of ×4"; one round names its init as it is now."""
+    steps = lambda r: f"{r['steps']:,} step{'s' if r['steps'] != 1 else ''}" + (
+        f" on pairs for the first pass of ×{r['first_pass_of']}" if r["first_pass_of"] else "")
+    if start["earlier"]:
+        first = (f"the embedded `{start['first_from']}`'s flow" if start["first_from"] else "a flow not here")
+        rounds = start["earlier"] + [start]
+        return f"{steps(rounds[0])} from {first}, " + ", ".join(f"then {steps(r)}" for r in rounds[1:])
+    source = (f"the embedded `{start['embedded']}`'s flow" if start["embedded"] else
+              f"the flow in {start['init']}" if start["init_unchanged"] else
+              f"the flow {start['init']} held then (it holds another now)")
+    return f"{steps(start)} from {source}"
 
 
 def one_step_of(cfm: Path) -> dict | None:
@@ -162,11 +191,7 @@ def as_text(d: dict) -> str:
         lines.append(f"network      {cfm.get('network', 'a network')}, {cfm['parameters']:,} parameters ({shape})")
         start = d.get("fine_tuned_from")
         if start:
-            source = (f"the embedded `{start['embedded']}`'s flow" if start["embedded"] else
-                      f"the flow in {start['init']}" if start["init_unchanged"] else
-                      f"the flow {start['init']} held then (it holds another now)")
-            lines.append(f"             fine-tuned {start['steps']:,} step{'s' if start['steps'] != 1 else ''} "
-                         f"from {source}")
+            lines.append(f"             fine-tuned {fine_tune_rounds(start)}")
         one = d.get("one_step")
         if one:
             lines.append(f"             fine-tuned for one Euler step from the clean x0: {one['steps']:,} step"

@@ -36,10 +36,10 @@ def export_pipeline(out: Path, ema, manifest: dict, cfg: TrainConfig, step: int)
     pipe = FMBoostPipeline(Autoencoder.from_pretrained(manifest["vae"]), ema, scale=manifest["scale"],
                            upsampling=manifest["upsampling"], **exported_settings(cfg))
     # How the weights were made travels with them: settings, steps reached, data.
-    keys = ("vae", "size", "scale", "upsampling", "degradation", "holdout_every", "count", "images_dirs")
+    keys = ("vae", "size", "scale", "upsampling", "degradation", "cascade", "holdout_every", "count", "images_dirs")
     data = {k: manifest[k] for k in keys if k in manifest}
     made = {"steps": step, "config": cfg.to_dict(), "data": data,
-            **({"init_sha256": manifest["init_sha256"]} if manifest.get("init_sha256") else {})}
+            **{k: manifest[k] for k in ("init_sha256", "init_record") if manifest.get(k)}}
     vae = Path(manifest["vae"])
     if cfg.pixel_weight and (vae / WEIGHTS_NAME).is_file():  # trained through this decoder, so it fits (cli/info.py)
         made["autoencoder_sha256"] = sha256(vae / WEIGHTS_NAME)

@@ -84,6 +84,23 @@ def init_flow(cfg: TrainConfig) -> Path:
     return folder / "cfm" if (folder / "cfm").is_dir() else folder
 
 
+def init_record(cfg: TrainConfig, out: Path) -> dict | None:
+    """How the init's flow was made when it was itself fine-tuned (its training.json's steps, data, init digest and
+    own init_record), for the export's training.json, so a chain of fine-tunes names every round. Kept in
+    OUT/init_record.json when the run starts, as init.sha256 is."""
+    if not cfg.init:
+        return None
+    kept = out / "init_record.json"
+    if not kept.is_file():
+        from fmboost.data.sources import resolve_model
+
+        source = Path(resolve_model(cfg.init)) / "training.json"
+        made = json.loads(source.read_text()) if source.is_file() else {}
+        keys = ("steps", "data", "init_sha256", "init_record")
+        kept.write_text(json.dumps({k: made[k] for k in keys if k in made} if made.get("init_sha256") else {}))
+    return json.loads(kept.read_text()) or None
+
+
 def initial_model(cfg: TrainConfig, latent_channels: int):
     """The preset's fresh U-Net, or, to fine-tune, the CFM weights of an exported model folder."""
     if not cfg.init:
@@ -207,7 +224,7 @@ def train(cfg: TrainConfig, resume: bool | str = False) -> Path:
     torch.manual_seed(cfg.seed)
     model = initial_model(cfg, manifest["latent_channels"])
     if main:  # the flow a fine-tune started from, recorded with the export (export.export_pipeline)
-        manifest = {**manifest, "init_sha256": init_digest(cfg, out)}
+        manifest = {**manifest, "init_sha256": init_digest(cfg, out), "init_record": init_record(cfg, out)}
     # The architecture, on rank 0, that the EMA weights are exported in.
     template = copy.deepcopy(model).requires_grad_(False) if main else None
     if folder:

@@ -3,13 +3,14 @@ Real-ESRGAN x4plus and bicubic, in one run.
 
     PY=$(bash ../shared/tools/peers/setup.sh | tail -1)          # the peers' own venv (not a project dependency)
     OMP_NUM_THREADS=1 python benchmarks/real4.py --data ../shared/data --peers-python "$PY" [--model real]
-        [--steps 1,2,4,8] [--seed 0] [--threads 1] [--max-images N]
+        [--steps 1,2,4,8] [--taus 100,150] [--seed 0] [--threads 1] [--max-images N]
 
 Every photo of BSD68 and Set14, cropped to a multiple of 4, is degraded ×1/4 with the seeded Real-ESRGAN model
 (the images `fmboost degrade HR OUT --scale 4 --seed S` writes: fmboost.evaluation.evaluate.load_pairs with
 degradation="realesrgan"). Methods: bicubic ×4; fmboost's `--model` ×4 as `fmboost upscale --scale 4` runs it (two ×2
 passes, the second by the model's next_model: pipelines/cascade.py; each at its model's own steps: the row `fmboost`,
-which the grid shows and issue 25's bar is checked on), and as `--steps N` runs it for each N of --steps; the peer
+which the grid shows and issue 25's bar is checked on), as `--steps N` runs it for each N of --steps, and as
+`--tau T` runs it for each T of --taus (generated detail for fidelity: what NIQE the setting buys); the peer
 esrgan4 (../shared/tools/peers/upscale.py) in its own process on the same low-res files. Scored as
 benchmarks/peers.py scores: PSNR and SSIM (RGB, 4 px shaved), sharpness, NIQE, colour shift (levels); seconds per
 image, wall clock at --threads, after a warm-up. Writes results/real4/SET.json and the picture grid
@@ -50,10 +51,11 @@ TUNED_ON = ("the cascade (real → next_model) chosen on held-back training phot
             "`real` fine-tuned on degraded crops of train/ + train_hr/; Real-ESRGAN as published")
 
 
-def fmboost_methods(model: str, steps: list[int]) -> tuple[dict, list[str]]:
+def fmboost_methods(model: str, steps: list[int], taus: list[float] = ()) -> tuple[dict, list[str]]:
     """(name → function image → (image, NFE), the model of each of the two passes): bicubic ×4, the model's ×4 as
-    `fmboost upscale --model MODEL --scale 4` runs it (each pass at its model's own steps), and at each step count
-    N, as `--steps N` runs it (N steps every pass)."""
+    `fmboost upscale --model MODEL --scale 4` runs it (each pass at its model's own steps), at each step count
+    N, as `--steps N` runs it (N steps every pass), and at each sampling τ T, as `--tau T` runs it (every pass from
+    x0 noised to T: the detail setting)."""
     from fmboost.data.sources import resolve_model
     from fmboost.pipelines.cascade import Cascade, passes_for
     from fmboost.pipelines.upscale import FMBoostPipeline
@@ -64,6 +66,8 @@ def fmboost_methods(model: str, steps: list[int]) -> tuple[dict, list[str]]:
                OWN_STEPS: lambda im: cascade.upscale(im, passes, dtype=dtype)}  # `fmboost upscale` with no --steps
     for n in steps:
         methods[f"fmboost (--steps {n})"] = lambda im, n=n: cascade.upscale(im, passes, steps=n, dtype=dtype)
+    for t in taus:
+        methods[f"fmboost (--tau {t:g})"] = lambda im, t=t: cascade.upscale(im, passes, tau=t, dtype=dtype)
     return methods, cascade.names(passes)
 
 
@@ -135,6 +139,8 @@ def main(argv=None):
     p.add_argument("--sets", default="bsd68,set14")
     p.add_argument("--model", default="real")
     p.add_argument("--steps", default="1,2,4,8", help="comma-separated step counts (per pass) of the flow")
+    p.add_argument("--taus", default="100,150", help="comma-separated sampling τ values (`--tau`, every pass) to run "
+                                                      "besides the model's own; empty for none")
     p.add_argument("--seed", type=int, default=0, help="seed of the degradations (default 0)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--peers-python", default=str(DEFAULT_PY))
@@ -145,7 +151,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     meta = run_meta(tuned_on=TUNED_ON)
     steps = [int(s) for s in args.steps.split(",")]
-    methods, passes = fmboost_methods(args.model, steps)
+    taus = [float(t) for t in args.taus.split(",") if t.strip()]
+    methods, passes = fmboost_methods(args.model, steps, taus)
     grid_rows = []
     for name in args.sets.split(","):
         pairs = load_pairs(Path(args.data) / SETS[name], SCALE, max_images=args.max_images,

@@ -526,19 +526,29 @@ def serve_load(results: Path) -> str:
 
 
 def real_model(results: Path) -> str:
-    """How the embedded `real` model was made, from the training.json that travels with its weights."""
+    """How the embedded `real` model was made, from the training.json that travels with its weights: one round, or
+    a first round of ×2 pairs and a second of pairs for ×4's first pass (its init_record holds the first)."""
     path = results.parent / "fmboost" / "weights" / "real" / "training.json"
     made = json.loads(path.read_text())
-    cfg, data = made["config"], made["data"]
+    first = made.get("init_record") or made
+    cfg, data = made["config"], first["data"]
     sampled = "the clean x0" if cfg.get("sample_tau") == 0 else f"τ = {cfg.get('sample_tau', cfg['tau'])}"
+    second = ""
+    if first is not made:
+        pairs = made["data"]
+        second = (f" Then {made['steps']:,} more steps from that flow on pairs for the first pass of "
+                  f"×{pairs['scale'] * pairs.get('cascade', 1)} (`--cascade {pairs.get('cascade', 1)}`: "
+                  f"{pairs['count']:,} crops of {pairs['size'] * pairs.get('cascade', 1)} px degraded to 1/"
+                  f"{pairs['scale'] * pairs.get('cascade', 1)}, the target their clean ↓{pairs.get('cascade', 1)}), so "
+                  "that `--scale 4` hands its second pass a clean image.")
     return (
         "`fmboost upscale photo.jpg --model real` is the embedded default's flow fine-tuned on Real-ESRGAN-style "
         "degradations (`recipes/real/make_real.sh`): `fmboost prepare --degradation "
         f"{data.get('degradation', 'realesrgan')}` of the same photos ({data['count']:,} pairs of {data['size']} px "
         "crops; the low-res crop is blurred, resized, noised and JPEG-compressed twice, the target is the clean "
-        f"crop's latent), then {made['steps']:,} steps (τ = {cfg['tau']}, sampled from {sampled}, colour fix "
-        f"`{cfg.get('color_fix', 'none')}`) from the default's weights, on the default's autoencoder. Its figures "
-        "on seeded degraded versions of BSD68 and Set14 are in [`docs/results.md`](docs/results.md)."
+        f"crop's latent), then {first['steps']:,} steps (τ = {cfg['tau']}, sampled from {sampled}, colour fix "
+        f"`{cfg.get('color_fix', 'none')}`) from the default's weights, on the default's autoencoder.{second} Its "
+        "figures on seeded degraded versions of BSD68 and Set14 are in [`docs/results.md`](docs/results.md)."
         + cascade_line(json.loads((path.parent / "fmboost.json").read_text()).get("next_model")))
 
 

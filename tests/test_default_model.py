@@ -30,8 +30,9 @@ def test_the_docs_record_of_the_one_step_fine_tune_is_the_shipped_one():
 
 
 def test_the_real_model_is_fine_tuned_from_the_shipped_default():
-    """`real` starts from the default's flow (recipes/real/cfm.yaml's init) and shares its autoencoder: retrain it
-    (recipes/real/make_real.sh) whenever the default's flow or decoder changes."""
+    """`real`'s first round starts from the default's flow (recipes/real/cfm.yaml's init), its second from the first
+    (cfm_x4.yaml), and it shares the default's autoencoder: retrain it (recipes/real/make_real.sh) whenever the
+    default's flow or decoder changes."""
     import json
 
     from fmboost import EMBEDDED_MODELS
@@ -39,7 +40,10 @@ def test_the_real_model_is_fine_tuned_from_the_shipped_default():
 
     real, weights = EMBEDDED_MODELS["real"], "diffusion_pytorch_model.safetensors"
     made = json.loads((real / "training.json").read_text())
-    assert made.get("init_sha256") == sha256(DEFAULT_MODEL / "cfm" / weights)
+    assert made["data"].get("cascade") == 2 and made["config"]["init"] == "fmboost/weights/real"
+    first = made["init_record"]
+    assert first["data"].get("cascade", 1) == 1 and "init_record" not in first
+    assert first["init_sha256"] == sha256(DEFAULT_MODEL / "cfm" / weights)
     assert sha256(real / "autoencoder" / weights) == sha256(DEFAULT_MODEL / "autoencoder" / weights)
 
 

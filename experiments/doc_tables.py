@@ -955,7 +955,10 @@ def real4_verdicts(data: dict) -> list[str]:
                    fm["niqe"] <= peer["niqe"] + 0.5 and fm["niqe"] < bic["niqe"]),
                   ("colour shift ≤ 1 level", fm["colour_shift"] <= 1),
                   ("time ≤ Real-ESRGAN's", fm["seconds"] <= peer["seconds"])]
-        said = "; ".join(f"{what}: {'yes' if ok else 'no'}" for what, ok in checks)
+        # bicubic only resizes the degraded photo: its shift is what the degradations themselves put in
+        why = {"colour shift ≤ 1 level": f" (bicubic, which only resizes the degraded photo: "
+                                         f"{bic['colour_shift']:.2f})"}
+        said = "; ".join(f"{what}: {'yes' if ok else 'no' + why.get(what, '')}" for what, ok in checks)
         notes.append(f"{SET_NAMES[s]}, `{fm['method']}` against `{PEER4}` and bicubic: {said}.")
     return notes
 

@@ -190,6 +190,7 @@ def test_the_x4_section_renders_every_number_from_the_raw_files_and_says_each_cr
     bsd, set14 = [line for line in text.splitlines() if line.startswith("- ")]
     assert ": no" not in bsd and bsd.count(": yes") == 5
     assert set14.count(": no") == 4 and "SSIM above both: yes" in set14
+    assert "colour shift ≤ 1 level: no (bicubic, which only resizes the degraded photo: 0.20)" in set14
     nfe = doc_tables.real4_nfe(tmp_path)
     assert "| BSD68 | 16 | 20.30 |" in nfe and "esrgan4" not in nfe
     assert "real4_grid.png" in doc_tables.real4_grid(tmp_path)

@@ -895,7 +895,22 @@ def real4_cascade(results: Path) -> str:
         f"model's own steps ({steps}); RGB, {data['scale']} border pixels shaved. Raw: `results/real4/cascade.json`.",
         "", table(["×4 as", "PSNR (dB)", "SSIM", "NIQE ↓", "sharpness", "colour shift", "s / image"], rows), "",
         f"Chosen: `{choice['method']}` (the highest PSNR; second passes within {CASCADE_TIE_DB} dB of it are a tie "
-        f"on these few photos and go by NIQE). " + shipped_cascade(results, choice["method"].split(" → ")[1])])
+        f"on these few photos and go by NIQE). " + shipped_cascade(results, choice["method"].split(" → ")[1])
+        + compared(data["results"], choice)])
+
+
+def compared(rows: list[dict], choice: dict) -> str:
+    """The rows of `cascade.py --compare` (other models' own ×4) against the chosen cascade, by the same rule."""
+    others = [r for r in rows if r.get("model")]
+    if not others:
+        return ""
+    said = []
+    for r in others:
+        gap = r["psnr"] - choice["psnr"]
+        verdict = ("a tie in PSNR" if abs(gap) < CASCADE_TIE_DB else "better" if gap > 0 else "worse")
+        said.append(f"`{r['method']}` (`--model {r['model']} --scale 4`): {gap:+.2f} dB PSNR, "
+                    f"{r['ssim'] - choice['ssim']:+.4f} SSIM, {r['niqe'] - choice['niqe']:+.2f} NIQE, {verdict}")
+    return f"\n\nAgainst `{choice['method']}`: " + "; ".join(said) + "."
 
 
 def shipped_cascade(results: Path, chosen: str) -> str:

@@ -202,3 +202,23 @@ def test_info_says_what_runs_the_later_passes(chain, tiny_model_dir, capsys):
     assert "passes after the first by ../second (its next_model)" in capsys.readouterr().out
     assert main(["info", str(tiny_model_dir)]) == 0
     assert "passes after the first by this model again" in capsys.readouterr().out
+
+
+def test_the_second_pass_is_chosen_by_psnr_then_niqe_and_other_models_are_compared_with_it():
+    """recipes/real/cascade.py's rule (doc_tables.cascade_choice) and its --compare rows, which are never candidates."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    import doc_tables
+
+    row = lambda method, psnr, niqe, **kw: {"method": method, "psnr": psnr, "ssim": 0.5, "niqe": niqe, **kw}
+    rows = [row("bicubic ×4", 21.0, 9.0), row("real → real", 20.4, 11.0), row("real → default", 20.61, 10.6),
+            row("real → bicubic", 20.60, 10.7), row("one ×4 model", 20.9, 12.0, model="runs/x4")]
+    choice = doc_tables.cascade_choice(rows)
+    assert choice["method"] == "real → default"  # bicubic ×4 and the --compare row are not second passes
+    text = doc_tables.compared(rows, choice)
+    assert "`one ×4 model` (`--model runs/x4 --scale 4`): +0.29 dB PSNR" in text and "better" in text
+    rows[-1]["psnr"] = 20.55
+    assert "a tie in PSNR" in doc_tables.compared(rows, choice)
+    assert doc_tables.compared(rows[:-1], choice) == ""

@@ -2,6 +2,7 @@
 training photos, never on BSD68/Set14.
 
     OMP_NUM_THREADS=1 python recipes/real/cascade.py [--data ../shared/data] [--max-images N] [--crop 384]
+        [--compare "LABEL=MODEL" ...]
 
 Each held-back photo of train/ (every 10th: the photos `make_real.sh` never trains on) is centre-cropped and
 degraded ×1/4 (seeded Real-ESRGAN model, as `fmboost degrade --scale 4`). `real` runs the first ×2 pass; the second is
@@ -10,6 +11,10 @@ for reference. Each pass at its model's own step count. Scored like benchmarks/r
 NIQE; sharpness; colour shift). Writes results/real4/cascade.json. The rule (experiments/doc_tables.py
 cascade_choice): the highest PSNR, except that candidates within 0.1 dB of it (a tie on a few photos) are ranked by
 NIQE. The winner is `next_model:` in recipes/real/cfm.yaml, which the exported fmboost.json carries.
+
+--compare LABEL=MODEL adds a row for another model folder's ×4 as `fmboost upscale --model MODEL --scale 4` runs it
+(a ×4 model in one pass; a ×2 model through its own next_model): recipes/real/design/x4_one_pass.sh compares a ×4
+model and `real`'s first round with the cascade this way. Those rows are not second-pass candidates.
 """
 from __future__ import annotations
 
@@ -48,6 +53,15 @@ def second_pass(name: str, pipes: dict):
     return lambda im: pipes[name].upscale(im)[0]
 
 
+def own_x4(folder: str):
+    """A model folder's ×4 as `fmboost upscale --model FOLDER --scale 4` runs it (pipelines/cascade.py)."""
+    from fmboost.pipelines.cascade import Cascade, passes_for
+
+    cascade = Cascade(FMBoostPipeline.from_pretrained(folder), folder, "cpu")
+    passes = passes_for(SCALE, cascade.config.scale)
+    return lambda im: cascade.upscale(im, passes)[0]
+
+
 def measure(label: str, upscale, pairs: list, active, nets) -> dict:
     """benchmarks/peers.py's row (PSNR, SSIM, sharpness, NIQE, colour shift, seconds) of one way to ×4."""
     outs, seconds = timed(upscale, pairs)
@@ -61,6 +75,8 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-images", type=int)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--compare", action="append", default=[], metavar="LABEL=MODEL",
+                   help="also a model folder's own ×4 (`--model MODEL --scale 4`), in a row named LABEL")
     p.add_argument("--out", default=str(ROOT / "results" / "real4" / "cascade.json"))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -73,6 +89,8 @@ def main():
         after = second_pass(second, pipes)
         rows.append(measure(f"real → {second}", lambda im, after=after: after(pipes["real"].upscale(im)[0]),
                             pairs, active, nets))
+    for label, folder in (c.split("=", 1) for c in args.compare):
+        rows.append({**measure(label, own_x4(folder), pairs, active, nets), "model": folder})
     write_json(args.out, {"meta": meta, "photos": f"held-back train/ (every 10th), centre {args.crop} px",
                           "scale": SCALE, "degradation": {"name": "realesrgan", "seed": args.seed},
                           "images": [q["name"] for q in pairs], "threads": args.threads,

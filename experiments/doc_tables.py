@@ -907,7 +907,9 @@ def compared(rows: list[dict], choice: dict) -> str:
     said = []
     for r in others:
         gap = r["psnr"] - choice["psnr"]
-        verdict = ("a tie in PSNR" if abs(gap) < CASCADE_TIE_DB else "better" if gap > 0 else "worse")
+        by_niqe = "better" if r["niqe"] < choice["niqe"] else "worse"
+        verdict = (f"a tie in PSNR, {by_niqe} by NIQE" if abs(gap) < CASCADE_TIE_DB else
+                   "better" if gap > 0 else "worse")
         said.append(f"`{r['method']}` (`--model {r['model']} --scale 4`): {gap:+.2f} dB PSNR, "
                     f"{r['ssim'] - choice['ssim']:+.4f} SSIM, {r['niqe'] - choice['niqe']:+.2f} NIQE, {verdict}")
     return f"\n\nAgainst `{choice['method']}`: " + "; ".join(said) + "."

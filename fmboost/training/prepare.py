@@ -2,9 +2,9 @@
 
 For each crop of `size` px: x1 = E(crop), z_lr = E(bicubic↓s(crop)), x_cond = upsample(z_lr); with
 `degradation="realesrgan"`, z_lr encodes Real-ESRGAN's degraded ↓s(crop) instead. With `cascade=c` the pairs train
-the first ×s pass of a ×(s·c) cascade (`fmboost upscale --scale 4` of a ×2 model): each crop is taken c times larger,
-its target is its clean bicubic ↓c and its low-res side ↓(s·c) of it, so the model learns to undo the degradations
-that a ×(s·c) input carries and hands a clean image to the next pass. Shards are written atomically
+the first ×s pass of a ×(s·c) cascade (`fmboost upscale --scale 4` of a ×2 model): each crop is taken c times
+larger, its target is its clean bicubic ↓c and its low-res side ↓(s·c) of it, so the model learns to undo the
+degradations that a ×(s·c) input carries and hands a clean image to the next pass. Shards are written atomically
 and recorded in manifest.json, so an interrupted run resumes at the first unfinished shard.
 
 Sharded over processes (rank r of w, e.g. under torchrun or srun), rank r makes shards r, r + w, r + 2w, ... and
@@ -97,7 +97,8 @@ def prepare(images_dirs, out, vae, size: int = 256, scale: int = 2, upsampling: 
     if degradation not in DEGRADATIONS:
         raise InputError(f"degradation {degradation!r}: choose one of {', '.join(DEGRADATIONS)}")
     if cascade < 1:
-        raise InputError(f"cascade {cascade}: give 1 (plain ×{scale} pairs) or the factor of the passes after the first")
+        raise InputError(f"cascade {cascade}: give 1 (plain ×{scale} pairs) or the factor of the passes after "
+                         "the first")
     if not 0 <= rank < world_size:
         raise InputError(f"rank {rank} is not one of the {world_size} processes (0..{world_size - 1})")
     autoencoder = Autoencoder.from_pretrained(vae).to(device)
@@ -112,7 +113,8 @@ def prepare(images_dirs, out, vae, size: int = 256, scale: int = 2, upsampling: 
                 "shards": [], "skipped": [], "count": 0}
     name = rank_manifest(rank, world_size)
     if (out / name).exists():
-        old = {"degradation": "none", "holdout_every": 0, "cascade": 1, **json.loads((out / name).read_text())}  # older lack them
+        older = {"degradation": "none", "holdout_every": 0, "cascade": 1}  # settings older manifests lack
+        old = {**older, **json.loads((out / name).read_text())}
         if {k: old.get(k) for k in settings} != settings:
             raise InputError(f"{out} holds shards made with other settings; choose another --out")
         manifest = old

@@ -13,7 +13,7 @@ cascade_choice): the highest PSNR, except that candidates within 0.1 dB of it (a
 NIQE. The winner is `next_model:` in recipes/real/cfm.yaml, which the exported fmboost.json carries.
 
 --compare LABEL=MODEL adds a row for another model folder's ×4 as `fmboost upscale --model MODEL --scale 4` runs it
-(a ×4 model in one pass; a ×2 model through its own next_model): recipes/real/design/x4_one_pass.sh compares a ×4
+(a ×4 model in one pass; a ×2 model through its own next_model): recipes/real/design/compare_x4.sh compares a ×4
 model and `real`'s first round with the cascade this way. Those rows are not second-pass candidates.
 """
 from __future__ import annotations

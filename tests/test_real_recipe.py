@@ -45,3 +45,25 @@ def test_it_scores_the_held_back_photos_and_writes_the_choice_into_the_model(tmp
     assert made["steps"] == chosen and "results/real/heldback_steps.json" in made["why"]
     assert choose_steps.main(["--data", str(tmp_path / "data"), "--model", str(model), "--photos", "3",
                           "--results", str(results)]) == 2  # too few held-back photos: said, nothing run
+
+
+def test_cascade_compares_another_models_own_x4_as_upscale_runs_it(tmp_path, tiny_model_dir):
+    """recipes/real/cascade.py --compare LABEL=MODEL: a ×2 folder's ×4 is two passes, the second by its own
+    next_model, as `fmboost upscale --model MODEL --scale 4` runs it."""
+    import numpy as np
+
+    from fmboost.data.images import resize_by
+    from fmboost.pipelines.upscale import FMBoostPipeline
+
+    spec = importlib.util.spec_from_file_location("cascade_recipe", RECIPE.parent / "cascade.py")
+    cascade = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cascade)
+    model = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    pipe, image = FMBoostPipeline.from_pretrained(model), random_photo(16, 24, seed=3)
+    out = cascade.own_x4(str(model))(image)
+    assert out.size == (96, 64)
+    assert np.array_equal(np.asarray(out), np.asarray(pipe.upscale(pipe.upscale(image)[0])[0]))
+    settings = json.loads((model / "fmboost.json").read_text())
+    (model / "fmboost.json").write_text(json.dumps({**settings, "next_model": "bicubic"}))
+    then_bicubic = np.asarray(resize_by(pipe.upscale(image)[0], 2, "bicubic"))
+    assert np.array_equal(np.asarray(cascade.own_x4(str(model))(image)), then_bicubic)

@@ -536,11 +536,11 @@ def real_model(results: Path) -> str:
     second = ""
     if first is not made:
         pairs = made["data"]
-        second = (f" Then {made['steps']:,} more steps from that flow on pairs for the first pass of "
-                  f"×{pairs['scale'] * pairs.get('cascade', 1)} (`--cascade {pairs.get('cascade', 1)}`: "
-                  f"{pairs['count']:,} crops of {pairs['size'] * pairs.get('cascade', 1)} px degraded to 1/"
-                  f"{pairs['scale'] * pairs.get('cascade', 1)}, the target their clean ↓{pairs.get('cascade', 1)}), so "
-                  "that `--scale 4` hands its second pass a clean image.")
+        c = pairs.get("cascade", 1)
+        factor = pairs["scale"] * c
+        second = (f" Then {made['steps']:,} more steps from that flow on pairs for the first pass of ×{factor} "
+                  f"(`--cascade {c}`: {pairs['count']:,} crops of {pairs['size'] * c} px degraded to 1/{factor}, the "
+                  f"target their clean ↓{c}), so that `--scale 4` hands its second pass a clean image.")
     return (
         "`fmboost upscale photo.jpg --model real` is the embedded default's flow fine-tuned on Real-ESRGAN-style "
         "degradations (`recipes/real/make_real.sh`): `fmboost prepare --degradation "

@@ -73,19 +73,19 @@ def fine_tuned_from(folder: Path) -> dict | None:
     if not made.get("init_sha256"):
         return None
     init = (made.get("config") or {}).get("init")
-    holds = lambda where, digest: (where / WEIGHTS_NAME).is_file() and sha256(where / WEIGHTS_NAME) == digest
-    embedded = lambda digest: next((n for n, other in EMBEDDED_MODELS.items() if holds(other / "cfm", digest)), None)
+    digest = lambda where: sha256(where / WEIGHTS_NAME) if (where / WEIGHTS_NAME).is_file() else None
+    embedded = {digest(other / "cfm"): name for name, other in EMBEDDED_MODELS.items()}  # each flow hashed once
+    embedded.pop(None, None)
     where = Path(str(init)) if init else None
     if where is not None and (where / "cfm").is_dir():
         where = where / "cfm"
-    rounds, record = [], made.get("init_record")
+    rounds, record, first_init = [], made.get("init_record"), None
     while record:
         rounds.insert(0, {"steps": record.get("steps"), "first_pass_of": first_pass_of(record)})
         first_init, record = record.get("init_sha256"), record.get("init_record")
-    return {"steps": made.get("steps"), "init": init, "embedded": embedded(made["init_sha256"]),
-            "init_unchanged": bool(where and holds(where, made["init_sha256"])),
-            "first_pass_of": first_pass_of(made), "earlier": rounds,
-            "first_from": embedded(first_init) if rounds else None}
+    return {"steps": made.get("steps"), "init": init, "embedded": embedded.get(made["init_sha256"]),
+            "init_unchanged": bool(where and digest(where) == made["init_sha256"]),
+            "first_pass_of": first_pass_of(made), "earlier": rounds, "first_from": embedded.get(first_init)}
 
 
 def fine_tune_rounds(start: dict) -> str:

@@ -76,11 +76,16 @@ def effective_lr(cfg: TrainConfig) -> float:
     return cfg.lr * LR_SCALING[cfg.lr_scaling](cfg.batch_size / cfg.reference_batch)
 
 
-def init_flow(cfg: TrainConfig) -> Path:
-    """The folder of the flow a fine-tune starts from: cfg.init's cfm/ (or cfg.init itself, a bare network)."""
+def init_folder(cfg: TrainConfig) -> Path:
+    """The folder cfg.init names: a model folder (an embedded one for `default`, `real`) or a bare network's."""
     from fmboost.data.sources import resolve_model
 
-    folder = Path(resolve_model(cfg.init))  # `default`, `real`: the embedded models
+    return Path(resolve_model(cfg.init))
+
+
+def init_flow(cfg: TrainConfig) -> Path:
+    """The folder of the flow a fine-tune starts from: cfg.init's cfm/ (or cfg.init itself, a bare network)."""
+    folder = init_folder(cfg)
     return folder / "cfm" if (folder / "cfm").is_dir() else folder
 
 
@@ -92,9 +97,7 @@ def init_record(cfg: TrainConfig, out: Path) -> dict | None:
         return None
     kept = out / "init_record.json"
     if not kept.is_file():
-        from fmboost.data.sources import resolve_model
-
-        source = Path(resolve_model(cfg.init)) / "training.json"
+        source = init_folder(cfg) / "training.json"
         made = json.loads(source.read_text()) if source.is_file() else {}
         keys = ("steps", "data", "init_sha256", "init_record")
         kept.write_text(json.dumps({k: made[k] for k in keys if k in made} if made.get("init_sha256") else {}))

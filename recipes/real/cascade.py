@@ -2,7 +2,7 @@
 training photos, never on BSD68/Set14.
 
     OMP_NUM_THREADS=1 python recipes/real/cascade.py [--data ../shared/data] [--max-images N] [--crop 384]
-        [--compare "LABEL=MODEL" ...]
+        [--compare "LABEL=MODEL" ...] [--taus 50,100,150] [--peers-python PY]
 
 Each held-back photo of train/ (every 10th: the photos `make_real.sh` never trains on) is centre-cropped and
 degraded ×1/4 (seeded Real-ESRGAN model, as `fmboost degrade --scale 4`). `real` runs the first ×2 pass; the second is
@@ -15,11 +15,16 @@ NIQE. The winner is `next_model:` in recipes/real/cfm.yaml, which the exported f
 --compare LABEL=MODEL adds a row for another model folder's ×4 as `fmboost upscale --model MODEL --scale 4` runs it
 (a ×4 model in one pass; a ×2 model through its own next_model): recipes/real/design/compare_x4.sh compares a ×4
 model and `real`'s first round with the cascade this way. Those rows are not second-pass candidates.
+
+--taus adds `real`'s own ×4 at each `--tau T` (generated detail for fidelity), and --peers-python (the peers' venv:
+`bash ../shared/tools/peers/setup.sh`) Real-ESRGAN x4plus on the same low-res files: together the perception–distortion
+frontier of fmboost's ×4 against the peer, on photos the reporting sets never see (docs/real_world_x4.md).
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -27,16 +32,18 @@ import torch
 from fmboost.data.degradations import degrade_named
 from fmboost.data.images import resize_by
 from fmboost.data.photos import held_back_pairs
+from fmboost.data.sources import resolve_model
 from fmboost.evaluation.evaluate import load_metric_nets
 from fmboost.evaluation.provenance import run_meta, write_json
 from fmboost.pipelines.upscale import FMBoostPipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from peers import row, timed  # noqa: E402
+from peers import row, run_peer, timed  # noqa: E402
 SCALE = 4
 SECOND = ("real", "default", "bicubic")  # candidates for the second pass
 METRICS = ("psnr", "ssim", "sharpness", "niqe")
+PEER = "esrgan4"
 
 
 def degraded_pairs(folders: list[str], crop: int, seed: int, max_images: int | None) -> list[dict]:
@@ -53,13 +60,13 @@ def second_pass(name: str, pipes: dict):
     return lambda im: pipes[name].upscale(im)[0]
 
 
-def own_x4(folder: str):
-    """A model folder's ×4 as `fmboost upscale --model FOLDER --scale 4` runs it (pipelines/cascade.py)."""
+def own_x4(folder: str, tau: float | None = None):
+    """A model folder's ×4 as `fmboost upscale --model FOLDER --scale 4 [--tau T]` runs it (pipelines/cascade.py)."""
     from fmboost.pipelines.cascade import Cascade, passes_for
 
     cascade = Cascade(FMBoostPipeline.from_pretrained(folder), folder, "cpu")
     passes = passes_for(SCALE, cascade.config.scale)
-    return lambda im: cascade.upscale(im, passes)[0]
+    return lambda im: cascade.upscale(im, passes, tau=tau)[0]
 
 
 def measure(label: str, upscale, pairs: list, active, nets) -> dict:
@@ -77,6 +84,8 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--compare", action="append", default=[], metavar="LABEL=MODEL",
                    help="also a model folder's own ×4 (`--model MODEL --scale 4`), in a row named LABEL")
+    p.add_argument("--taus", default="", help="comma-separated: also `real`'s ×4 at each --tau T")
+    p.add_argument("--peers-python", help="the peers' venv python: also Real-ESRGAN x4plus (esrgan4)")
     p.add_argument("--out", default=str(ROOT / "results" / "real4" / "cascade.json"))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -91,6 +100,13 @@ def main():
                             pairs, active, nets))
     for label, folder in (c.split("=", 1) for c in args.compare):
         rows.append({**measure(label, own_x4(folder), pairs, active, nets), "model": folder})
+    for tau in (float(t) for t in args.taus.split(",") if t.strip()):
+        rows.append({**measure(f"real at --tau {tau:g}", own_x4(resolve_model("real"), tau), pairs, active, nets),
+                     "tau": tau})
+    if args.peers_python:
+        with tempfile.TemporaryDirectory() as tmp:
+            outs, seconds = run_peer(Path(args.peers_python), PEER, pairs, args.threads, Path(tmp))
+        rows.append({**row(PEER, outs, [q["hr"] for q in pairs], seconds, active, nets, SCALE), "peer": True})
     write_json(args.out, {"meta": meta, "photos": f"held-back train/ (every 10th), centre {args.crop} px",
                           "scale": SCALE, "degradation": {"name": "realesrgan", "seed": args.seed},
                           "images": [q["name"] for q in pairs], "threads": args.threads,

@@ -17,4 +17,5 @@ fmboost train --config recipes/real/design/x4_one_pass.yaml --resume auto
 for t in 200 400; do fmboost train --config recipes/real/design/detail_t$t.yaml --resume auto; done
 OMP_NUM_THREADS=1 python recipes/real/cascade.py --data "$DATA" --max-images 16 \
     --compare "real, first round only=runs/real_round1" --compare "one ×4 model=runs/real_x4/cfm/model" \
-    --compare "round 2 at τ 200=runs/real4_t200/cfm/model" --compare "round 2 at τ 400=runs/real4_t400/cfm/model"
+    --compare "round 2 at τ 200=runs/real4_t200/cfm/model" --compare "round 2 at τ 400=runs/real4_t400/cfm/model" \
+    --taus 50,75,100,125,150,200 ${PEERS_PY:+--peers-python "$PEERS_PY"}

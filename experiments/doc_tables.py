@@ -915,6 +915,78 @@ def compared(rows: list[dict], choice: dict) -> str:
     return f"\n\nAgainst `{choice['method']}`: " + "; ".join(said) + "."
 
 
+NIQE_BAR = 0.5  # issue 25: fmboost's NIQE within this of Real-ESRGAN's, at a PSNR above bicubic's
+
+
+def frontier_rows(data: dict) -> tuple[dict, dict | None, list[dict]]:
+    """(bicubic's row, the peer's row or None, fmboost's ×4 settings: every row but those two)."""
+    rows = data["results"]
+    bicubic = next(r for r in rows if r["method"].startswith("bicubic"))
+    peer = next((r for r in rows if r.get("peer")), None)
+    return bicubic, peer, [r for r in rows if r is not bicubic and r is not peer and " → bicubic" not in r["method"]]
+
+
+def real4_frontier(results: Path) -> str:
+    """How far fmboost's ×4 settings (the cascade, its --tau rows, the compared models) come towards Real-ESRGAN's
+    NIQE while keeping bicubic's PSNR: recipes/real/cascade.py --taus --peers-python."""
+    data = load(results, "real4/cascade.json")
+    bicubic, peer, ours = frontier_rows(data) if data else (None, None, [])
+    taus = sorted((r for r in ours if r.get("tau") is not None), key=lambda r: r["tau"])
+    if peer is None or len(taus) < 2:
+        return pending("real4/cascade.json with --taus rows and the peer",
+                       "PEERS_PY=... bash recipes/real/design/compare_x4.sh (its last command)")
+    goal = peer["niqe"] + NIQE_BAR
+    faithful = [r for r in ours if r["psnr"] >= bicubic["psnr"]]
+    best = min(faithful, key=lambda r: r["niqe"], default=None)
+    near = [r for r in ours if r["niqe"] <= goal]
+    lines = [f"From `results/real4/cascade.json` (above): Real-ESRGAN x4plus on the same {len(data['images'])} "
+             f"held-back photos has PSNR {peer['psnr']:.2f} dB ({peer['psnr'] - bicubic['psnr']:+.2f} from bicubic), "
+             f"SSIM {peer['ssim']:.4f}, NIQE {peer['niqe']:.2f}, colour shift {peer['colour_shift']:.2f}.", ""]
+    if best is not None:
+        lines.append(f"- At or above bicubic's PSNR ({bicubic['psnr']:.2f} dB), fmboost's lowest NIQE is "
+                     f"`{best['method']}`: {best['niqe']:.2f}, {best['niqe'] - peer['niqe']:+.2f} from Real-ESRGAN's "
+                     f"(issue 25's bar: within {NIQE_BAR}).")
+    lines.append(f"- NIQE within {NIQE_BAR} of Real-ESRGAN's ({goal:.2f} or less): " + ("; ".join(
+        f"`{r['method']}` ({r['niqe']:.2f}, {r['psnr'] - bicubic['psnr']:+.2f} dB from bicubic)" for r in near)
+        if near else "none of fmboost's settings measured here") + ".")
+    both = [r for r in ours + [peer] if r["psnr"] >= bicubic["psnr"] and r["niqe"] <= goal]
+    lines.append("- Both halves of the bar (PSNR at or above bicubic's, NIQE within it): " + (
+        ", ".join(f"`{r['method']}`" for r in both) if both else "no row measured here, Real-ESRGAN's included") + ".")
+    lines += ["", "![PSNR against NIQE on held-back photos](real4_frontier.png)"]
+    return "\n".join(lines)
+
+
+def real4_frontier_plot(results: Path, docs: Path) -> None:
+    """docs/real4_frontier.png: PSNR (x) against NIQE (y) of every ×4 row of results/real4/cascade.json, the
+    --tau rows joined by a line, bicubic's PSNR and Real-ESRGAN's NIQE + the bar as guides."""
+    data = load(results, "real4/cascade.json")
+    if data is None or not any(r.get("peer") for r in data["results"]):
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bicubic, peer, ours = frontier_rows(data)
+    taus = sorted((r for r in ours if r.get("tau") is not None), key=lambda r: r["tau"])
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    ax.plot([r["psnr"] for r in taus], [r["niqe"] for r in taus], "-o", ms=4, label="real ×4 at --tau T")
+    for r in [bicubic, peer] + [r for r in ours if r.get("tau") is None]:
+        ax.scatter(r["psnr"], r["niqe"], s=18)
+        ax.annotate(r["method"], (r["psnr"], r["niqe"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    for r in taus:
+        ax.annotate(f"τ {r['tau']:g}", (r["psnr"], r["niqe"]), fontsize=7, xytext=(3, -9), textcoords="offset points")
+    ax.axvline(bicubic["psnr"], color="grey", lw=0.8, ls="--")
+    ax.axhline(peer["niqe"] + NIQE_BAR, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("PSNR (dB) →  (dashed: bicubic's)", fontsize=8)
+    ax.set_ylabel(f"NIQE, lower is better  (dotted: Real-ESRGAN's + {NIQE_BAR})", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(docs / "real4_frontier.png", dpi=80)
+    plt.close(fig)
+
+
 def shipped_cascade(results: Path, chosen: str) -> str:
     """What the embedded `real` runs after its first pass, against the choice measured."""
     config = json.loads((results.parent / "fmboost" / "weights" / "real" / "fmboost.json").read_text())

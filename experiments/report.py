@@ -57,6 +57,7 @@ SECTIONS = [
     ("docs/real_world_x4.md", "real4-grid", doc_tables.real4_grid),
     ("docs/real_world_x4.md", "real4-nfe", doc_tables.real4_nfe),
     ("docs/real_world_x4.md", "real4-cascade", doc_tables.real4_cascade),
+    ("docs/real_world_x4.md", "real4-frontier", doc_tables.real4_frontier),
     ("docs/speed.md", "speed-cpu", doc_tables.speed),
     ("docs/speed.md", "speed-cpu-quick", doc_tables.speed_quick),
     ("docs/speed.md", "speed-families-cpu", doc_tables.speed_families),
@@ -194,6 +195,7 @@ def write(root: Path) -> int:
             print(f"updated {path}")
     ablations.plots(root / "results", root / "docs")
     doc_tables.peers_plot(root / "results", root / "docs")
+    doc_tables.real4_frontier_plot(root / "results", root / "docs")
     return 0
 
 

@@ -222,3 +222,36 @@ def test_the_second_pass_is_chosen_by_psnr_then_niqe_and_other_models_are_compar
     rows[-1]["psnr"] = 20.55
     assert "a tie in PSNR, worse by NIQE" in doc_tables.compared(rows, choice)
     assert doc_tables.compared(rows[:-1], choice) == ""
+
+
+def test_the_frontier_says_how_near_fmboost_comes_to_the_peers_niqe_at_bicubics_psnr(tmp_path):
+    """doc_tables.real4_frontier from cascade.py's --taus and --peers-python rows: the lowest NIQE at or above
+    bicubic's PSNR, the settings within the bar of Real-ESRGAN's NIQE, and the line along --tau."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    import doc_tables
+
+    row = lambda method, psnr, niqe, **kw: {"method": method, "psnr": psnr, "ssim": 0.5, "niqe": niqe,
+                                            "colour_shift": 1.0, **kw}
+    rows = [row("bicubic ×4", 20.5, 10.7), row("real → default", 20.6, 10.6), row("real → bicubic", 20.6, 10.7),
+            row("real at --tau 50", 20.55, 9.0, tau=50.0), row("real at --tau 100", 20.35, 7.0, tau=100.0),
+            row("esrgan4", 20.0, 4.3, peer=True)]
+    (tmp_path / "real4").mkdir()
+    (tmp_path / "real4" / "cascade.json").write_text(json.dumps({"results": rows[:-1], "images": ["a"]}))
+    assert "No raw results yet" in doc_tables.real4_frontier(tmp_path)  # no peer row: nothing to say
+    (tmp_path / "real4" / "cascade.json").write_text(json.dumps({"results": rows, "images": ["a", "b"]}))
+    text = doc_tables.real4_frontier(tmp_path)
+    assert "NIQE 4.30" in text and "-0.50 from bicubic" in text
+    assert "fmboost's lowest NIQE is `real at --tau 50`: 9.00, +4.70 from Real-ESRGAN's" in text
+    assert "NIQE within 0.5 of Real-ESRGAN's (4.80 or less): none of fmboost's settings measured here." in text
+    assert "Both halves of the bar (PSNR at or above bicubic's, NIQE within it): no row measured here" in text
+    rows.append(row("round 2 at τ 400", 19.9, 4.6, model="runs/t400"))
+    (tmp_path / "real4" / "cascade.json").write_text(json.dumps({"results": rows, "images": ["a", "b"]}))
+    assert "(4.80 or less): `round 2 at τ 400` (4.60, -0.60 dB from bicubic)." in doc_tables.real4_frontier(tmp_path)
+    rows[-1]["psnr"] = 20.6
+    (tmp_path / "real4" / "cascade.json").write_text(json.dumps({"results": rows, "images": ["a", "b"]}))
+    assert "NIQE within it): `round 2 at τ 400`." in doc_tables.real4_frontier(tmp_path)
+    doc_tables.real4_frontier_plot(tmp_path, tmp_path)
+    assert Image.open(tmp_path / "real4_frontier.png").size[0] > 100

@@ -910,7 +910,8 @@ def compared(rows: list[dict], choice: dict) -> str:
         by_niqe = "better" if r["niqe"] < choice["niqe"] else "worse"
         verdict = (f"a tie in PSNR, {by_niqe} by NIQE" if abs(gap) < CASCADE_TIE_DB else
                    "better" if gap > 0 else "worse")
-        said.append(f"`{r['method']}` (`--model {r['model']} --scale 4`): {gap:+.2f} dB PSNR, "
+        tau = f" --tau {r['compare_tau']:g}" if r.get("compare_tau") is not None else ""
+        said.append(f"`{r['method']}` (`--model {r['model']} --scale 4{tau}`): {gap:+.2f} dB PSNR, "
                     f"{r['ssim'] - choice['ssim']:+.4f} SSIM, {r['niqe'] - choice['niqe']:+.2f} NIQE, {verdict}")
     return f"\n\nAgainst `{choice['method']}`: " + "; ".join(said) + "."
 

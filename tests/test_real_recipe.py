@@ -66,6 +66,8 @@ def test_cascade_compares_another_models_own_x4_as_upscale_runs_it(tmp_path, tin
     detail = cascade.own_x4(str(model), tau=300)(image)  # --taus: `--tau T` on every pass, as upscale gives it
     assert np.array_equal(np.asarray(detail), np.asarray(pipe.upscale(pipe.upscale(image, tau=300)[0], tau=300)[0]))
     assert not np.array_equal(np.asarray(detail), np.asarray(out))
+    assert cascade.compare_target(f"{model}@300") == (str(model), 300.0)  # --compare LABEL=MODEL@T
+    assert cascade.compare_target("runs/x4") == ("runs/x4", None)
     settings = json.loads((model / "fmboost.json").read_text())
     (model / "fmboost.json").write_text(json.dumps({**settings, "next_model": "bicubic"}))
     then_bicubic = np.asarray(resize_by(pipe.upscale(image)[0], 2, "bicubic"))

@@ -13,7 +13,7 @@ cascade_choice): the highest PSNR, except that candidates within 0.1 dB of it (a
 NIQE. The winner is `next_model:` in recipes/real/cfm.yaml, which the exported fmboost.json carries.
 
 --compare LABEL=MODEL adds a row for another model folder's ×4 as `fmboost upscale --model MODEL --scale 4` runs it
-(a ×4 model in one pass; a ×2 model through its own next_model): recipes/real/design/compare_x4.sh compares a ×4
+(a ×4 model in one pass; a ×2 model through its own next_model; MODEL@T: with `--tau T`): recipes/real/design/compare_x4.sh compares a ×4
 model and `real`'s first round with the cascade this way. Those rows are not second-pass candidates.
 
 --taus adds `real`'s own ×4 at each `--tau T` (generated detail for fidelity), and --peers-python (the peers' venv:
@@ -69,6 +69,12 @@ def own_x4(folder: str, tau: float | None = None):
     return lambda im: cascade.upscale(im, passes, tau=tau)[0]
 
 
+def compare_target(model: str) -> tuple[str, float | None]:
+    """--compare's MODEL, a folder with an optional @T: the folder and the `--tau T` to run it at (None: its own)."""
+    folder, at, tau = model.rpartition("@") if "@" in model else (model, "", "")
+    return folder, float(tau) if at else None
+
+
 def measure(label: str, upscale, pairs: list, active, nets) -> dict:
     """benchmarks/peers.py's row (PSNR, SSIM, sharpness, NIQE, colour shift, seconds) of one way to ×4."""
     outs, seconds = timed(upscale, pairs)
@@ -83,7 +89,8 @@ def main():
     p.add_argument("--max-images", type=int)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--compare", action="append", default=[], metavar="LABEL=MODEL",
-                   help="also a model folder's own ×4 (`--model MODEL --scale 4`), in a row named LABEL")
+                   help="also a model folder's own ×4 (`--model MODEL --scale 4`; MODEL@T: with `--tau T`), in a "
+                        "row named LABEL")
     p.add_argument("--taus", default="", help="comma-separated: also `real`'s ×4 at each --tau T")
     p.add_argument("--peers-python", help="the peers' venv python: also Real-ESRGAN x4plus (esrgan4)")
     p.add_argument("--out", default=str(ROOT / "results" / "real4" / "cascade.json"))
@@ -98,8 +105,10 @@ def main():
         after = second_pass(second, pipes)
         rows.append(measure(f"real → {second}", lambda im, after=after: after(pipes["real"].upscale(im)[0]),
                             pairs, active, nets))
-    for label, folder in (c.split("=", 1) for c in args.compare):
-        rows.append({**measure(label, own_x4(folder), pairs, active, nets), "model": folder})
+    for label, model in (c.split("=", 1) for c in args.compare):
+        folder, tau = compare_target(model)
+        rows.append({**measure(label, own_x4(folder, tau), pairs, active, nets), "model": folder,
+                     **({"compare_tau": tau} if tau is not None else {})})
     for tau in (float(t) for t in args.taus.split(",") if t.strip()):
         rows.append({**measure(f"real at --tau {tau:g}", own_x4(resolve_model("real"), tau), pairs, active, nets),
                      "tau": tau})

@@ -223,7 +223,8 @@ def test_the_second_pass_is_chosen_by_psnr_then_niqe_and_other_models_are_compar
     assert "a tie in PSNR, worse by NIQE" in doc_tables.compared(rows, choice)
     assert doc_tables.compared(rows[:-1], choice) == ""
     rows.append(row("one ×4 model, clean x0", 20.0, 11.0, model="runs/x4", compare_tau=0.0))
-    assert "`one ×4 model, clean x0` (`--model runs/x4 --scale 4 --tau 0`): -0.61 dB" in doc_tables.compared(rows, choice)
+    text = doc_tables.compared(rows, choice)
+    assert "`one ×4 model, clean x0` (`--model runs/x4 --scale 4 --tau 0`): -0.61 dB" in text
 
 
 def test_the_frontier_says_how_near_fmboost_comes_to_the_peers_niqe_at_bicubics_psnr(tmp_path):

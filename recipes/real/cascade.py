@@ -13,12 +13,14 @@ cascade_choice): the highest PSNR, except that candidates within 0.1 dB of it (a
 NIQE. The winner is `next_model:` in recipes/real/cfm.yaml, which the exported fmboost.json carries.
 
 --compare LABEL=MODEL adds a row for another model folder's ×4 as `fmboost upscale --model MODEL --scale 4` runs it
-(a ×4 model in one pass; a ×2 model through its own next_model; MODEL@T: with `--tau T`): recipes/real/design/compare_x4.sh compares a ×4
-model and `real`'s first round with the cascade this way. Those rows are not second-pass candidates.
+(a ×4 model in one pass; a ×2 model through its own next_model; MODEL@T: with `--tau T`):
+recipes/real/design/compare_x4.sh compares a ×4 model and `real`'s first round with the cascade this way. Those rows
+are not second-pass candidates.
 
 --taus adds `real`'s own ×4 at each `--tau T` (generated detail for fidelity), and --peers-python (the peers' venv:
-`bash ../shared/tools/peers/setup.sh`) Real-ESRGAN x4plus on the same low-res files: together the perception–distortion
-frontier of fmboost's ×4 against the peer, on photos the reporting sets never see (docs/real_world_x4.md).
+`bash ../shared/tools/peers/setup.sh`) Real-ESRGAN x4plus on the same low-res files: together the
+perception–distortion frontier of fmboost's ×4 against the peer, on photos the reporting sets never see
+(docs/real_world_x4.md).
 """
 from __future__ import annotations
 
@@ -71,8 +73,13 @@ def own_x4(folder: str, tau: float | None = None):
 
 def compare_target(model: str) -> tuple[str, float | None]:
     """--compare's MODEL, a folder with an optional @T: the folder and the `--tau T` to run it at (None: its own)."""
-    folder, at, tau = model.rpartition("@") if "@" in model else (model, "", "")
-    return folder, float(tau) if at else None
+    folder, at, tau = model.rpartition("@")
+    if not at:
+        return model, None
+    try:
+        return folder, float(tau)
+    except ValueError:
+        raise SystemExit(f"cascade.py: error: --compare …={model}: the τ after @ must be a number") from None
 
 
 def measure(label: str, upscale, pairs: list, active, nets) -> dict:

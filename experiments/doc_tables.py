@@ -869,6 +869,7 @@ PAPER_TABLE5: tuple = ()
 PAPER_TABLE5_CITATION = ("Schusterbauer et al., \"Boosting Latent Diffusion with Flow Matching\", ECCV 2024, "
                          "Table 5")
 CASCADE_TIE_DB = 0.1  # second passes this close in PSNR on a few photos are a tie, ranked by NIQE
+NIQE_BAR = 0.5  # issue 25: fmboost's NIQE within this of Real-ESRGAN's, at a PSNR above bicubic's
 
 
 def cascade_choice(rows: list[dict]) -> dict:
@@ -916,23 +917,21 @@ def compared(rows: list[dict], choice: dict) -> str:
     return f"\n\nAgainst `{choice['method']}`: " + "; ".join(said) + "."
 
 
-NIQE_BAR = 0.5  # issue 25: fmboost's NIQE within this of Real-ESRGAN's, at a PSNR above bicubic's
-
-
-def frontier_rows(data: dict) -> tuple[dict, dict | None, list[dict]]:
-    """(bicubic's row, the peer's row or None, fmboost's ×4 settings: every row but those two)."""
+def frontier_rows(data: dict) -> tuple[dict, dict | None, list[dict], list[dict]]:
+    """(bicubic's row, the peer's row or None, fmboost's ×4 settings: every row but those two, its --tau rows by
+    τ)."""
     rows = data["results"]
     bicubic = next(r for r in rows if r["method"].startswith("bicubic"))
     peer = next((r for r in rows if r.get("peer")), None)
-    return bicubic, peer, [r for r in rows if r is not bicubic and r is not peer and " → bicubic" not in r["method"]]
+    ours = [r for r in rows if r is not bicubic and r is not peer and " → bicubic" not in r["method"]]
+    return bicubic, peer, ours, sorted((r for r in ours if r.get("tau") is not None), key=lambda r: r["tau"])
 
 
 def real4_frontier(results: Path) -> str:
     """How far fmboost's ×4 settings (the cascade, its --tau rows, the compared models) come towards Real-ESRGAN's
     NIQE while keeping bicubic's PSNR: recipes/real/cascade.py --taus --peers-python."""
     data = load(results, "real4/cascade.json")
-    bicubic, peer, ours = frontier_rows(data) if data else (None, None, [])
-    taus = sorted((r for r in ours if r.get("tau") is not None), key=lambda r: r["tau"])
+    bicubic, peer, ours, taus = frontier_rows(data) if data else (None, None, [], [])
     if peer is None or len(taus) < 2:
         return pending("real4/cascade.json with --taus rows and the peer",
                        "PEERS_PY=... bash recipes/real/design/compare_x4.sh (its last command)")
@@ -968,8 +967,7 @@ def real4_frontier_plot(results: Path, docs: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    bicubic, peer, ours = frontier_rows(data)
-    taus = sorted((r for r in ours if r.get("tau") is not None), key=lambda r: r["tau"])
+    bicubic, peer, ours, taus = frontier_rows(data)
     fig, ax = plt.subplots(figsize=(8.0, 5.0))
     ax.plot([r["psnr"] for r in taus], [r["niqe"] for r in taus], "-o", ms=4, label="real ×4 at --tau T")
     shown = [cascade_choice(data["results"])] + [r for r in ours if r.get("model")]  # not the other second passes
@@ -1042,8 +1040,8 @@ def real4_verdicts(data: dict) -> list[str]:
             continue
         checks = [("PSNR above both", fm["psnr"] > max(peer["psnr"], bic["psnr"])),
                   ("SSIM above both", fm["ssim"] > max(peer["ssim"], bic["ssim"])),
-                  ("NIQE within 0.5 of Real-ESRGAN's and below bicubic's",
-                   fm["niqe"] <= peer["niqe"] + 0.5 and fm["niqe"] < bic["niqe"]),
+                  (f"NIQE within {NIQE_BAR} of Real-ESRGAN's and below bicubic's",
+                   fm["niqe"] <= peer["niqe"] + NIQE_BAR and fm["niqe"] < bic["niqe"]),
                   ("colour shift ≤ 1 level", fm["colour_shift"] <= 1),
                   ("time ≤ Real-ESRGAN's", fm["seconds"] <= peer["seconds"])]
         # bicubic only resizes the degraded photo: its shift is what the degradations themselves put in

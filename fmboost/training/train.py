@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
+from fmboost.data.files import write_atomic
 from fmboost.data.stream import pair_batches, read_manifest, seeded
 from fmboost.errors import InputError, MissingError
 from fmboost.flow.objectives import loss_for
@@ -100,7 +101,8 @@ def init_record(cfg: TrainConfig, out: Path) -> dict | None:
         source = init_folder(cfg) / "training.json"
         made = json.loads(source.read_text()) if source.is_file() else {}
         keys = ("steps", "data", "init_sha256", "init_record")
-        kept.write_text(json.dumps({k: made[k] for k in keys if k in made} if made.get("init_sha256") else {}))
+        record = {k: made[k] for k in keys if k in made} if made.get("init_sha256") else {}
+        write_atomic(kept, lambda tmp: tmp.write_text(json.dumps(record)))
     return json.loads(kept.read_text()) or None
 
 
@@ -138,7 +140,7 @@ def init_digest(cfg: TrainConfig, out: Path) -> str | None:
     weights = init_flow(cfg) / WEIGHTS_NAME
     digest = sha256(weights) if weights.is_file() else None
     if digest:
-        kept.write_text(digest + "\n")
+        write_atomic(kept, lambda tmp: tmp.write_text(digest + "\n"))  # a run killed here never keeps half of it
     return digest
 
 
